@@ -1,0 +1,126 @@
+//! Newtype ids. Each id is its own type so that a room id can never be passed where a session id
+//! is expected; on the wire they are plain strings (uuids) or numbers.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, de};
+use uuid::Uuid;
+
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            /// A fresh random id.
+            pub fn new_v4() -> Self {
+                Self(Uuid::new_v4())
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl From<Uuid> for $name {
+            fn from(id: Uuid) -> Self {
+                Self(id)
+            }
+        }
+    };
+}
+
+uuid_id!(
+    /// A video session (`video_sessions.id`).
+    SessionId
+);
+uuid_id!(
+    /// A room inside a session. The main room of a session has the session's own id.
+    RoomId
+);
+uuid_id!(
+    /// A user, as named by the `sub` claim of their access token.
+    UserId
+);
+uuid_id!(
+    /// An organization (tenant), from `app_metadata.organization_id`.
+    OrgId
+);
+uuid_id!(
+    /// A chat message.
+    MessageId
+);
+
+impl From<SessionId> for RoomId {
+    /// The main room of a session shares the session's id.
+    fn from(id: SessionId) -> Self {
+        Self(id.0)
+    }
+}
+
+/// One WebSocket connection, numbered by the server that accepted it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ConnId(pub u64);
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Longest request id or client message id accepted, in bytes.
+pub const MAX_CLIENT_TOKEN_LEN: usize = 64;
+
+macro_rules! client_token {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Checks the length bound that deserialization enforces.
+            pub fn new(value: impl Into<String>) -> Option<Self> {
+                let value = value.into();
+                (!value.is_empty() && value.len() <= MAX_CLIENT_TOKEN_LEN).then_some(Self(value))
+            }
+
+            /// The id as the client wrote it.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let value = String::deserialize(deserializer)?;
+                Self::new(value).ok_or_else(|| {
+                    de::Error::custom(concat!(
+                        stringify!($name),
+                        " must be 1 to 64 bytes"
+                    ))
+                })
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+client_token!(
+    /// Chosen by the client to match a reply (or an error) to the request that caused it.
+    RequestId
+);
+client_token!(
+    /// Chosen by the client per chat message; a retried send with the same id is not a new message.
+    ClientMsgId
+);

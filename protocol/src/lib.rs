@@ -1,0 +1,32 @@
+//! Convene's wire format, version 1.
+//!
+//! This crate is the only place that knows what travels over the socket: the messages a client
+//! sends ([`ClientMessage`]), the messages the server sends ([`ServerMessage`]), the stable error
+//! codes ([`ErrorCode`]), the ids they carry and the claims of the access tokens clients present.
+//! It depends on serde alone, so the server, the load generator and browser tooling can share it.
+//!
+//! Every message is a JSON object whose `type` field names its kind in snake_case. Text becomes a
+//! typed [`ClientMessage`] exactly once, through [`ClientMessage::parse`], which also decides which
+//! error code a malformed frame earns.
+
+mod claims;
+mod client;
+mod error;
+mod ids;
+mod server;
+
+pub use claims::{AppMetadata, Claims, Role, SUPABASE_AUDIENCE};
+pub use client::{
+    AdmitParticipant, ClientMessage, CreateSession, DeleteMessage, DenyParticipant, EditMessage,
+    EndSession, FetchHistory, JoinSession, LeaveSession, ParseError, Ping, RoomCursor,
+    SendMessage, SetLobby, SetStatus, Typing,
+};
+pub use error::ErrorCode;
+pub use ids::{ClientMsgId, ConnId, MessageId, OrgId, RequestId, RoomId, SessionId, UserId};
+pub use server::{
+    ChatMessage, ErrorReply, LobbyEntry, MemberView, PresenceStatus, ResumeOutcome, RoomView,
+    ServerMessage, SessionRole, SessionStatus, SessionType, SessionView,
+};
+
+/// The protocol version this crate describes; the server announces it in `hello`.
+pub const PROTOCOL_VERSION: u32 = 1;

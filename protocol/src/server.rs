@@ -1,0 +1,283 @@
+//! Messages the server sends: replies (which echo the client's `request_id`), events that follow
+//! from other people's actions, and errors.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::claims::Role;
+use crate::ids::{ClientMsgId, ConnId, MessageId, OrgId, RequestId, RoomId, SessionId, UserId};
+use crate::ErrorCode;
+
+/// Everything the server may send, tagged by `type`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// First frame of every connection.
+    Hello {
+        conn_id: ConnId,
+        user_id: UserId,
+        role: Role,
+        protocol_version: u32,
+        /// How often the server pings; a connection that answers nothing for the configured
+        /// timeout is closed.
+        heartbeat_interval_ms: u64,
+    },
+    Pong {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<RequestId>,
+    },
+    /// A request that has no other reply succeeded.
+    Ok {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<RequestId>,
+    },
+    SessionCreated {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<RequestId>,
+        session: SessionView,
+    },
+    /// The caller is in the session: the full presence snapshot, once. Later changes come as diffs.
+    Joined {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<RequestId>,
+        session: SessionView,
+        you: MemberView,
+        members: Vec<MemberView>,
+        rooms: Vec<RoomView>,
+        /// Only for hosts: who waits in the lobby.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        lobby: Vec<LobbyEntry>,
+        /// One entry per room named in the request's `resume`; replayed messages follow as `replay`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        resume: Vec<ResumeOutcome>,
+    },
+    /// The caller waits in the lobby until a host admits or denies them.
+    LobbyWaiting {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<RequestId>,
+        session_id: SessionId,
+    },
+    /// To hosts: someone entered the lobby.
+    LobbyEntered { session_id: SessionId, entry: LobbyEntry },
+    /// To hosts: someone left the lobby (admitted, denied or gone).
+    LobbyLeft { session_id: SessionId, user_id: UserId },
+    /// To the waiting user: a host turned them away.
+    Denied { session_id: SessionId },
+    MemberJoined { session_id: SessionId, member: MemberView },
+    MemberUpdated { session_id: SessionId, member: MemberView },
+    MemberLeft { session_id: SessionId, user_id: UserId },
+    /// The caller left (reply to `leave_session`).
+    Left {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<RequestId>,
+        session_id: SessionId,
+    },
+    SessionEnded { session_id: SessionId, ended_by: UserId },
+    SessionUpdated { session: SessionView },
+    /// A new chat message, delivered to every member of its room in sequence order.
+    Message { message: ChatMessage },
+    /// The sender's acknowledgement: the message is durably stored.
+    MessageAck {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<RequestId>,
+        client_msg_id: ClientMsgId,
+        session_id: SessionId,
+        room_id: RoomId,
+        message_id: MessageId,
+        seq: i64,
+        created_at: DateTime<Utc>,
+    },
+    MessageEdited { message: ChatMessage },
+    MessageDeleted { message: ChatMessage, deleted_by: UserId },
+    /// A page of history, oldest first.
+    History {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<RequestId>,
+        session_id: SessionId,
+        room_id: RoomId,
+        messages: Vec<ChatMessage>,
+        /// Whether more messages lie beyond this page in the direction asked.
+        has_more: bool,
+    },
+    /// Messages a resuming client missed, oldest first, sent before any live message of the room.
+    Replay {
+        session_id: SessionId,
+        room_id: RoomId,
+        messages: Vec<ChatMessage>,
+    },
+    Typing {
+        session_id: SessionId,
+        room_id: RoomId,
+        user_id: UserId,
+        active: bool,
+    },
+    Error(ErrorReply),
+}
+
+/// A failed request. `request_id` names it when the client gave one that could be read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<RequestId>,
+    pub code: ErrorCode,
+    /// For people reading logs; clients should branch on `code`.
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionType {
+    Appointment,
+    Instant,
+    Group,
+}
+
+impl SessionType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Appointment => "appointment",
+            Self::Instant => "instant",
+            Self::Group => "group",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionStatus {
+    Scheduled,
+    Active,
+    Ended,
+}
+
+impl SessionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scheduled => "scheduled",
+            Self::Active => "active",
+            Self::Ended => "ended",
+        }
+    }
+}
+
+/// A member's role within one session (distinct from their application [`Role`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionRole {
+    Host,
+    CoHost,
+    Participant,
+}
+
+impl SessionRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Host => "host",
+            Self::CoHost => "co_host",
+            Self::Participant => "participant",
+        }
+    }
+
+    /// Hosts and co-hosts may admit, end and moderate.
+    pub fn is_host(self) -> bool {
+        matches!(self, Self::Host | Self::CoHost)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceStatus {
+    #[default]
+    Active,
+    Away,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionView {
+    pub id: SessionId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization_id: Option<OrgId>,
+    pub session_type: SessionType,
+    pub status: SessionStatus,
+    pub room_name: String,
+    pub created_by: UserId,
+    pub lobby_enabled: bool,
+    /// The main room's id (equal to the session id).
+    pub main_room_id: RoomId,
+    pub created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended_at: Option<DateTime<Utc>>,
+}
+
+/// One person in a session, however many devices they joined from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberView {
+    pub user_id: UserId,
+    pub session_role: SessionRole,
+    pub role: Role,
+    pub room_id: RoomId,
+    pub devices: u32,
+    pub status: PresenceStatus,
+    pub joined_at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomView {
+    pub room_id: RoomId,
+    pub name: String,
+    /// The sequence number of the room's latest message (0 when it has none).
+    pub last_seq: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LobbyEntry {
+    pub user_id: UserId,
+    pub role: Role,
+    pub since: DateTime<Utc>,
+}
+
+/// Whether a resuming client's gap could be filled.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeOutcome {
+    pub room_id: RoomId,
+    /// `false` means messages were missed that will not be replayed: page `fetch_history` instead.
+    pub recovered: bool,
+    /// How many messages follow in `replay` frames.
+    pub replayed: u32,
+    /// The room's latest sequence number at the moment of joining.
+    pub last_seq: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub id: MessageId,
+    pub session_id: SessionId,
+    pub room_id: RoomId,
+    pub seq: i64,
+    pub sender_id: UserId,
+    /// Empty once deleted.
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+impl ServerMessage {
+    /// An error reply.
+    pub fn error(request_id: Option<RequestId>, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::Error(ErrorReply {
+            request_id,
+            code,
+            message: message.into(),
+        })
+    }
+
+    /// Encodes the message as the JSON text of one frame.
+    pub fn to_json(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(self)
+    }
+}

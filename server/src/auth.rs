@@ -1,0 +1,224 @@
+//! Access tokens: verifying the JWTs clients present, and minting development tokens.
+//!
+//! Tokens follow Supabase Auth: `sub` is the user, `aud` is `authenticated`, the user's role and
+//! organization come from `app_metadata`, which only the backend can set. The algorithm is pinned
+//! (HS256 with the configured secret); `exp` and `nbf` are both checked, so a token whose `alg` is
+//! `none`, or that is expired, not yet valid or signed with another key is refused. Token text is
+//! never logged.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use convene_protocol::{AppMetadata, Claims, OrgId, Role, SUPABASE_AUDIENCE, UserId};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use tracing::info;
+use uuid::Uuid;
+
+/// Clock skew tolerated on `exp` and `nbf`, between the issuer's clock and ours.
+const CLOCK_LEEWAY: Duration = Duration::from_secs(5);
+/// Supabase's database role for signed-in users; `anon` and `service_role` are refused.
+const USER_DB_ROLE: &str = "authenticated";
+/// Where dev mode keeps its generated secret, inside the data directory.
+const DEV_SECRET_FILE: &str = "dev-jwt-secret";
+
+/// Who a verified token speaks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub user_id: UserId,
+    pub role: Role,
+    pub organization_id: Option<OrgId>,
+    /// The token's `exp`, in seconds since the epoch.
+    pub expires_at: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("no access token was presented")]
+    Missing,
+    #[error("the access token is not valid: {0}")]
+    Invalid(#[from] jsonwebtoken::errors::Error),
+    #[error("the token is not a signed-in user's (role {0:?})")]
+    NotAUser(String),
+    #[error("the dev secret could not be read or created at {path}: {source}")]
+    DevSecret {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Verifies access tokens against one pinned algorithm and key.
+#[derive(Clone)]
+pub struct Verifier {
+    key: DecodingKey,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key stays out of debug output.
+        f.debug_struct("Verifier").field("algorithms", &self.validation.algorithms).finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    /// A verifier for HS256 tokens signed with `secret`, optionally requiring an issuer.
+    pub fn hs256(secret: &[u8], issuer: Option<&str>) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_audience(&[SUPABASE_AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "sub", "aud"]);
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.leeway = CLOCK_LEEWAY.as_secs();
+        if let Some(issuer) = issuer {
+            validation.set_issuer(&[issuer]);
+        }
+        Self { key: DecodingKey::from_secret(secret), validation }
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)?.claims;
+        if claims.role != USER_DB_ROLE {
+            return Err(AuthError::NotAUser(claims.role));
+        }
+        Ok(Identity {
+            user_id: UserId(claims.sub),
+            role: claims.app_metadata.role,
+            organization_id: claims.app_metadata.organization_id.map(OrgId),
+            expires_at: claims.exp,
+        })
+    }
+}
+
+/// Signs a token for `sub` with `secret`, valid for `ttl`: what `convene token` prints.
+pub fn mint(
+    secret: &[u8],
+    sub: Uuid,
+    role: Role,
+    organization_id: Option<Uuid>,
+    ttl: Duration,
+) -> Result<String, AuthError> {
+    let now = chrono::Utc::now().timestamp();
+    let ttl = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX);
+    let claims = Claims {
+        sub,
+        role: USER_DB_ROLE.to_owned(),
+        aud: SUPABASE_AUDIENCE.to_owned(),
+        exp: now.saturating_add(ttl),
+        nbf: None,
+        iat: Some(now),
+        iss: None,
+        app_metadata: AppMetadata { role, organization_id },
+    };
+    Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret))?)
+}
+
+/// The development secret in `data_dir`, created on first use. Returns the secret and whether it
+/// was just created.
+pub fn dev_secret(data_dir: &Path) -> Result<(Vec<u8>, bool), AuthError> {
+    let path = data_dir.join(DEV_SECRET_FILE);
+    let io_error = |source| AuthError::DevSecret { path: path.clone(), source };
+    match std::fs::read_to_string(&path) {
+        Ok(secret) => Ok((secret.trim().as_bytes().to_vec(), false)),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(data_dir).map_err(io_error)?;
+            let mut bytes = [0u8; 32];
+            rand::rng().fill_bytes(&mut bytes);
+            let secret: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
+            write_private(&path, &secret).map_err(io_error)?;
+            info!(path = %path.display(), "dev mode: created a random JWT secret");
+            Ok((secret.into_bytes(), true))
+        }
+        Err(err) => Err(io_error(err)),
+    }
+}
+
+/// Writes a file readable by its owner only.
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(path)?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(secret: &[u8], header: Header, claims: serde_json::Value) -> String {
+        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(secret)).expect("encodes")
+    }
+
+    fn claims(exp_offset: i64, nbf_offset: Option<i64>, role: &str, aud: &str) -> serde_json::Value {
+        let now = chrono::Utc::now().timestamp();
+        let mut claims = serde_json::json!({
+            "sub": Uuid::new_v4(), "role": role, "aud": aud, "exp": now + exp_offset,
+            "app_metadata": { "role": "therapist" },
+            "user_metadata": { "role": "admin" },
+        });
+        if let Some(nbf) = nbf_offset {
+            claims["nbf"] = serde_json::json!(now + nbf);
+        }
+        claims
+    }
+
+    #[test]
+    fn accepts_a_supabase_style_token_and_ignores_user_metadata() {
+        let verifier = Verifier::hs256(b"secret", None);
+        let identity = verifier
+            .verify(&token(b"secret", Header::default(), claims(60, None, "authenticated", "authenticated")))
+            .expect("valid");
+        assert_eq!(identity.role, Role::Therapist);
+    }
+
+    #[test]
+    fn refuses_tokens_that_must_not_pass() {
+        let verifier = Verifier::hs256(b"secret", None);
+        let unsigned = {
+            let header = base64_url(br#"{"alg":"none","typ":"JWT"}"#);
+            let body = base64_url(claims(60, None, "authenticated", "authenticated").to_string().as_bytes());
+            format!("{header}.{body}.")
+        };
+        let cases = [
+            ("expired", token(b"secret", Header::default(), claims(-60, None, "authenticated", "authenticated"))),
+            ("not yet valid", token(b"secret", Header::default(), claims(600, Some(300), "authenticated", "authenticated"))),
+            ("wrong key", token(b"other", Header::default(), claims(60, None, "authenticated", "authenticated"))),
+            ("alg none", unsigned),
+            ("wrong algorithm", token(b"secret", Header::new(Algorithm::HS512), claims(60, None, "authenticated", "authenticated"))),
+            ("anon role", token(b"secret", Header::default(), claims(60, None, "anon", "authenticated"))),
+            ("service role", token(b"secret", Header::default(), claims(60, None, "service_role", "authenticated"))),
+            ("wrong audience", token(b"secret", Header::default(), claims(60, None, "authenticated", "someone-else"))),
+            ("garbage", "not.a.token".to_owned()),
+        ];
+        for (name, token) in cases {
+            assert!(verifier.verify(&token).is_err(), "{name} was accepted");
+        }
+    }
+
+    #[test]
+    fn minted_tokens_verify_with_the_same_secret() {
+        let user = Uuid::new_v4();
+        let token = mint(b"s3cret", user, Role::Mentor, None, Duration::from_secs(60)).expect("mints");
+        let identity = Verifier::hs256(b"s3cret", None).verify(&token).expect("verifies");
+        assert_eq!((identity.user_id, identity.role), (UserId(user), Role::Mentor));
+    }
+
+    fn base64_url(bytes: &[u8]) -> String {
+        const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+            for i in 0..=chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,115 @@
+//! Server configuration, as the library sees it. The binary fills it from flags and environment
+//! variables (see `docs/operations.md`); tests build it directly.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything [`crate::run`] needs to know.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where the embedded SQLite database and the dev secret live.
+    pub data_dir: PathBuf,
+    /// `postgres://…` or `sqlite:…`; without it, SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    /// Checked by `/readyz` when set.
+    pub redis_url: Option<String>,
+    /// HS256 secret; without it the server runs in dev mode with a generated one.
+    pub jwt_secret: Option<String>,
+    /// When set, tokens must carry this `iss`.
+    pub jwt_issuer: Option<String>,
+    /// Allowed `Origin` values for WebSocket upgrades; empty allows any (and requests without one).
+    pub allowed_origins: Vec<String>,
+    /// A connection that sends nothing (not even a pong) for this long is closed.
+    pub heartbeat_timeout: Duration,
+    /// Time allowed for a client to send its HTTP request headers, upgrade included.
+    pub handshake_timeout: Duration,
+    /// Largest WebSocket frame or message accepted; larger ones close the connection with 1009.
+    pub max_frame_bytes: usize,
+    pub chat: ChatLimits,
+    /// How long a session with nobody connected stays loaded before it is released.
+    pub session_idle_grace: Duration,
+    /// Instant sessions not started within this time after creation expire.
+    pub instant_session_ttl: Duration,
+    /// How often expired instant sessions are swept.
+    pub sweep_interval: Duration,
+}
+
+/// Limits on room chat.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ChatLimits {
+    /// Largest message body, in bytes.
+    pub max_body_bytes: usize,
+    /// Messages per second a user may send in one session, sustained.
+    pub rate_per_sec: f64,
+    /// Messages a user may send in a burst above the sustained rate.
+    pub burst: u32,
+    /// Messages per room kept in memory for resuming clients; a gap wider than this is reported
+    /// as not recovered.
+    pub resume_window: usize,
+}
+
+impl Default for ChatLimits {
+    fn default() -> Self {
+        Self { max_body_bytes: 4 * 1024, rate_per_sec: 10.0, burst: 20, resume_window: 500 }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            redis_url: None,
+            jwt_secret: None,
+            jwt_issuer: None,
+            allowed_origins: Vec::new(),
+            heartbeat_timeout: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(10),
+            max_frame_bytes: 64 * 1024,
+            chat: ChatLimits::default(),
+            session_idle_grace: Duration::from_secs(60),
+            instant_session_ttl: Duration::from_secs(24 * 60 * 60),
+            sweep_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Config {
+    /// How often the server pings each connection: three pings fit in the timeout, so one lost
+    /// pong does not cost a connection.
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.heartbeat_timeout / 3
+    }
+}
+
+/// Parses durations written as `500ms`, `30s`, `5m`, `1h` or `2d` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration like 30s"))?;
+    let seconds = match unit {
+        "ms" => return Ok(Duration::from_millis(value)),
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?} has an unknown unit (use ms, s, m, h or d)")),
+    };
+    Ok(Duration::from_secs(value.saturating_mul(seconds)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_durations_with_units() {
+        let cases = [("500ms", 500), ("30s", 30_000), ("30", 30_000), ("5m", 300_000), ("1h", 3_600_000)];
+        for (text, millis) in cases {
+            assert_eq!(parse_duration(text), Ok(Duration::from_millis(millis)), "{text}");
+        }
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("3 weeks").is_err());
+    }
+}

@@ -1,0 +1,11 @@
+//! `typing`: an ephemeral indicator, relayed to the room and never stored.
+
+use convene_protocol::Typing;
+
+use super::{ConnCtx, HandlerError};
+use crate::session::Command;
+
+pub async fn handle(ctx: &mut ConnCtx, request: Typing) -> Result<(), HandlerError> {
+    let command = Command::Typing { conn: ctx.conn_id, room: request.room_id, active: request.active };
+    ctx.forward(request.session_id, command).await
+}

@@ -1,0 +1,21 @@
+//! Convene: a realtime coordination server for live video sessions.
+//!
+//! See `ARCHITECTURE.md` at the repository root for the map of these modules and the rules
+//! between them. The entry point is [`run`], which serves on a listener until a cancellation
+//! token fires, so tests start and stop whole servers in-process.
+
+pub mod auth;
+pub mod bus;
+pub mod chat;
+pub mod config;
+pub mod handlers;
+pub mod metrics;
+pub mod outbound;
+pub mod presence;
+pub mod server;
+pub mod session;
+pub mod store;
+pub mod transport;
+
+pub use config::{ChatLimits, Config};
+pub use server::{ServerError, open_store, run};

@@ -1,0 +1,203 @@
+//! The `convene` binary: `serve` (the default), `token` and `migrate`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use convene_protocol::Role;
+use convene_server::config::parse_duration;
+use convene_server::{ChatLimits, Config, auth, open_store, run};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use uuid::Uuid;
+
+#[derive(Parser)]
+#[command(name = "convene", version, about = "Realtime coordination server for live video sessions")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Cmd>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the server (the default).
+    Serve,
+    /// Print an access token signed with the server's secret (the dev secret without one).
+    Token(TokenArgs),
+    /// Apply database migrations and exit.
+    Migrate,
+}
+
+#[derive(Args)]
+struct TokenArgs {
+    /// The user id (`sub`).
+    #[arg(long)]
+    sub: Uuid,
+    /// patient, therapist, mentor, mentee, admin or support.
+    #[arg(long, value_parser = parse_role)]
+    role: Role,
+    /// The organization id (`app_metadata.organization_id`).
+    #[arg(long)]
+    org: Option<Uuid>,
+    /// How long the token is valid, e.g. 30m, 1h, 7d.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    ttl: Duration,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "CONVENE_BIND", default_value = "127.0.0.1:8080", global = true)]
+    bind: String,
+    /// Directory for the embedded database and the dev secret.
+    #[arg(long, env = "CONVENE_DATA_DIR", default_value = "./data", global = true)]
+    data_dir: PathBuf,
+    /// postgres://… or sqlite:…; without it, SQLite in the data directory.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    database_url: Option<String>,
+    /// redis://…; checked by /readyz.
+    #[arg(long, env = "REDIS_URL", global = true)]
+    redis_url: Option<String>,
+    /// HS256 secret for access tokens (Supabase's JWT secret); without it, dev mode.
+    #[arg(long, env = "CONVENE_JWT_SECRET", hide_env_values = true, global = true)]
+    jwt_secret: Option<String>,
+    /// Required `iss` of access tokens.
+    #[arg(long, env = "CONVENE_JWT_ISSUER", global = true)]
+    jwt_issuer: Option<String>,
+    /// Comma-separated allowed Origin values; empty allows any.
+    #[arg(long, env = "CONVENE_ALLOWED_ORIGINS", value_delimiter = ',', global = true)]
+    allowed_origins: Vec<String>,
+    /// Close connections silent for this long.
+    #[arg(long, env = "CONVENE_HEARTBEAT_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
+    heartbeat_timeout: Duration,
+    /// Largest WebSocket frame or message, in bytes.
+    #[arg(long, env = "CONVENE_MAX_FRAME_BYTES", default_value_t = 64 * 1024, global = true)]
+    max_frame_bytes: usize,
+    /// Largest chat message body, in bytes.
+    #[arg(long, env = "CONVENE_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024, global = true)]
+    max_message_bytes: usize,
+    /// Sustained chat messages per second per user and session.
+    #[arg(long, env = "CONVENE_CHAT_RATE", default_value_t = 10.0, global = true)]
+    chat_rate: f64,
+    /// Chat messages a user may send in a burst.
+    #[arg(long, env = "CONVENE_CHAT_BURST", default_value_t = 20, global = true)]
+    chat_burst: u32,
+    /// Messages per room kept for resuming clients.
+    #[arg(long, env = "CONVENE_RESUME_WINDOW", default_value_t = 500, global = true)]
+    resume_window: usize,
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "CONVENE_LOG_JSON", global = true)]
+    log_json: bool,
+}
+
+impl ServeArgs {
+    fn config(&self) -> Config {
+        Config {
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            redis_url: self.redis_url.clone(),
+            jwt_secret: self.jwt_secret.clone(),
+            jwt_issuer: self.jwt_issuer.clone(),
+            allowed_origins: self.allowed_origins.iter().filter(|o| !o.is_empty()).cloned().collect(),
+            heartbeat_timeout: self.heartbeat_timeout,
+            max_frame_bytes: self.max_frame_bytes,
+            chat: ChatLimits {
+                max_body_bytes: self.max_message_bytes,
+                rate_per_sec: self.chat_rate,
+                burst: self.chat_burst,
+                resume_window: self.resume_window,
+            },
+            ..Config::default()
+        }
+    }
+}
+
+fn parse_role(text: &str) -> Result<Role, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned()))
+        .map_err(|_| format!("{text:?} is not one of patient, therapist, mentor, mentee, admin, support"))
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing(cli.serve.log_json);
+    let config = cli.serve.config();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    match cli.command.unwrap_or(Cmd::Serve) {
+        Cmd::Serve => runtime.block_on(serve(&cli.serve.bind, config)),
+        Cmd::Migrate => runtime.block_on(async {
+            open_store(&config).await.context("applying migrations")?;
+            info!("migrations applied");
+            Ok(())
+        }),
+        Cmd::Token(args) => {
+            let secret = convene_server::server::jwt_secret(&config).context("reading the JWT secret")?;
+            let token = auth::mint(&secret, args.sub, args.role, args.org, args.ttl)?;
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{token}");
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn serve(bind: &str, config: Config) -> anyhow::Result<()> {
+    raise_fd_limit();
+    let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("binding {bind}"))?;
+    let shutdown = CancellationToken::new();
+    let signals = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        info!("signal received; shutting down");
+        signals.cancel();
+    });
+    run(listener, config, shutdown).await?;
+    Ok(())
+}
+
+/// Raises the soft open-file limit to the hard limit: every connection is a descriptor.
+fn raise_fd_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => info!(limit, "open file limit"),
+        Err(err) => warn!(error = %err, "could not raise the open file limit"),
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                warn!("could not install signal handlers; only Ctrl-C stops the server");
+                if tokio::signal::ctrl_c().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+fn init_tracing(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("CONVENE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

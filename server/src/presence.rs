@@ -1,0 +1,149 @@
+//! Presence: who is in a session, on how many devices, in which room, with which status.
+//!
+//! A person on two devices is one member with a device count. Each change reports the diff
+//! others must hear (joined, updated or left), so the session never resends the full list.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use convene_protocol::{ConnId, PresenceStatus, Role, RoomId, SessionRole, UserId};
+
+/// One person present in a session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub user_id: UserId,
+    pub session_role: SessionRole,
+    pub role: Role,
+    pub room: RoomId,
+    /// The member's connections; never empty while the member is present.
+    pub conns: Vec<ConnId>,
+    pub status: PresenceStatus,
+    pub joined_at: DateTime<Utc>,
+}
+
+/// What others must be told after a change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Diff {
+    Joined,
+    Updated,
+    Left,
+    Unchanged,
+}
+
+#[derive(Debug, Default)]
+pub struct Presence {
+    members: HashMap<UserId, Member>,
+}
+
+impl Presence {
+    pub fn get(&self, user: UserId) -> Option<&Member> {
+        self.members.get(&user)
+    }
+
+    pub fn members(&self) -> impl Iterator<Item = &Member> {
+        self.members.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Adds a device of `user`, making them a member in `room` if they were not one.
+    pub fn add_device(
+        &mut self,
+        user: UserId,
+        conn: ConnId,
+        session_role: SessionRole,
+        role: Role,
+        room: RoomId,
+        now: DateTime<Utc>,
+    ) -> Diff {
+        match self.members.get_mut(&user) {
+            Some(member) if member.conns.contains(&conn) => Diff::Unchanged,
+            Some(member) => {
+                member.conns.push(conn);
+                Diff::Updated
+            }
+            None => {
+                self.members.insert(
+                    user,
+                    Member {
+                        user_id: user,
+                        session_role,
+                        role,
+                        room,
+                        conns: vec![conn],
+                        status: PresenceStatus::Active,
+                        joined_at: now,
+                    },
+                );
+                Diff::Joined
+            }
+        }
+    }
+
+    /// Removes one device; the member leaves with their last one.
+    pub fn remove_device(&mut self, user: UserId, conn: ConnId) -> Diff {
+        let Some(member) = self.members.get_mut(&user) else { return Diff::Unchanged };
+        let before = member.conns.len();
+        member.conns.retain(|c| *c != conn);
+        if member.conns.is_empty() {
+            self.members.remove(&user);
+            Diff::Left
+        } else if member.conns.len() < before {
+            Diff::Updated
+        } else {
+            Diff::Unchanged
+        }
+    }
+
+    pub fn set_status(&mut self, user: UserId, status: PresenceStatus) -> Diff {
+        match self.members.get_mut(&user) {
+            Some(member) if member.status != status => {
+                member.status = status;
+                Diff::Updated
+            }
+            _ => Diff::Unchanged,
+        }
+    }
+
+    /// Removes everyone, returning who was present.
+    pub fn clear(&mut self) -> Vec<Member> {
+        self.members.drain().map(|(_, member)| member).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    #[test]
+    fn a_second_device_updates_and_the_last_device_leaves() {
+        let mut presence = Presence::default();
+        let user = UserId(Uuid::new_v4());
+        let room = RoomId(Uuid::new_v4());
+        let now = Utc::now();
+        let steps = [
+            (true, ConnId(1), Diff::Joined, 1),
+            (true, ConnId(2), Diff::Updated, 2),
+            (true, ConnId(2), Diff::Unchanged, 2),
+            (false, ConnId(3), Diff::Unchanged, 2),
+            (false, ConnId(1), Diff::Updated, 1),
+            (false, ConnId(2), Diff::Left, 0),
+        ];
+        for (add, conn, expected, devices) in steps {
+            let diff = if add {
+                presence.add_device(user, conn, SessionRole::Participant, Role::Patient, room, now)
+            } else {
+                presence.remove_device(user, conn)
+            };
+            assert_eq!(diff, expected, "{add} {conn:?}");
+            assert_eq!(presence.get(user).map_or(0, |m| m.conns.len()), devices);
+        }
+    }
+}

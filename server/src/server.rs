@@ -1,0 +1,139 @@
+//! Assembling and running the server: [`run`] starts everything on a listener and, when the
+//! shutdown token fires, stops it in dependency order.
+//!
+//! Shutdown order: stop accepting; close every connection with 1012 (each tells its sessions it
+//! left); stop the session actors, which see their in-flight writes through; then let the writer
+//! drain its queue and close the database. Everything acknowledged is on disk when `run` returns.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::auth::{self, AuthError, Verifier};
+use crate::bus::redis::{RedisError, RedisProbe};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::session::{Registry, SessionDeps};
+use crate::store::{Store, StoreError, Writer};
+use crate::transport;
+
+/// What every connection shares.
+#[derive(Debug)]
+pub struct App {
+    pub config: Config,
+    pub verifier: Verifier,
+    pub store: Store,
+    pub registry: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
+    pub redis: Option<RedisProbe>,
+    pub conn_ids: AtomicU64,
+    /// Accepted sockets and WebSocket connections.
+    pub conn_tracker: TaskTracker,
+    /// Fires when the server begins to shut down.
+    pub shutdown: CancellationToken,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+}
+
+/// The HS256 secret from the configuration or, in dev mode, from the data directory.
+pub fn jwt_secret(config: &Config) -> Result<Vec<u8>, AuthError> {
+    match &config.jwt_secret {
+        Some(secret) => Ok(secret.as_bytes().to_vec()),
+        None => {
+            let (secret, _created) = auth::dev_secret(&config.data_dir)?;
+            warn!(data_dir = %config.data_dir.display(), "dev mode: no CONVENE_JWT_SECRET set; using the generated secret in the data directory");
+            Ok(secret)
+        }
+    }
+}
+
+/// Opens the database and applies migrations: what `convene migrate` does.
+pub async fn open_store(config: &Config) -> Result<Store, StoreError> {
+    let store = Store::connect(config.database_url.as_deref(), &config.data_dir).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+/// Serves on `listener` until `shutdown` is cancelled, then shuts down gracefully.
+pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationToken) -> Result<(), ServerError> {
+    let store = open_store(&config).await?;
+    let verifier = Verifier::hs256(&jwt_secret(&config)?, config.jwt_issuer.as_deref());
+    let redis = config.redis_url.as_deref().map(RedisProbe::new).transpose()?;
+    let metrics = Arc::new(Metrics::default());
+
+    let writer_tracker = TaskTracker::new();
+    let writer_shutdown = CancellationToken::new();
+    let writer = Writer::spawn(store.clone(), metrics.clone(), &writer_tracker, writer_shutdown.clone());
+
+    let session_tracker = TaskTracker::new();
+    let session_shutdown = CancellationToken::new();
+    let registry = Registry::new(SessionDeps {
+        store: store.clone(),
+        writer,
+        metrics: metrics.clone(),
+        limits: config.chat,
+        idle_grace: config.session_idle_grace,
+        tracker: session_tracker.clone(),
+        shutdown: session_shutdown.clone(),
+    });
+    session_tracker.spawn(sweep_expired_sessions(store.clone(), config.sweep_interval, session_shutdown.clone()));
+
+    let app = Arc::new(App {
+        config,
+        verifier,
+        store: store.clone(),
+        registry,
+        metrics,
+        redis,
+        conn_ids: AtomicU64::new(1),
+        conn_tracker: TaskTracker::new(),
+        shutdown,
+    });
+    if let Ok(addr) = listener.local_addr() {
+        info!(%addr, backend = ?store.backend(), "convene listening");
+    }
+    transport::serve(listener, app.clone()).await;
+
+    info!("shutting down: closing connections");
+    app.conn_tracker.close();
+    app.conn_tracker.wait().await;
+    info!("stopping sessions");
+    session_shutdown.cancel();
+    session_tracker.close();
+    session_tracker.wait().await;
+    drop(app);
+    info!("flushing writes");
+    writer_shutdown.cancel();
+    writer_tracker.close();
+    writer_tracker.wait().await;
+    store.close().await;
+    info!("stopped");
+    Ok(())
+}
+
+/// Ends instant sessions that expired unstarted, periodically.
+async fn sweep_expired_sessions(store: Store, every: std::time::Duration, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => match store.expire_instant_sessions(chrono::Utc::now()).await {
+                Ok(0) => {}
+                Ok(ended) => info!(ended, "expired unstarted instant sessions"),
+                Err(err) => warn!(error = %err, "expiry sweep failed"),
+            },
+            () = shutdown.cancelled() => break,
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! The session actor: a task that owns one [`SessionState`] and carries out its effects.
+//!
+//! Everything that changes a session passes through its bounded mailbox, so changes are applied
+//! one at a time in arrival order and no lock guards the state. The actor never waits on a
+//! connection (frames are queued with `try_send`) and never waits on the database inside a
+//! command: writes are handed to the store's writer, and their outcomes come back, in submission
+//! order, as commands of their own. Fan-out happens only after commit, so every member sees a
+//! room's messages in sequence order.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use convene_protocol::{ClientMsgId, ConnId, RequestId, RoomId, ServerMessage, SessionId};
+use futures_util::stream::{FuturesOrdered, StreamExt as _};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{Instrument as _, debug, error, info_span, warn};
+
+use super::registry::{Registry, SessionDeps};
+use super::state::{Command, Effect, Now, Persist, SessionState};
+use super::wire::{chat_message, to_wire};
+use crate::auth::Identity;
+use crate::outbound::{ConnLink, Frame};
+use crate::store::{HistoryQuery, WriteFailed, WriteOp};
+
+/// Mail waiting for one session. Commands from all of a session's connections funnel into this
+/// queue; when it is full a connection waits (its own reads pause) until the actor catches up,
+/// which is the back-pressure we want. 1,024 absorbs a burst from every member of a
+/// 1,000-person session without pausing anyone.
+pub const MAILBOX_CAPACITY: usize = 1024;
+
+/// What a session is sent.
+#[derive(Debug)]
+pub enum Mail {
+    /// A connection asks to join; the actor keeps `link` to reach it.
+    Join { link: ConnLink, identity: Identity, request_id: Option<RequestId>, resume: Vec<convene_protocol::RoomCursor> },
+    Command(Command),
+}
+
+/// A handle on a running session actor.
+#[derive(Clone, Debug)]
+pub struct SessionHandle {
+    pub id: SessionId,
+    pub(super) generation: u64,
+    tx: mpsc::Sender<Mail>,
+}
+
+impl SessionHandle {
+    pub(super) fn new(id: SessionId, generation: u64) -> (Self, mpsc::Receiver<Mail>) {
+        let (tx, rx) = mpsc::channel(MAILBOX_CAPACITY);
+        (Self { id, generation, tx }, rx)
+    }
+
+    /// Delivers mail, waiting for room in the mailbox. Gives the mail back if the actor stopped.
+    pub async fn send(&self, mail: Mail) -> Result<(), Mail> {
+        self.tx.send(mail).await.map_err(|err| err.0)
+    }
+}
+
+type PendingWrite = Pin<Box<dyn Future<Output = Command> + Send>>;
+
+pub(super) struct Actor {
+    state: SessionState,
+    links: HashMap<ConnId, ConnLink>,
+    deps: Arc<SessionDeps>,
+    registry: Arc<Registry>,
+    generation: u64,
+    /// Writes under way, whose outcomes come back in submission order.
+    pending: FuturesOrdered<PendingWrite>,
+    /// Commands the actor gives itself (a slow connection's departure, a refused write).
+    followups: VecDeque<Command>,
+    effects: Vec<Effect>,
+    stopping: bool,
+}
+
+impl Actor {
+    pub(super) fn new(state: SessionState, deps: Arc<SessionDeps>, registry: Arc<Registry>, generation: u64) -> Self {
+        Self {
+            state,
+            links: HashMap::new(),
+            deps,
+            registry,
+            generation,
+            pending: FuturesOrdered::new(),
+            followups: VecDeque::new(),
+            effects: Vec::new(),
+            stopping: false,
+        }
+    }
+
+    pub(super) async fn run(mut self, mut mailbox: mpsc::Receiver<Mail>) {
+        let id = self.state.session().id;
+        let span = info_span!("session", session_id = %id);
+        async move {
+            self.deps.metrics.sessions_active.fetch_add(1, Ordering::Relaxed);
+            let idle = tokio::time::sleep(self.deps.idle_grace);
+            tokio::pin!(idle);
+            let mut idle_armed = false;
+            loop {
+                if self.stopping && self.pending.is_empty() {
+                    break;
+                }
+                if self.links.is_empty() && !idle_armed {
+                    idle.as_mut().reset(tokio::time::Instant::now() + self.deps.idle_grace);
+                }
+                idle_armed = self.links.is_empty();
+                tokio::select! {
+                    Some(outcome) = self.pending.next(), if !self.pending.is_empty() => self.handle(outcome),
+                    mail = mailbox.recv(), if !self.stopping => match mail {
+                        Some(mail) => self.receive(mail),
+                        None => break,
+                    },
+                    () = &mut idle, if idle_armed && self.pending.is_empty() && !self.stopping => {
+                        debug!("idle; releasing session");
+                        break;
+                    }
+                    () = self.deps.shutdown.cancelled() => break,
+                }
+            }
+            self.retire(mailbox).await;
+            self.deps.metrics.sessions_active.fetch_sub(1, Ordering::Relaxed);
+        }
+        .instrument(span)
+        .await;
+    }
+
+    /// Leaves the registry, then settles what is left: mail that raced the departure is
+    /// forwarded to the session's next actor, and writes under way are seen through so that
+    /// their senders are acknowledged.
+    async fn retire(&mut self, mut mailbox: mpsc::Receiver<Mail>) {
+        self.registry.retire(self.state.session().id, self.generation);
+        mailbox.close();
+        let shutting_down = self.deps.shutdown.is_cancelled();
+        while let Some(mail) = mailbox.recv().await {
+            match mail {
+                Mail::Join { .. } if !shutting_down && !self.stopping => {
+                    match self.registry.get(self.state.session().id).await {
+                        Ok(next) => {
+                            if next.send(mail).await.is_err() {
+                                warn!("the session's next actor stopped before a forwarded join");
+                            }
+                        }
+                        Err(err) => warn!(error = %err, "could not forward a join to the session's next actor"),
+                    }
+                }
+                Mail::Join { link, request_id, .. } => {
+                    let error = ServerMessage::error(request_id, convene_protocol::ErrorCode::Unavailable, "the session is closing; retry");
+                    link.send(&error);
+                }
+                Mail::Command(command) => self.handle(command),
+            }
+        }
+        while let Some(outcome) = self.pending.next().await {
+            self.handle(outcome);
+        }
+    }
+
+    fn receive(&mut self, mail: Mail) {
+        match mail {
+            Mail::Join { link, identity, request_id, resume } => {
+                let conn = link.conn_id;
+                // The link is kept before the command runs so the reply can reach it; a refused
+                // join leaves it unattached, and it is dropped below.
+                self.links.insert(conn, link);
+                self.handle(Command::Join { conn, identity, request_id, resume });
+                if !self.state.is_attached(conn) {
+                    self.links.remove(&conn);
+                }
+            }
+            Mail::Command(command) => self.handle(command),
+        }
+    }
+
+    fn handle(&mut self, command: Command) {
+        self.followups.push_back(command);
+        while let Some(command) = self.followups.pop_front() {
+            let mut effects = std::mem::take(&mut self.effects);
+            self.state.apply(command, Now::current(), &mut effects);
+            for effect in effects.drain(..) {
+                self.carry_out(effect);
+            }
+            self.effects = effects;
+        }
+    }
+
+    fn carry_out(&mut self, effect: Effect) {
+        match effect {
+            Effect::Send { to, event } => {
+                let message = to_wire(self.state.session().id, event);
+                let Some(frame) = Frame::encode(&message) else { return };
+                let mut sent = 0u64;
+                let mut slow = Vec::new();
+                self.state.for_each_conn(&to, |conn| match self.links.get(&conn) {
+                    Some(link) if link.try_send(frame.clone()) => sent += 1,
+                    Some(_) => slow.push(conn),
+                    None => {}
+                });
+                self.deps.metrics.frames_out.fetch_add(sent, Ordering::Relaxed);
+                if !slow.is_empty() {
+                    self.deps.metrics.slow_disconnects.fetch_add(slow.len() as u64, Ordering::Relaxed);
+                }
+                // A connection closed as slow leaves the session now, not when its task notices.
+                self.followups.extend(slow.into_iter().map(|conn| Command::Disconnect { conn }));
+            }
+            Effect::Persist(persist) => self.persist(persist),
+            Effect::ReadHistory { conn, request_id, room, query, limit } => self.read_history(conn, request_id, room, query, limit),
+            Effect::Detach(conn) => {
+                self.links.remove(&conn);
+            }
+            Effect::Stop => self.stopping = true,
+        }
+    }
+
+    fn persist(&mut self, persist: Persist) {
+        let session_id = self.state.session().id;
+        let op = match persist {
+            Persist::Message(message) => {
+                let (room, sender) = (message.room_id, message.sender_id);
+                let Some(client_msg_id) = ClientMsgId::new(message.client_msg_id.clone()) else { return };
+                let (done, outcome) = oneshot::channel();
+                let posted = move |result| Command::Posted { room, sender, client_msg_id: client_msg_id.clone(), result };
+                match self.deps.writer.try_submit(WriteOp::InsertMessage { message, done }) {
+                    Ok(()) => self.pending.push_back(Box::pin(async move {
+                        posted(outcome.await.unwrap_or(Err(WriteFailed::Unavailable)))
+                    })),
+                    Err(err) => {
+                        warn!(error = %err, "writer refused a message");
+                        self.followups.push_back(posted(Err(WriteFailed::Unavailable)));
+                    }
+                }
+                return;
+            }
+            Persist::Edit { conn, request_id, room, message_id, editor, body, at } => {
+                let (done, outcome) = oneshot::channel();
+                let op = WriteOp::EditMessage { room_id: room, message_id, editor, body, at, done };
+                self.submit_change(op, outcome, conn, request_id, None);
+                return;
+            }
+            Persist::Delete { conn, request_id, room, message_id, by, any_sender, at } => {
+                let (done, outcome) = oneshot::channel();
+                let op = WriteOp::DeleteMessage { room_id: room, message_id, deleted_by: by, any_sender, at, done };
+                self.submit_change(op, outcome, conn, request_id, Some(by));
+                return;
+            }
+            Persist::ParticipantJoined { user, role, at } => WriteOp::ParticipantJoined { session_id, user_id: user, role, at },
+            Persist::ParticipantLeft { user, at } => WriteOp::ParticipantLeft { session_id, user_id: user, at },
+            Persist::SessionStarted { at } => WriteOp::SessionStarted { session_id, at },
+            Persist::SessionEnded { at } => WriteOp::SessionEnded { session_id, at },
+            Persist::LobbyChanged { enabled } => WriteOp::LobbyChanged { session_id, enabled },
+        };
+        // Bookkeeping is not acknowledged to anyone, so it is not worth stalling the session
+        // for; a full queue loses it, loudly.
+        if let Err(err) = self.deps.writer.try_submit(op) {
+            self.deps.metrics.write_failures.fetch_add(1, Ordering::Relaxed);
+            error!(error = %err, "bookkeeping write dropped: the writer's queue is full or closed");
+        }
+    }
+
+    fn submit_change(
+        &mut self,
+        op: WriteOp,
+        outcome: oneshot::Receiver<Result<crate::store::EditOutcome, WriteFailed>>,
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        deleted_by: Option<convene_protocol::UserId>,
+    ) {
+        let changed = move |result| Command::Changed { conn, request_id, deleted_by, result };
+        match self.deps.writer.try_submit(op) {
+            Ok(()) => self.pending.push_back(Box::pin(async move {
+                changed(outcome.await.unwrap_or(Err(WriteFailed::Unavailable)))
+            })),
+            Err(_) => self.followups.push_back(changed(Err(WriteFailed::Unavailable))),
+        }
+    }
+
+    /// Reads a page of history off the actor's task and queues it straight to the connection:
+    /// reads need no ordering with the session's other events beyond what the client asked.
+    fn read_history(&self, conn: ConnId, request_id: Option<RequestId>, room: RoomId, query: HistoryQuery, limit: u32) {
+        let Some(link) = self.links.get(&conn).cloned() else { return };
+        let store = self.deps.store.clone();
+        let session_id = self.state.session().id;
+        self.deps.tracker.spawn(async move {
+            let reply = match store.history(room, query, limit).await {
+                Ok(page) => ServerMessage::History {
+                    request_id,
+                    session_id,
+                    room_id: room,
+                    messages: page.messages.iter().map(chat_message).collect(),
+                    has_more: page.has_more,
+                },
+                Err(err) => {
+                    warn!(error = %err, %room, "history read failed");
+                    ServerMessage::error(request_id, convene_protocol::ErrorCode::Unavailable, "history is unavailable; retry")
+                }
+            };
+            link.send(&reply);
+        });
+    }
+}

@@ -1,0 +1,115 @@
+//! Finds the actor of a session, loading the session and starting its actor on first use.
+//!
+//! The registry only maps ids to handles; it never holds session state. Its lock guards a map
+//! lookup and is never held across an `.await`: concurrent first uses of one session wait on a
+//! per-session cell instead, so a session is loaded once and has at most one actor.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use convene_protocol::{RoomId, SessionId};
+use tokio::sync::OnceCell;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::actor::{Actor, SessionHandle};
+use super::state::{MAIN_ROOM_NAME, SessionState};
+use crate::chat::RoomChat;
+use crate::config::ChatLimits;
+use crate::metrics::Metrics;
+use crate::store::{HistoryQuery, Store, StoreError, Writer};
+
+/// What every session actor needs.
+#[derive(Debug)]
+pub struct SessionDeps {
+    pub store: Store,
+    pub writer: Writer,
+    pub metrics: Arc<Metrics>,
+    pub limits: ChatLimits,
+    /// How long an actor with no connections waits before releasing its session.
+    pub idle_grace: Duration,
+    pub tracker: TaskTracker,
+    pub shutdown: CancellationToken,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("session not found")]
+    NotFound,
+    #[error("the session could not be loaded: {0}")]
+    Store(#[from] StoreError),
+}
+
+type Slot = Arc<OnceCell<SessionHandle>>;
+
+#[derive(Debug)]
+pub struct Registry {
+    slots: Mutex<HashMap<SessionId, Slot>>,
+    deps: Arc<SessionDeps>,
+    generations: AtomicU64,
+}
+
+impl Registry {
+    pub fn new(deps: SessionDeps) -> Arc<Self> {
+        Arc::new(Self { slots: Mutex::new(HashMap::new()), deps: Arc::new(deps), generations: AtomicU64::new(0) })
+    }
+
+    /// The running actor of `id`, started if needed.
+    pub async fn get(self: &Arc<Self>, id: SessionId) -> Result<SessionHandle, RegistryError> {
+        let slot = self.lock().entry(id).or_default().clone();
+        let loaded = slot.get_or_try_init(|| self.start(id)).await.cloned();
+        if loaded.is_err() {
+            // Failures are not cached: the next use tries again.
+            let mut slots = self.lock();
+            if slots.get(&id).is_some_and(|current| Arc::ptr_eq(current, &slot)) {
+                slots.remove(&id);
+            }
+        }
+        loaded
+    }
+
+    /// Called by an actor as it stops, so that later uses start a new one.
+    pub(super) fn retire(&self, id: SessionId, generation: u64) {
+        let mut slots = self.lock();
+        if slots.get(&id).and_then(|slot| slot.get()).is_some_and(|handle| handle.generation == generation) {
+            slots.remove(&id);
+        }
+    }
+
+    /// Loads the session and spawns its actor. The future is boxed with its `Send` bound
+    /// spelled out because an actor may call back into [`Registry::get`] as it retires; without
+    /// the box, the compiler would need each future's type to infer the other's.
+    fn start(self: &Arc<Self>, id: SessionId) -> Pin<Box<dyn Future<Output = Result<SessionHandle, RegistryError>> + Send>> {
+        let registry = self.clone();
+        Box::pin(async move { registry.load_and_spawn(id).await })
+    }
+
+    async fn load_and_spawn(self: Arc<Self>, id: SessionId) -> Result<SessionHandle, RegistryError> {
+        let (session, participants) = self.deps.store.load_session(id).await?.ok_or(RegistryError::NotFound)?;
+        let main_room = RoomId::from(id);
+        let last_seq = self.deps.store.last_seq(main_room).await?;
+        let window = u32::try_from(self.deps.limits.resume_window).unwrap_or(u32::MAX);
+        let recent = if window > 0 {
+            self.deps.store.history(main_room, HistoryQuery::Latest, window).await?.messages
+        } else {
+            Vec::new()
+        };
+        let chat = RoomChat::new(main_room, MAIN_ROOM_NAME.to_owned(), last_seq, recent, self.deps.limits.resume_window);
+        let state = SessionState::new(session, participants, chat, self.deps.limits);
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed);
+        let (handle, mailbox) = SessionHandle::new(id, generation);
+        let actor = Actor::new(state, self.deps.clone(), self.clone(), generation);
+        self.deps.tracker.spawn(actor.run(mailbox));
+        Ok(handle)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Slot>> {
+        // The map stays consistent even if a holder panicked: every critical section is a single
+        // insert, lookup or remove.
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}

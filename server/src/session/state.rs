@@ -1,0 +1,839 @@
+//! The state of one session as a pure state machine: [`SessionState::apply`] takes a
+//! [`Command`] and produces [`Effect`]s (events to deliver, writes to make, history to read).
+//! It does no I/O and never waits, so unit tests drive it directly; the
+//! [actor](super::actor) carries out its effects.
+//!
+//! Invariants it keeps:
+//! - A connection is attached at most once, either waiting in the lobby or admitted.
+//! - An admitted user is a member of exactly one room; presence changes reach others as diffs.
+//! - A chat message is announced to the room and acknowledged only after its commit
+//!   ([`Command::Posted`]); a retried client message id is acknowledged again, never re-posted.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use convene_protocol::{
+    ClientMsgId, ConnId, ErrorCode, MessageId, PresenceStatus, RequestId, Role, RoomCursor,
+    RoomId, SessionRole, SessionStatus, SessionType, UserId,
+};
+
+use crate::auth::Identity;
+use crate::chat::{Gap, Known, RateLimiter, RoomChat, Waiter};
+use crate::config::ChatLimits;
+use crate::presence::{Diff, Member, Presence};
+use crate::store::{
+    EditOutcome, HistoryQuery, InsertOutcome, MessageRecord, NewMessage, ParticipantRecord,
+    SessionRecord, WriteFailed,
+};
+
+/// Replayed messages per `replay` frame, so a long replay never needs one huge frame.
+pub const REPLAY_CHUNK: usize = 100;
+/// Name of every session's main room.
+pub const MAIN_ROOM_NAME: &str = "main";
+
+/// The time, as both clocks: wall time for what is stored and shown, a monotonic instant for
+/// rate limits.
+#[derive(Clone, Copy, Debug)]
+pub struct Now {
+    pub wall: DateTime<Utc>,
+    pub mono: Instant,
+}
+
+impl Now {
+    pub fn current() -> Self {
+        Self { wall: Utc::now(), mono: Instant::now() }
+    }
+}
+
+/// What a session is asked to do, by a connection or by the outcome of its own writes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Command {
+    Join { conn: ConnId, identity: Identity, request_id: Option<RequestId>, resume: Vec<RoomCursor> },
+    Leave { conn: ConnId, request_id: Option<RequestId> },
+    Disconnect { conn: ConnId },
+    End { conn: ConnId, request_id: Option<RequestId> },
+    Admit { conn: ConnId, request_id: Option<RequestId>, user: UserId },
+    Deny { conn: ConnId, request_id: Option<RequestId>, user: UserId },
+    SetLobby { conn: ConnId, request_id: Option<RequestId>, enabled: bool },
+    SetStatus { conn: ConnId, request_id: Option<RequestId>, status: PresenceStatus },
+    Post { conn: ConnId, request_id: Option<RequestId>, room: RoomId, client_msg_id: ClientMsgId, body: String },
+    Edit { conn: ConnId, request_id: Option<RequestId>, room: RoomId, message_id: MessageId, body: String },
+    Delete { conn: ConnId, request_id: Option<RequestId>, room: RoomId, message_id: MessageId },
+    Typing { conn: ConnId, room: RoomId, active: bool },
+    FetchHistory { conn: ConnId, request_id: Option<RequestId>, room: RoomId, query: HistoryQuery, limit: u32 },
+    /// The outcome of a [`Persist::Message`].
+    Posted { room: RoomId, sender: UserId, client_msg_id: ClientMsgId, result: Result<InsertOutcome, WriteFailed> },
+    /// The outcome of a [`Persist::Edit`] or [`Persist::Delete`].
+    Changed { conn: ConnId, request_id: Option<RequestId>, deleted_by: Option<UserId>, result: Result<EditOutcome, WriteFailed> },
+}
+
+/// Who receives an event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Audience {
+    Conn(ConnId),
+    Conns(Vec<ConnId>),
+    /// Admitted members in a room.
+    Room(RoomId),
+    RoomExcept(RoomId, UserId),
+    /// Every admitted member.
+    Session,
+    SessionExcept(UserId),
+    /// Admitted hosts and co-hosts.
+    Hosts,
+}
+
+/// A room as the snapshot shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomSummary {
+    pub id: RoomId,
+    pub name: String,
+    pub last_seq: i64,
+}
+
+/// Someone waiting in the lobby, as hosts see them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Waiting {
+    pub user: UserId,
+    pub role: Role,
+    pub since: DateTime<Utc>,
+}
+
+/// Whether a resuming client's gap in one room was filled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resumed {
+    pub room: RoomId,
+    pub recovered: bool,
+    pub replayed: usize,
+    pub last_seq: i64,
+}
+
+/// Everything a member is told on joining.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub session: SessionRecord,
+    pub you: Member,
+    pub members: Vec<Member>,
+    pub rooms: Vec<RoomSummary>,
+    pub lobby: Vec<Waiting>,
+    pub resume: Vec<Resumed>,
+}
+
+/// Something that happened, to be told to an [`Audience`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    Joined { request_id: Option<RequestId>, snapshot: Box<Snapshot> },
+    Replayed { room: RoomId, messages: Vec<MessageRecord> },
+    LobbyWaiting { request_id: Option<RequestId> },
+    LobbyEntered(Waiting),
+    LobbyLeft { user: UserId },
+    Denied,
+    MemberJoined(Member),
+    MemberUpdated(Member),
+    MemberLeft { user: UserId },
+    Left { request_id: Option<RequestId> },
+    SessionEnded { by: UserId },
+    SessionUpdated(Box<SessionRecord>),
+    MessagePosted(MessageRecord),
+    MessageAcked { request_id: Option<RequestId>, client_msg_id: ClientMsgId, message: MessageRecord },
+    MessageEdited(MessageRecord),
+    MessageDeleted { message: MessageRecord, by: UserId },
+    Typed { room: RoomId, user: UserId, active: bool },
+    Succeeded { request_id: Option<RequestId> },
+    Failed { request_id: Option<RequestId>, error: SessionError },
+}
+
+/// A write the session needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Persist {
+    Message(NewMessage),
+    Edit { conn: ConnId, request_id: Option<RequestId>, room: RoomId, message_id: MessageId, editor: UserId, body: String, at: DateTime<Utc> },
+    Delete { conn: ConnId, request_id: Option<RequestId>, room: RoomId, message_id: MessageId, by: UserId, any_sender: bool, at: DateTime<Utc> },
+    ParticipantJoined { user: UserId, role: SessionRole, at: DateTime<Utc> },
+    ParticipantLeft { user: UserId, at: DateTime<Utc> },
+    SessionStarted { at: DateTime<Utc> },
+    SessionEnded { at: DateTime<Utc> },
+    LobbyChanged { enabled: bool },
+}
+
+/// What the actor must carry out, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    Send { to: Audience, event: Event },
+    Persist(Persist),
+    ReadHistory { conn: ConnId, request_id: Option<RequestId>, room: RoomId, query: HistoryQuery, limit: u32 },
+    /// The connection no longer belongs to the session; forget its link.
+    Detach(ConnId),
+    /// The session is over; stop once pending writes are done.
+    Stop,
+}
+
+/// Why a command was refused. The text is safe to show to the client.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    #[error("session not found")]
+    NotFound,
+    #[error("you are not in this session")]
+    NotMember,
+    #[error("only hosts may do this")]
+    NotHost,
+    #[error("you are not invited to this session")]
+    NotInvited,
+    #[error("the session has ended")]
+    Ended,
+    #[error("this connection already joined the session")]
+    AlreadyJoined,
+    #[error("no such room in this session")]
+    NoSuchRoom,
+    #[error("you are not in that room")]
+    NotInRoom,
+    #[error("no such user in the lobby")]
+    NotWaiting,
+    #[error("no such message")]
+    NoSuchMessage,
+    #[error("only the sender may change this message")]
+    NotSender,
+    #[error("{0}")]
+    Invalid(&'static str),
+    #[error("the message body exceeds {0} bytes")]
+    TooLarge(usize),
+    #[error("you are sending messages too fast")]
+    RateLimited,
+    #[error("the database is unavailable; retry")]
+    Unavailable,
+    #[error("the server could not carry out the request")]
+    Internal,
+}
+
+impl SessionError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::NotFound | Self::NoSuchRoom | Self::NotWaiting | Self::NoSuchMessage => ErrorCode::NotFound,
+            Self::NotMember | Self::NotHost | Self::NotInvited | Self::NotInRoom | Self::NotSender => {
+                ErrorCode::Forbidden
+            }
+            Self::Ended => ErrorCode::Gone,
+            Self::AlreadyJoined => ErrorCode::Conflict,
+            Self::Invalid(_) => ErrorCode::Invalid,
+            Self::TooLarge(_) => ErrorCode::TooLarge,
+            Self::RateLimited => ErrorCode::RateLimited,
+            Self::Unavailable => ErrorCode::Unavailable,
+            Self::Internal => ErrorCode::Internal,
+        }
+    }
+}
+
+impl From<WriteFailed> for SessionError {
+    fn from(failure: WriteFailed) -> Self {
+        match failure {
+            WriteFailed::Unavailable => Self::Unavailable,
+            WriteFailed::Rejected => Self::Internal,
+        }
+    }
+}
+
+/// A user's standing in the session, whether or not they are present.
+#[derive(Clone, Copy, Debug)]
+struct Standing {
+    role: SessionRole,
+    invited: bool,
+    /// Admitted once already: a reconnect does not wait in the lobby again.
+    admitted: bool,
+}
+
+/// A connection attached to the session.
+#[derive(Clone, Copy, Debug)]
+struct Attachment {
+    user: UserId,
+    admitted: bool,
+}
+
+#[derive(Debug)]
+struct LobbyEntry {
+    role: Role,
+    since: DateTime<Utc>,
+    /// The waiting connections and the join request each is owed an answer to.
+    conns: Vec<(ConnId, Option<RequestId>, Vec<RoomCursor>)>,
+}
+
+#[derive(Debug)]
+struct Room {
+    chat: RoomChat,
+    members: HashSet<UserId>,
+}
+
+/// One session's live state.
+#[derive(Debug)]
+pub struct SessionState {
+    session: SessionRecord,
+    standing: HashMap<UserId, Standing>,
+    presence: Presence,
+    conns: HashMap<ConnId, Attachment>,
+    lobby: HashMap<UserId, LobbyEntry>,
+    rooms: HashMap<RoomId, Room>,
+    main_room: RoomId,
+    limits: ChatLimits,
+    rate: HashMap<UserId, RateLimiter>,
+}
+
+impl SessionState {
+    /// A session as loaded from the store, with its main room's chat window.
+    pub fn new(session: SessionRecord, participants: Vec<ParticipantRecord>, main_chat: RoomChat, limits: ChatLimits) -> Self {
+        let standing = participants
+            .into_iter()
+            .map(|p| (p.user_id, Standing { role: p.role, invited: p.invited, admitted: p.joined_at.is_some() }))
+            .collect();
+        let main_room = main_chat.id;
+        let rooms = HashMap::from([(main_room, Room { chat: main_chat, members: HashSet::new() })]);
+        Self {
+            session,
+            standing,
+            presence: Presence::default(),
+            conns: HashMap::new(),
+            lobby: HashMap::new(),
+            rooms,
+            main_room,
+            limits,
+            rate: HashMap::new(),
+        }
+    }
+
+    pub fn session(&self) -> &SessionRecord {
+        &self.session
+    }
+
+    /// Connections that must receive an event sent to `audience`.
+    pub fn for_each_conn(&self, audience: &Audience, mut deliver: impl FnMut(ConnId)) {
+        let mut member_conns = |member: &Member| member.conns.iter().copied().for_each(&mut deliver);
+        match audience {
+            Audience::Conn(conn) => deliver(*conn),
+            Audience::Conns(conns) => conns.iter().copied().for_each(deliver),
+            Audience::Room(room) | Audience::RoomExcept(room, _) => {
+                let except = match audience {
+                    Audience::RoomExcept(_, user) => Some(*user),
+                    _ => None,
+                };
+                if let Some(room) = self.rooms.get(room) {
+                    room.members
+                        .iter()
+                        .filter(|user| Some(**user) != except)
+                        .filter_map(|user| self.presence.get(*user))
+                        .for_each(&mut member_conns);
+                }
+            }
+            Audience::Session => self.presence.members().for_each(member_conns),
+            Audience::SessionExcept(user) => {
+                self.presence.members().filter(|m| m.user_id != *user).for_each(member_conns);
+            }
+            Audience::Hosts => {
+                self.presence.members().filter(|m| m.session_role.is_host()).for_each(member_conns);
+            }
+        }
+    }
+
+    /// Carries out one command, appending its effects to `out`.
+    pub fn apply(&mut self, command: Command, now: Now, out: &mut Vec<Effect>) {
+        let (conn, request_id) = command.origin();
+        let result = match command {
+            Command::Join { conn, identity, request_id, resume } => self.join(conn, identity, request_id, resume, now, out),
+            Command::Leave { conn, request_id } => self.leave(conn, request_id, now, out),
+            Command::Disconnect { conn } => {
+                self.detach(conn, now, out);
+                Ok(())
+            }
+            Command::End { conn, .. } => self.end(conn, now, out),
+            Command::Admit { conn, request_id, user } => self.admit(conn, request_id, user, now, out),
+            Command::Deny { conn, request_id, user } => self.deny(conn, request_id, user, out),
+            Command::SetLobby { conn, request_id, enabled } => self.set_lobby(conn, request_id, enabled, out),
+            Command::SetStatus { conn, request_id, status } => self.set_status(conn, request_id, status, out),
+            Command::Post { conn, request_id, room, client_msg_id, body } => {
+                self.post(conn, request_id, room, client_msg_id, body, now, out)
+            }
+            Command::Edit { conn, request_id, room, message_id, body } => {
+                self.edit(conn, request_id, room, message_id, body, now, out)
+            }
+            Command::Delete { conn, request_id, room, message_id } => {
+                self.delete(conn, request_id, room, message_id, now, out)
+            }
+            Command::Typing { conn, room, active } => self.typing(conn, room, active, out),
+            Command::FetchHistory { conn, request_id, room, query, limit } => {
+                self.reader_of(conn, room).map(|_| out.push(Effect::ReadHistory { conn, request_id, room, query, limit }))
+            }
+            Command::Posted { room, sender, client_msg_id, result } => {
+                self.posted(room, sender, &client_msg_id, result, out);
+                Ok(())
+            }
+            Command::Changed { conn, request_id, deleted_by, result } => {
+                self.changed(conn, request_id, deleted_by, result, out);
+                Ok(())
+            }
+        };
+        if let (Err(error), Some(conn)) = (result, conn) {
+            send(out, Audience::Conn(conn), Event::Failed { request_id, error });
+        }
+    }
+
+    /// Whether `conn` is attached (admitted or waiting in the lobby).
+    pub fn is_attached(&self, conn: ConnId) -> bool {
+        self.conns.contains_key(&conn)
+    }
+
+    fn join(
+        &mut self,
+        conn: ConnId,
+        identity: Identity,
+        request_id: Option<RequestId>,
+        resume: Vec<RoomCursor>,
+        now: Now,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), SessionError> {
+        if identity.organization_id != self.session.organization_id {
+            // Another organization's session: indistinguishable from one that does not exist.
+            return Err(SessionError::NotFound);
+        }
+        if self.conns.contains_key(&conn) {
+            return Err(SessionError::AlreadyJoined);
+        }
+        self.check_open(now, out)?;
+        let user = identity.user_id;
+        let standing = self.standing.get(&user).copied();
+        let session_role = self.session_role_of(&identity, standing);
+        let invited = standing.is_some_and(|s| s.invited || s.role.is_host());
+        if self.session.session_type == SessionType::Appointment && !session_role.is_host() && !invited {
+            return Err(SessionError::NotInvited);
+        }
+        let lobby_applies = self.session.session_type == SessionType::Appointment || self.session.lobby_enabled;
+        let already_admitted = standing.is_some_and(|s| s.admitted) || self.presence.get(user).is_some();
+        if lobby_applies && !session_role.is_host() && !already_admitted {
+            self.conns.insert(conn, Attachment { user, admitted: false });
+            let entry = self.lobby.entry(user).or_insert_with(|| LobbyEntry { role: identity.role, since: now.wall, conns: Vec::new() });
+            entry.conns.push((conn, request_id.clone(), resume));
+            let first = entry.conns.len() == 1;
+            let waiting = Waiting { user, role: entry.role, since: entry.since };
+            send(out, Audience::Conn(conn), Event::LobbyWaiting { request_id });
+            if first {
+                send(out, Audience::Hosts, Event::LobbyEntered(waiting));
+            }
+            return Ok(());
+        }
+        self.admit_conn(conn, user, identity.role, session_role, request_id, &resume, now, out);
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn admit_conn(
+        &mut self,
+        conn: ConnId,
+        user: UserId,
+        role: Role,
+        session_role: SessionRole,
+        request_id: Option<RequestId>,
+        resume: &[RoomCursor],
+        now: Now,
+        out: &mut Vec<Effect>,
+    ) {
+        self.conns.insert(conn, Attachment { user, admitted: true });
+        let standing = self.standing.entry(user).or_insert(Standing { role: session_role, invited: false, admitted: false });
+        standing.admitted = true;
+        let diff = self.presence.add_device(user, conn, session_role, role, self.main_room, now.wall);
+        let Some(member) = self.presence.get(user).cloned() else { return };
+        if let Some(room) = self.rooms.get_mut(&member.room) {
+            room.members.insert(user);
+        }
+        match diff {
+            Diff::Joined => {
+                out.push(Effect::Persist(Persist::ParticipantJoined { user, role: session_role, at: now.wall }));
+                send(out, Audience::SessionExcept(user), Event::MemberJoined(member.clone()));
+            }
+            Diff::Updated => send(out, Audience::SessionExcept(user), Event::MemberUpdated(member.clone())),
+            Diff::Left | Diff::Unchanged => {}
+        }
+        if self.session.status == SessionStatus::Scheduled {
+            self.session.status = SessionStatus::Active;
+            self.session.started_at = Some(now.wall);
+            out.push(Effect::Persist(Persist::SessionStarted { at: now.wall }));
+            send(out, Audience::SessionExcept(user), Event::SessionUpdated(Box::new(self.session.clone())));
+        }
+        let mut replays = Vec::new();
+        let resume = resume
+            .iter()
+            .map(|cursor| {
+                let Some(room) = self.rooms.get(&cursor.room_id).filter(|_| cursor.room_id == member.room) else {
+                    return Resumed { room: cursor.room_id, recovered: false, replayed: 0, last_seq: 0 };
+                };
+                let last_seq = room.chat.last_seq();
+                match room.chat.since(cursor.last_seq) {
+                    Ok(missed) => {
+                        let missed: Vec<MessageRecord> = missed.cloned().collect();
+                        let replayed = missed.len();
+                        replays.push((room.chat.id, missed));
+                        Resumed { room: cursor.room_id, recovered: true, replayed, last_seq }
+                    }
+                    Err(Gap::TooFarBehind | Gap::Ahead) => Resumed { room: cursor.room_id, recovered: false, replayed: 0, last_seq },
+                }
+            })
+            .collect();
+        let lobby = if session_role.is_host() { self.lobby_view() } else { Vec::new() };
+        let snapshot = Snapshot {
+            session: self.session.clone(),
+            you: member,
+            members: self.presence.members().cloned().collect(),
+            rooms: self.rooms.values().map(|room| RoomSummary { id: room.chat.id, name: room.chat.name.clone(), last_seq: room.chat.last_seq() }).collect(),
+            lobby,
+            resume,
+        };
+        send(out, Audience::Conn(conn), Event::Joined { request_id, snapshot: Box::new(snapshot) });
+        for (room, missed) in replays {
+            for chunk in missed.chunks(REPLAY_CHUNK) {
+                send(out, Audience::Conn(conn), Event::Replayed { room, messages: chunk.to_vec() });
+            }
+        }
+    }
+
+    fn leave(&mut self, conn: ConnId, request_id: Option<RequestId>, now: Now, out: &mut Vec<Effect>) -> Result<(), SessionError> {
+        if !self.conns.contains_key(&conn) {
+            return Err(SessionError::NotMember);
+        }
+        send(out, Audience::Conn(conn), Event::Left { request_id });
+        self.detach(conn, now, out);
+        Ok(())
+    }
+
+    /// Removes a connection from the lobby or from presence, telling others what changed.
+    fn detach(&mut self, conn: ConnId, now: Now, out: &mut Vec<Effect>) {
+        let Some(attachment) = self.conns.remove(&conn) else { return };
+        let user = attachment.user;
+        if attachment.admitted {
+            let room = self.presence.get(user).map(|m| m.room);
+            match self.presence.remove_device(user, conn) {
+                Diff::Left => {
+                    if let Some(room) = room.and_then(|room| self.rooms.get_mut(&room)) {
+                        room.members.remove(&user);
+                    }
+                    out.push(Effect::Persist(Persist::ParticipantLeft { user, at: now.wall }));
+                    send(out, Audience::SessionExcept(user), Event::MemberLeft { user });
+                }
+                Diff::Updated => {
+                    if let Some(member) = self.presence.get(user).cloned() {
+                        send(out, Audience::SessionExcept(user), Event::MemberUpdated(member));
+                    }
+                }
+                Diff::Joined | Diff::Unchanged => {}
+            }
+        } else if let Some(entry) = self.lobby.get_mut(&user) {
+            entry.conns.retain(|(c, _, _)| *c != conn);
+            if entry.conns.is_empty() {
+                self.lobby.remove(&user);
+                send(out, Audience::Hosts, Event::LobbyLeft { user });
+            }
+        }
+        out.push(Effect::Detach(conn));
+    }
+
+    fn end(&mut self, conn: ConnId, now: Now, out: &mut Vec<Effect>) -> Result<(), SessionError> {
+        let by = self.host_of(conn)?.user_id;
+        self.session.status = SessionStatus::Ended;
+        self.session.ended_at = Some(now.wall);
+        out.push(Effect::Persist(Persist::SessionEnded { at: now.wall }));
+        let everyone: Vec<ConnId> = self.conns.keys().copied().collect();
+        send(out, Audience::Conns(everyone.clone()), Event::SessionEnded { by });
+        for member in self.presence.clear() {
+            out.push(Effect::Persist(Persist::ParticipantLeft { user: member.user_id, at: now.wall }));
+        }
+        for room in self.rooms.values_mut() {
+            room.members.clear();
+        }
+        self.lobby.clear();
+        self.conns.clear();
+        out.extend(everyone.into_iter().map(Effect::Detach));
+        out.push(Effect::Stop);
+        Ok(())
+    }
+
+    fn admit(&mut self, conn: ConnId, request_id: Option<RequestId>, user: UserId, now: Now, out: &mut Vec<Effect>) -> Result<(), SessionError> {
+        self.host_of(conn)?;
+        let entry = self.lobby.remove(&user).ok_or(SessionError::NotWaiting)?;
+        let session_role = self.standing.get(&user).map_or(SessionRole::Participant, |s| s.role);
+        send(out, Audience::Hosts, Event::LobbyLeft { user });
+        for (waiting_conn, join_request, resume) in entry.conns {
+            self.admit_conn(waiting_conn, user, entry.role, session_role, join_request, &resume, now, out);
+        }
+        send(out, Audience::Conn(conn), Event::Succeeded { request_id });
+        Ok(())
+    }
+
+    fn deny(&mut self, conn: ConnId, request_id: Option<RequestId>, user: UserId, out: &mut Vec<Effect>) -> Result<(), SessionError> {
+        self.host_of(conn)?;
+        let entry = self.lobby.remove(&user).ok_or(SessionError::NotWaiting)?;
+        let denied: Vec<ConnId> = entry.conns.into_iter().map(|(c, _, _)| c).collect();
+        for c in &denied {
+            self.conns.remove(c);
+        }
+        send(out, Audience::Conns(denied.clone()), Event::Denied);
+        out.extend(denied.into_iter().map(Effect::Detach));
+        send(out, Audience::Hosts, Event::LobbyLeft { user });
+        send(out, Audience::Conn(conn), Event::Succeeded { request_id });
+        Ok(())
+    }
+
+    fn set_lobby(&mut self, conn: ConnId, request_id: Option<RequestId>, enabled: bool, out: &mut Vec<Effect>) -> Result<(), SessionError> {
+        self.host_of(conn)?;
+        if self.session.session_type == SessionType::Appointment && !enabled {
+            return Err(SessionError::Invalid("appointment sessions always have a lobby"));
+        }
+        if self.session.lobby_enabled != enabled {
+            self.session.lobby_enabled = enabled;
+            out.push(Effect::Persist(Persist::LobbyChanged { enabled }));
+            send(out, Audience::Session, Event::SessionUpdated(Box::new(self.session.clone())));
+        }
+        send(out, Audience::Conn(conn), Event::Succeeded { request_id });
+        Ok(())
+    }
+
+    fn set_status(&mut self, conn: ConnId, request_id: Option<RequestId>, status: PresenceStatus, out: &mut Vec<Effect>) -> Result<(), SessionError> {
+        let user = self.member_of(conn)?.user_id;
+        if self.presence.set_status(user, status) == Diff::Updated
+            && let Some(member) = self.presence.get(user).cloned()
+        {
+            send(out, Audience::SessionExcept(user), Event::MemberUpdated(member));
+        }
+        send(out, Audience::Conn(conn), Event::Succeeded { request_id });
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn post(
+        &mut self,
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        room_id: RoomId,
+        client_msg_id: ClientMsgId,
+        body: String,
+        now: Now,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), SessionError> {
+        let sender = self.reader_of(conn, room_id)?.user_id;
+        self.check_body(&body)?;
+        let room = self.rooms.get_mut(&room_id).ok_or(SessionError::NoSuchRoom)?;
+        match room.chat.known(sender, &client_msg_id) {
+            Known::Committed(message) => {
+                let event = Event::MessageAcked { request_id, client_msg_id, message: message.clone() };
+                send(out, Audience::Conn(conn), event);
+                return Ok(());
+            }
+            Known::Pending => {
+                room.chat.wait(sender, client_msg_id, Waiter { conn, request_id });
+                return Ok(());
+            }
+            Known::New => {}
+        }
+        let limits = self.limits;
+        let limiter = self.rate.entry(sender).or_insert_with(|| RateLimiter::new(limits.burst, now.mono));
+        if !limiter.try_take(limits.rate_per_sec, limits.burst, now.mono) {
+            return Err(SessionError::RateLimited);
+        }
+        let message = NewMessage {
+            id: MessageId::new_v4(),
+            session_id: self.session.id,
+            room_id,
+            sender_id: sender,
+            client_msg_id: client_msg_id.as_str().to_owned(),
+            body,
+            created_at: now.wall,
+        };
+        room.chat.wait(sender, client_msg_id, Waiter { conn, request_id });
+        out.push(Effect::Persist(Persist::Message(message)));
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn edit(
+        &mut self,
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        room: RoomId,
+        message_id: MessageId,
+        body: String,
+        now: Now,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), SessionError> {
+        let editor = self.reader_of(conn, room)?.user_id;
+        self.check_body(&body)?;
+        out.push(Effect::Persist(Persist::Edit { conn, request_id, room, message_id, editor, body, at: now.wall }));
+        Ok(())
+    }
+
+    fn delete(
+        &mut self,
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        room: RoomId,
+        message_id: MessageId,
+        now: Now,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), SessionError> {
+        let member = self.reader_of(conn, room)?;
+        // Hosts moderate: they may delete anyone's message.
+        let (by, any_sender) = (member.user_id, member.session_role.is_host());
+        out.push(Effect::Persist(Persist::Delete { conn, request_id, room, message_id, by, any_sender, at: now.wall }));
+        Ok(())
+    }
+
+    fn typing(&mut self, conn: ConnId, room: RoomId, active: bool, out: &mut Vec<Effect>) -> Result<(), SessionError> {
+        let user = self.reader_of(conn, room)?.user_id;
+        send(out, Audience::RoomExcept(room, user), Event::Typed { room, user, active });
+        Ok(())
+    }
+
+    fn posted(
+        &mut self,
+        room_id: RoomId,
+        sender: UserId,
+        client_msg_id: &ClientMsgId,
+        result: Result<InsertOutcome, WriteFailed>,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(room) = self.rooms.get_mut(&room_id) else { return };
+        let waiters = room.chat.settle(sender, client_msg_id);
+        let (message, fresh) = match result {
+            Ok(InsertOutcome::Inserted(message)) => (message, true),
+            Ok(InsertOutcome::Duplicate(message)) => (message, false),
+            Err(failure) => {
+                let error = SessionError::from(failure);
+                for waiter in waiters {
+                    send(out, Audience::Conn(waiter.conn), Event::Failed { request_id: waiter.request_id, error: error.clone() });
+                }
+                return;
+            }
+        };
+        if fresh {
+            room.chat.committed(message.clone());
+        }
+        for waiter in waiters {
+            let event = Event::MessageAcked { request_id: waiter.request_id, client_msg_id: client_msg_id.clone(), message: message.clone() };
+            send(out, Audience::Conn(waiter.conn), event);
+        }
+        if fresh {
+            send(out, Audience::Room(room_id), Event::MessagePosted(message));
+        }
+    }
+
+    fn changed(
+        &mut self,
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        deleted_by: Option<UserId>,
+        result: Result<EditOutcome, WriteFailed>,
+        out: &mut Vec<Effect>,
+    ) {
+        let error = match result {
+            Ok(EditOutcome::Changed(message)) => {
+                let room = message.room_id;
+                if let Some(room) = self.rooms.get_mut(&room) {
+                    room.chat.changed(&message);
+                }
+                let event = match deleted_by {
+                    Some(by) => Event::MessageDeleted { message, by },
+                    None => Event::MessageEdited(message),
+                };
+                send(out, Audience::Room(room), event);
+                send(out, Audience::Conn(conn), Event::Succeeded { request_id });
+                return;
+            }
+            Ok(EditOutcome::NotFound) => SessionError::NoSuchMessage,
+            Ok(EditOutcome::NotSender) => SessionError::NotSender,
+            Err(failure) => failure.into(),
+        };
+        send(out, Audience::Conn(conn), Event::Failed { request_id, error });
+    }
+
+    /// Refuses joins to a session that ended, or to an instant session that expired unstarted.
+    fn check_open(&mut self, now: Now, out: &mut Vec<Effect>) -> Result<(), SessionError> {
+        let expired = self.session.status == SessionStatus::Scheduled
+            && self.session.expires_at.is_some_and(|at| at <= now.wall);
+        if expired {
+            self.session.status = SessionStatus::Ended;
+            self.session.ended_at = Some(now.wall);
+            out.push(Effect::Persist(Persist::SessionEnded { at: now.wall }));
+        }
+        if self.session.status == SessionStatus::Ended {
+            return Err(SessionError::Ended);
+        }
+        Ok(())
+    }
+
+    fn session_role_of(&self, identity: &Identity, standing: Option<Standing>) -> SessionRole {
+        if identity.user_id == self.session.created_by {
+            return SessionRole::Host;
+        }
+        match standing.map(|s| s.role) {
+            Some(role) if role.is_host() => role,
+            // Admins of the session's organization moderate all of its sessions.
+            _ if identity.role == Role::Admin => SessionRole::CoHost,
+            _ => SessionRole::Participant,
+        }
+    }
+
+    fn member_of(&self, conn: ConnId) -> Result<&Member, SessionError> {
+        match self.conns.get(&conn) {
+            Some(attachment) if attachment.admitted => self.presence.get(attachment.user).ok_or(SessionError::NotMember),
+            _ => Err(SessionError::NotMember),
+        }
+    }
+
+    fn host_of(&self, conn: ConnId) -> Result<&Member, SessionError> {
+        let member = self.member_of(conn)?;
+        if member.session_role.is_host() { Ok(member) } else { Err(SessionError::NotHost) }
+    }
+
+    /// The member behind `conn`, provided they may read and write in `room`.
+    fn reader_of(&self, conn: ConnId, room: RoomId) -> Result<&Member, SessionError> {
+        let member = self.member_of(conn)?;
+        if !self.rooms.contains_key(&room) {
+            return Err(SessionError::NoSuchRoom);
+        }
+        if member.room != room {
+            return Err(SessionError::NotInRoom);
+        }
+        Ok(member)
+    }
+
+    fn check_body(&self, body: &str) -> Result<(), SessionError> {
+        if body.trim().is_empty() {
+            return Err(SessionError::Invalid("the message body is empty"));
+        }
+        if body.len() > self.limits.max_body_bytes {
+            return Err(SessionError::TooLarge(self.limits.max_body_bytes));
+        }
+        Ok(())
+    }
+
+    fn lobby_view(&self) -> Vec<Waiting> {
+        self.lobby.iter().map(|(user, entry)| Waiting { user: *user, role: entry.role, since: entry.since }).collect()
+    }
+}
+
+impl Command {
+    /// The connection that asked, and its request id, for error replies.
+    fn origin(&self) -> (Option<ConnId>, Option<RequestId>) {
+        match self {
+            Self::Join { conn, request_id, .. }
+            | Self::Leave { conn, request_id }
+            | Self::End { conn, request_id }
+            | Self::Admit { conn, request_id, .. }
+            | Self::Deny { conn, request_id, .. }
+            | Self::SetLobby { conn, request_id, .. }
+            | Self::SetStatus { conn, request_id, .. }
+            | Self::Post { conn, request_id, .. }
+            | Self::Edit { conn, request_id, .. }
+            | Self::Delete { conn, request_id, .. }
+            | Self::FetchHistory { conn, request_id, .. } => (Some(*conn), request_id.clone()),
+            Self::Typing { conn, .. } => (Some(*conn), None),
+            Self::Disconnect { .. } | Self::Posted { .. } | Self::Changed { .. } => (None, None),
+        }
+    }
+}
+
+fn send(out: &mut Vec<Effect>, to: Audience, event: Event) {
+    out.push(Effect::Send { to, event });
+}

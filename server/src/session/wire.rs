@@ -1,0 +1,120 @@
+//! The explicit mapping from session events (domain) to protocol messages (wire).
+
+use convene_protocol::{
+    ChatMessage, LobbyEntry, MemberView, ResumeOutcome, RoomView, ServerMessage, SessionId,
+    SessionView,
+};
+
+use super::state::{Event, Waiting};
+use crate::presence::Member;
+use crate::store::{MessageRecord, SessionRecord};
+
+/// The protocol message that tells `event` to its audience.
+pub fn to_wire(session_id: SessionId, event: Event) -> ServerMessage {
+    match event {
+        Event::Joined { request_id, snapshot } => {
+            let snapshot = *snapshot;
+            ServerMessage::Joined {
+                request_id,
+                session: session_view(&snapshot.session),
+                you: member_view(&snapshot.you),
+                members: snapshot.members.iter().map(member_view).collect(),
+                rooms: snapshot
+                    .rooms
+                    .into_iter()
+                    .map(|room| RoomView { room_id: room.id, name: room.name, last_seq: room.last_seq })
+                    .collect(),
+                lobby: snapshot.lobby.iter().map(lobby_entry).collect(),
+                resume: snapshot
+                    .resume
+                    .into_iter()
+                    .map(|r| ResumeOutcome {
+                        room_id: r.room,
+                        recovered: r.recovered,
+                        replayed: u32::try_from(r.replayed).unwrap_or(u32::MAX),
+                        last_seq: r.last_seq,
+                    })
+                    .collect(),
+            }
+        }
+        Event::Replayed { room, messages } => ServerMessage::Replay {
+            session_id,
+            room_id: room,
+            messages: messages.iter().map(chat_message).collect(),
+        },
+        Event::LobbyWaiting { request_id } => ServerMessage::LobbyWaiting { request_id, session_id },
+        Event::LobbyEntered(waiting) => ServerMessage::LobbyEntered { session_id, entry: lobby_entry(&waiting) },
+        Event::LobbyLeft { user } => ServerMessage::LobbyLeft { session_id, user_id: user },
+        Event::Denied => ServerMessage::Denied { session_id },
+        Event::MemberJoined(member) => ServerMessage::MemberJoined { session_id, member: member_view(&member) },
+        Event::MemberUpdated(member) => ServerMessage::MemberUpdated { session_id, member: member_view(&member) },
+        Event::MemberLeft { user } => ServerMessage::MemberLeft { session_id, user_id: user },
+        Event::Left { request_id } => ServerMessage::Left { request_id, session_id },
+        Event::SessionEnded { by } => ServerMessage::SessionEnded { session_id, ended_by: by },
+        Event::SessionUpdated(session) => ServerMessage::SessionUpdated { session: session_view(&session) },
+        Event::MessagePosted(message) => ServerMessage::Message { message: chat_message(&message) },
+        Event::MessageAcked { request_id, client_msg_id, message } => ServerMessage::MessageAck {
+            request_id,
+            client_msg_id,
+            session_id: message.session_id,
+            room_id: message.room_id,
+            message_id: message.id,
+            seq: message.seq,
+            created_at: message.created_at,
+        },
+        Event::MessageEdited(message) => ServerMessage::MessageEdited { message: chat_message(&message) },
+        Event::MessageDeleted { message, by } => {
+            ServerMessage::MessageDeleted { message: chat_message(&message), deleted_by: by }
+        }
+        Event::Typed { room, user, active } => ServerMessage::Typing { session_id, room_id: room, user_id: user, active },
+        Event::Succeeded { request_id } => ServerMessage::Ok { request_id },
+        Event::Failed { request_id, error } => ServerMessage::error(request_id, error.code(), error.to_string()),
+    }
+}
+
+pub fn session_view(session: &SessionRecord) -> SessionView {
+    SessionView {
+        id: session.id,
+        organization_id: session.organization_id,
+        session_type: session.session_type,
+        status: session.status,
+        room_name: session.room_name.clone(),
+        created_by: session.created_by,
+        lobby_enabled: session.lobby_enabled,
+        main_room_id: session.id.into(),
+        created_at: session.created_at,
+        started_at: session.started_at,
+        ended_at: session.ended_at,
+    }
+}
+
+pub fn member_view(member: &Member) -> MemberView {
+    MemberView {
+        user_id: member.user_id,
+        session_role: member.session_role,
+        role: member.role,
+        room_id: member.room,
+        devices: u32::try_from(member.conns.len()).unwrap_or(u32::MAX),
+        status: member.status,
+        joined_at: member.joined_at,
+    }
+}
+
+/// A stored message as clients see it: a deleted message keeps its place but not its body.
+pub fn chat_message(message: &MessageRecord) -> ChatMessage {
+    ChatMessage {
+        id: message.id,
+        session_id: message.session_id,
+        room_id: message.room_id,
+        seq: message.seq,
+        sender_id: message.sender_id,
+        body: if message.deleted_at.is_some() { String::new() } else { message.body.clone() },
+        created_at: message.created_at,
+        edited_at: message.edited_at,
+        deleted_at: message.deleted_at,
+    }
+}
+
+fn lobby_entry(waiting: &Waiting) -> LobbyEntry {
+    LobbyEntry { user_id: waiting.user, role: waiting.role, since: waiting.since }
+}

@@ -1,0 +1,72 @@
+//! Opening the database and applying migrations.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::PgPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use super::{Db, Store, StoreError};
+
+/// Connections to Postgres. The writer uses one; the rest serve joins, history and HTTP.
+const PG_POOL_SIZE: u32 = 10;
+/// SQLite has one writer at a time; a few readers may proceed beside it under WAL.
+const SQLITE_POOL_SIZE: u32 = 4;
+/// How long a request waits for a pooled connection before the database counts as unavailable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long SQLite waits on a lock held by another connection before failing.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+static PG_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
+
+impl Store {
+    /// Opens `database_url` (a `postgres://` or `sqlite:` URL) or, without one, the embedded
+    /// SQLite database `convene.db` in `data_dir`, creating the directory and file as needed.
+    pub async fn connect(database_url: Option<&str>, data_dir: &Path) -> Result<Self, StoreError> {
+        let db = match database_url {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                let pool = PgPoolOptions::new()
+                    .max_connections(PG_POOL_SIZE)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect(url)
+                    .await?;
+                Db::Postgres(pool)
+            }
+            Some(url) => Db::Sqlite(open_sqlite(SqliteConnectOptions::from_str(url)?).await?),
+            None => {
+                std::fs::create_dir_all(data_dir).map_err(|err| StoreError::Database(err.into()))?;
+                let options = SqliteConnectOptions::new().filename(data_dir.join("convene.db"));
+                Db::Sqlite(open_sqlite(options).await?)
+            }
+        };
+        Ok(Self { db })
+    }
+
+    /// Applies pending migrations. On Postgres the migrator holds an advisory lock while it
+    /// works, so several nodes starting at once apply each migration exactly once.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match &self.db {
+            Db::Postgres(pool) => PG_MIGRATOR.run(pool).await?,
+            Db::Sqlite(pool) => SQLITE_MIGRATOR.run(pool).await?,
+        }
+        Ok(())
+    }
+}
+
+async fn open_sqlite(options: SqliteConnectOptions) -> Result<sqlx::SqlitePool, StoreError> {
+    // WAL lets readers proceed during a commit; synchronous=FULL makes every acknowledged commit
+    // survive not only a killed process but a lost machine.
+    let options = options
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(SQLITE_BUSY_TIMEOUT);
+    Ok(SqlitePoolOptions::new()
+        .max_connections(SQLITE_POOL_SIZE)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect_with(options)
+        .await?)
+}

@@ -1,0 +1,446 @@
+//! The writer: one task that commits the server's hot-path writes in batches (group commit).
+//!
+//! Callers submit [`WriteOp`]s on a bounded queue. The writer takes whatever has queued up (at
+//! most [`MAX_BATCH`] ops), commits it in one transaction, and only then answers each op. While one
+//! batch commits the next one gathers, so the cost of a commit is shared by every op that arrived
+//! during the previous one and throughput grows with load instead of collapsing under it.
+//!
+//! Guarantees:
+//! - An op is answered `Ok` only after its transaction committed.
+//! - Ops are committed in submission order; messages of a room get consecutive sequence numbers
+//!   in that order, allocated in the same transaction, so sequences have no gaps.
+//! - A batch that the database refuses is retried one op at a time, so one bad op fails alone.
+//!   A batch that fails because the database is unreachable is retried with backoff for up to
+//!   [`RETRY_WINDOW`], then failed as unavailable: callers were never acknowledged, so nothing
+//!   acknowledged is lost, and their retries are idempotent.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use convene_protocol::{MessageId, RoomId, SessionId, SessionRole, SessionStatus, UserId};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, error, warn};
+
+use super::records::{MESSAGE_COLUMNS, MessageRow};
+use super::{EditOutcome, InsertOutcome, MessageRecord, NewMessage, Store, StoreError, with_db};
+use crate::metrics::Metrics;
+
+/// Ops waiting for the writer. Large enough to absorb a burst of several batches from every
+/// session at once; when it is full, chat sends fail fast as `unavailable` rather than queueing
+/// without bound behind a database that cannot keep up.
+pub const WRITER_QUEUE_CAPACITY: usize = 16_384;
+/// Most ops committed in one transaction. Each message binds 7 parameters, so a batch stays far
+/// below the bind limits of Postgres (65,535) and SQLite (32,766).
+pub const MAX_BATCH: usize = 1_000;
+/// How long the writer keeps retrying a batch while the database is unreachable.
+pub const RETRY_WINDOW: Duration = Duration::from_secs(20);
+const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Why a write was not carried out. Cheap to clone, so one failed batch can answer every op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WriteFailed {
+    #[error("the database is unavailable")]
+    Unavailable,
+    #[error("the database refused the write")]
+    Rejected,
+}
+
+/// One write. Ops with a `done` channel are answered after commit; the others are bookkeeping
+/// whose failures are logged and counted.
+#[derive(Debug)]
+pub enum WriteOp {
+    InsertMessage {
+        message: NewMessage,
+        done: oneshot::Sender<Result<InsertOutcome, WriteFailed>>,
+    },
+    EditMessage {
+        room_id: RoomId,
+        message_id: MessageId,
+        editor: UserId,
+        body: String,
+        at: DateTime<Utc>,
+        done: oneshot::Sender<Result<EditOutcome, WriteFailed>>,
+    },
+    DeleteMessage {
+        room_id: RoomId,
+        message_id: MessageId,
+        deleted_by: UserId,
+        /// Hosts may delete anyone's message; others only their own.
+        any_sender: bool,
+        at: DateTime<Utc>,
+        done: oneshot::Sender<Result<EditOutcome, WriteFailed>>,
+    },
+    ParticipantJoined {
+        session_id: SessionId,
+        user_id: UserId,
+        role: SessionRole,
+        at: DateTime<Utc>,
+    },
+    ParticipantLeft {
+        session_id: SessionId,
+        user_id: UserId,
+        at: DateTime<Utc>,
+    },
+    SessionStarted {
+        session_id: SessionId,
+        at: DateTime<Utc>,
+    },
+    SessionEnded {
+        session_id: SessionId,
+        at: DateTime<Utc>,
+    },
+    LobbyChanged {
+        session_id: SessionId,
+        enabled: bool,
+    },
+}
+
+/// What a committed op produced, in the order of the ops.
+#[derive(Debug)]
+enum OpResult {
+    Inserted(MessageRecord),
+    /// An insert whose client message id the sender had used before: the stored message.
+    Duplicate(MessageRecord),
+    Changed(EditOutcome),
+    Done,
+}
+
+#[derive(Debug)]
+struct Queued {
+    op: WriteOp,
+    submitted: Instant,
+}
+
+/// The submitting side of the writer; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Writer {
+    tx: mpsc::Sender<Queued>,
+}
+
+impl Writer {
+    /// Starts the writer task on `tracker`. It runs until `shutdown` is cancelled and its queue is
+    /// drained, or until every `Writer` handle is dropped.
+    pub fn spawn(
+        store: Store,
+        metrics: Arc<Metrics>,
+        tracker: &TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(WRITER_QUEUE_CAPACITY);
+        tracker.spawn(run(store, rx, metrics, shutdown));
+        Self { tx }
+    }
+
+    /// Queues an op without waiting; fails when the queue is full or the writer has stopped.
+    pub fn try_submit(&self, op: WriteOp) -> Result<(), StoreError> {
+        self.tx
+            .try_send(Queued { op, submitted: Instant::now() })
+            .map_err(|err| match err {
+                mpsc::error::TrySendError::Full(_) => StoreError::WriterBusy,
+                mpsc::error::TrySendError::Closed(_) => StoreError::WriterClosed,
+            })
+    }
+
+    /// Queues an op, waiting for room in the queue.
+    pub async fn submit(&self, op: WriteOp) -> Result<(), StoreError> {
+        self.tx
+            .send(Queued { op, submitted: Instant::now() })
+            .await
+            .map_err(|_| StoreError::WriterClosed)
+    }
+}
+
+async fn run(
+    store: Store,
+    mut rx: mpsc::Receiver<Queued>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    loop {
+        let received = tokio::select! {
+            received = rx.recv_many(&mut batch, MAX_BATCH) => received,
+            () = shutdown.cancelled() => {
+                // Refuse new ops and drain the ones already queued.
+                rx.close();
+                rx.recv_many(&mut batch, MAX_BATCH).await
+            }
+        };
+        if received == 0 {
+            break;
+        }
+        commit_batch(&store, &mut batch, &metrics, &shutdown).await;
+    }
+    debug!("writer drained and stopped");
+}
+
+async fn commit_batch(
+    store: &Store,
+    batch: &mut Vec<Queued>,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) {
+    let started = Instant::now();
+    let mut backoff = Duration::from_millis(25);
+    loop {
+        match store.commit(batch).await {
+            Ok(results) => {
+                answer(batch.drain(..).zip(results.into_iter().map(Ok)), metrics);
+                return;
+            }
+            Err(err) if err.is_transient() => {
+                if shutdown.is_cancelled() || started.elapsed() >= RETRY_WINDOW {
+                    error!(error = %err, ops = batch.len(), "database unavailable; failing batch");
+                    fail_all(batch, WriteFailed::Unavailable, metrics);
+                    return;
+                }
+                warn!(error = %err, ops = batch.len(), retry_in = ?backoff, "database unavailable; retrying batch");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
+            }
+            Err(err) => {
+                warn!(error = %err, ops = batch.len(), "batch refused; committing its ops one by one");
+                for queued in batch.drain(..) {
+                    commit_alone(store, queued, metrics).await;
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Commits one op in its own transaction, so that a refused op cannot take others down with it.
+async fn commit_alone(store: &Store, queued: Queued, metrics: &Metrics) {
+    let ops = std::slice::from_ref(&queued);
+    let result = match store.commit(ops).await {
+        Ok(mut results) => results.pop().ok_or(WriteFailed::Rejected),
+        Err(StoreError::Conflict) => match &queued.op {
+            // The sender already stored this client message id: answer with the stored message.
+            WriteOp::InsertMessage { message, .. } => store
+                .message_by_client_id(message.room_id, message.sender_id, &message.client_msg_id)
+                .await
+                .ok()
+                .flatten()
+                .map(OpResult::Duplicate)
+                .ok_or(WriteFailed::Rejected),
+            _ => Err(WriteFailed::Rejected),
+        },
+        Err(err) => {
+            error!(error = %err, op = ?queued.op, "write refused");
+            Err(if err.is_transient() { WriteFailed::Unavailable } else { WriteFailed::Rejected })
+        }
+    };
+    answer(std::iter::once((queued, result)), metrics);
+}
+
+fn fail_all(batch: &mut Vec<Queued>, failure: WriteFailed, metrics: &Metrics) {
+    answer(batch.drain(..).map(|queued| (queued, Err(failure))), metrics);
+}
+
+/// Hands each op its result.
+fn answer(results: impl Iterator<Item = (Queued, Result<OpResult, WriteFailed>)>, metrics: &Metrics) {
+    for (queued, result) in results {
+        metrics.persist_latency.observe(queued.submitted.elapsed());
+        if result.is_err() {
+            metrics.write_failures.fetch_add(1, Ordering::Relaxed);
+        }
+        let delivered = match queued.op {
+            WriteOp::InsertMessage { done, .. } => {
+                let outcome = result.and_then(|result| match result {
+                    OpResult::Inserted(record) => {
+                        metrics.chat_messages_stored.fetch_add(1, Ordering::Relaxed);
+                        Ok(InsertOutcome::Inserted(record))
+                    }
+                    OpResult::Duplicate(record) => Ok(InsertOutcome::Duplicate(record)),
+                    other => {
+                        error!(?other, "insert produced no message");
+                        Err(WriteFailed::Rejected)
+                    }
+                });
+                done.send(outcome).is_ok()
+            }
+            WriteOp::EditMessage { done, .. } | WriteOp::DeleteMessage { done, .. } => {
+                let outcome = result.and_then(|result| match result {
+                    OpResult::Changed(outcome) => Ok(outcome),
+                    other => {
+                        error!(?other, "edit produced no outcome");
+                        Err(WriteFailed::Rejected)
+                    }
+                });
+                done.send(outcome).is_ok()
+            }
+            op => {
+                if let Err(failure) = result {
+                    error!(?op, %failure, "bookkeeping write failed");
+                }
+                true
+            }
+        };
+        if !delivered {
+            // The requester (a session actor) stopped before the commit; the write stands.
+            debug!("write committed after its requester went away");
+        }
+    }
+}
+
+impl Store {
+    /// Commits `ops` in one transaction and returns what each produced, in order.
+    async fn commit(&self, ops: &[Queued]) -> Result<Vec<OpResult>, StoreError> {
+        // Number the new messages room by room, in submission order.
+        let mut per_room: HashMap<RoomId, (SessionId, i64)> = HashMap::new();
+        for queued in ops {
+            if let WriteOp::InsertMessage { message, .. } = &queued.op {
+                per_room.entry(message.room_id).or_insert((message.session_id, 0)).1 += 1;
+            }
+        }
+        with_db!(&self.db, pool => {
+            let mut tx = pool.begin().await?;
+            let mut next_seq: HashMap<RoomId, i64> = HashMap::with_capacity(per_room.len());
+            for (room, (session, count)) in &per_room {
+                let last: i64 = sqlx::query_scalar(
+                    "INSERT INTO room_sequences (room_id, session_id, last_seq) VALUES ($1, $2, $3) \
+                     ON CONFLICT (room_id) DO UPDATE SET last_seq = room_sequences.last_seq + excluded.last_seq \
+                     RETURNING last_seq",
+                )
+                .bind(room.0)
+                .bind(session.0)
+                .bind(*count)
+                .fetch_one(&mut *tx)
+                .await?;
+                next_seq.insert(*room, last - count + 1);
+            }
+            let mut results = Vec::with_capacity(ops.len());
+            let mut inserts = Vec::new();
+            for queued in ops {
+                let result = match &queued.op {
+                    WriteOp::InsertMessage { message, .. } => {
+                        let seq = next_seq.get_mut(&message.room_id).map(|next| {
+                            *next += 1;
+                            *next - 1
+                        });
+                        let record = stored(message, seq.unwrap_or_default());
+                        inserts.push(record.clone());
+                        OpResult::Inserted(record)
+                    }
+                    WriteOp::EditMessage { room_id, message_id, editor, body, at, .. } => {
+                        let sql = format!(
+                            "UPDATE room_messages SET body = $1, edited_at = $2 \
+                             WHERE id = $3 AND room_id = $4 AND deleted_at IS NULL AND sender_id = $5 \
+                             RETURNING {MESSAGE_COLUMNS}"
+                        );
+                        let row: Option<MessageRow> = sqlx::query_as(&sql)
+                            .bind(body).bind(*at).bind(message_id.0).bind(room_id.0).bind(editor.0)
+                            .fetch_optional(&mut *tx).await?;
+                        OpResult::Changed(match row {
+                            Some(row) => EditOutcome::Changed(row.into()),
+                            None => {
+                                let exists: Option<i64> = sqlx::query_scalar(
+                                    "SELECT seq FROM room_messages WHERE id = $1 AND room_id = $2 AND deleted_at IS NULL",
+                                )
+                                .bind(message_id.0).bind(room_id.0)
+                                .fetch_optional(&mut *tx).await?;
+                                if exists.is_some() { EditOutcome::NotSender } else { EditOutcome::NotFound }
+                            }
+                        })
+                    }
+                    WriteOp::DeleteMessage { room_id, message_id, deleted_by, any_sender, at, .. } => {
+                        let sql = format!(
+                            "UPDATE room_messages SET deleted_at = $1, deleted_by = $2 \
+                             WHERE id = $3 AND room_id = $4 AND deleted_at IS NULL AND ($5 OR sender_id = $2) \
+                             RETURNING {MESSAGE_COLUMNS}"
+                        );
+                        let row: Option<MessageRow> = sqlx::query_as(&sql)
+                            .bind(*at).bind(deleted_by.0).bind(message_id.0).bind(room_id.0).bind(*any_sender)
+                            .fetch_optional(&mut *tx).await?;
+                        OpResult::Changed(match row {
+                            Some(row) => EditOutcome::Changed(row.into()),
+                            None => {
+                                let exists: Option<i64> = sqlx::query_scalar(
+                                    "SELECT seq FROM room_messages WHERE id = $1 AND room_id = $2 AND deleted_at IS NULL",
+                                )
+                                .bind(message_id.0).bind(room_id.0)
+                                .fetch_optional(&mut *tx).await?;
+                                if exists.is_some() { EditOutcome::NotSender } else { EditOutcome::NotFound }
+                            }
+                        })
+                    }
+                    WriteOp::ParticipantJoined { session_id, user_id, role, at } => {
+                        sqlx::query(
+                            "INSERT INTO session_participants (session_id, user_id, role, invited, joined_at, left_at) \
+                             VALUES ($1, $2, $3, $4, $5, NULL) \
+                             ON CONFLICT (session_id, user_id) DO UPDATE SET \
+                             joined_at = COALESCE(session_participants.joined_at, excluded.joined_at), left_at = NULL",
+                        )
+                        .bind(session_id.0).bind(user_id.0).bind(role.as_str()).bind(false).bind(*at)
+                        .execute(&mut *tx).await?;
+                        OpResult::Done
+                    }
+                    WriteOp::ParticipantLeft { session_id, user_id, at } => {
+                        sqlx::query("UPDATE session_participants SET left_at = $3 WHERE session_id = $1 AND user_id = $2")
+                            .bind(session_id.0).bind(user_id.0).bind(*at)
+                            .execute(&mut *tx).await?;
+                        OpResult::Done
+                    }
+                    WriteOp::SessionStarted { session_id, at } => {
+                        sqlx::query("UPDATE video_sessions SET status = $2, started_at = COALESCE(started_at, $3) WHERE id = $1")
+                            .bind(session_id.0).bind(SessionStatus::Active.as_str()).bind(*at)
+                            .execute(&mut *tx).await?;
+                        OpResult::Done
+                    }
+                    WriteOp::SessionEnded { session_id, at } => {
+                        sqlx::query("UPDATE video_sessions SET status = $2, ended_at = COALESCE(ended_at, $3) WHERE id = $1")
+                            .bind(session_id.0).bind(SessionStatus::Ended.as_str()).bind(*at)
+                            .execute(&mut *tx).await?;
+                        OpResult::Done
+                    }
+                    WriteOp::LobbyChanged { session_id, enabled } => {
+                        sqlx::query("UPDATE video_sessions SET lobby_enabled = $2 WHERE id = $1")
+                            .bind(session_id.0).bind(*enabled)
+                            .execute(&mut *tx).await?;
+                        OpResult::Done
+                    }
+                };
+                results.push(result);
+            }
+            for chunk in inserts.chunks(MAX_BATCH) {
+                let mut insert = sqlx::QueryBuilder::new(
+                    "INSERT INTO room_messages (id, session_id, room_id, seq, sender_id, client_msg_id, body, created_at) ",
+                );
+                insert.push_values(chunk, |mut row, message| {
+                    row.push_bind(message.id.0)
+                        .push_bind(message.session_id.0)
+                        .push_bind(message.room_id.0)
+                        .push_bind(message.seq)
+                        .push_bind(message.sender_id.0)
+                        .push_bind(message.client_msg_id.as_str())
+                        .push_bind(message.body.as_str())
+                        .push_bind(message.created_at);
+                });
+                insert.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+            Ok(results)
+        })
+    }
+}
+
+fn stored(message: &NewMessage, seq: i64) -> MessageRecord {
+    MessageRecord {
+        id: message.id,
+        session_id: message.session_id,
+        room_id: message.room_id,
+        seq,
+        sender_id: message.sender_id,
+        client_msg_id: message.client_msg_id.clone(),
+        body: message.body.clone(),
+        created_at: message.created_at,
+        edited_at: None,
+        deleted_at: None,
+    }
+}

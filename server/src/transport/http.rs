@@ -1,0 +1,111 @@
+//! HTTP endpoints: health, readiness, metrics and session creation.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use convene_protocol::{CreateSession, ErrorCode};
+use serde::Serialize;
+
+use super::ws::bearer_token;
+use crate::server::App;
+use crate::session::wire::session_view;
+use crate::session::{NewSessionSpec, create_session as create};
+
+/// 200 while the process serves requests.
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+#[derive(Serialize)]
+struct Check {
+    status: &'static str,
+    latency_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'static str>,
+}
+
+#[derive(Serialize)]
+struct Readiness {
+    status: &'static str,
+    checks: std::collections::BTreeMap<&'static str, Check>,
+}
+
+/// Readiness: `healthy` when every dependency answers, `degraded` when only Redis does not,
+/// `unhealthy` (503) when the database does not.
+pub async fn readyz(State(app): State<Arc<App>>) -> Response {
+    let mut checks = std::collections::BTreeMap::new();
+    let started = Instant::now();
+    let database = app.store.ping().await;
+    checks.insert("database", check(database.is_ok(), started, "the database did not answer"));
+    let mut redis_ok = true;
+    if let Some(redis) = &app.redis {
+        let started = Instant::now();
+        redis_ok = redis.ping().await.is_ok();
+        checks.insert("redis", check(redis_ok, started, "redis did not answer"));
+    }
+    let (status, code) = match (database.is_ok(), redis_ok) {
+        (true, true) => ("healthy", StatusCode::OK),
+        (true, false) => ("degraded", StatusCode::OK),
+        (false, _) => ("unhealthy", StatusCode::SERVICE_UNAVAILABLE),
+    };
+    (code, Json(Readiness { status, checks })).into_response()
+}
+
+fn check(ok: bool, started: Instant, error: &'static str) -> Check {
+    Check {
+        status: if ok { "healthy" } else { "unhealthy" },
+        latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        error: (!ok).then_some(error),
+    }
+}
+
+pub async fn metrics(State(app): State<Arc<App>>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], app.metrics.render()).into_response()
+}
+
+#[derive(Serialize)]
+struct HttpError {
+    code: ErrorCode,
+    message: String,
+}
+
+fn error(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Response {
+    (status, Json(HttpError { code, message: message.into() })).into_response()
+}
+
+/// `POST /v1/sessions` with the same body as the `create_session` message (without `type`).
+pub async fn create_session(State(app): State<Arc<App>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let Some(token) = bearer_token(&headers) else {
+        return error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "a bearer token is required");
+    };
+    let identity = match app.verifier.verify(token) {
+        Ok(identity) => identity,
+        Err(_) => return error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "the token is not valid"),
+    };
+    let request: CreateSession = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(err) => return error(StatusCode::BAD_REQUEST, ErrorCode::Invalid, err.to_string()),
+    };
+    let spec = NewSessionSpec {
+        session_type: request.session_type,
+        room_name: request.room_name,
+        invitees: request.invitees,
+        lobby_enabled: request.lobby_enabled,
+    };
+    match create(&app.store, &identity, spec, app.config.instant_session_ttl, chrono::Utc::now()).await {
+        Ok(session) => (StatusCode::CREATED, Json(session_view(&session))).into_response(),
+        Err(err) => {
+            let status = match err.code() {
+                ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+                ErrorCode::Conflict => StatusCode::CONFLICT,
+                ErrorCode::Invalid => StatusCode::BAD_REQUEST,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            error(status, err.code(), err.to_string())
+        }
+    }
+}

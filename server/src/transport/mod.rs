@@ -1,0 +1,75 @@
+//! The network edge: the accept loop, HTTP routes and WebSocket connections.
+//!
+//! Every accepted TCP connection runs on the connection tracker; its HTTP request must arrive
+//! within the handshake timeout, so a client that opens a socket and sends nothing cannot hold
+//! it. WebSocket connections continue on the same tracker after the upgrade.
+
+mod http;
+mod ws;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tracing::{debug, warn};
+
+use crate::server::App;
+
+/// Pause after a failed accept (typically: out of file descriptors) before trying again, so the
+/// loop does not spin while descriptors are exhausted.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/v1/ws", get(ws::upgrade))
+        .route("/v1/sessions", post(http::create_session))
+        .route("/healthz", get(http::healthz))
+        .route("/readyz", get(http::readyz))
+        .route("/metrics", get(http::metrics))
+        .with_state(app)
+}
+
+/// Accepts connections until shutdown.
+pub async fn serve(listener: TcpListener, app: Arc<App>) {
+    let router = router(app.clone());
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = app.shutdown.cancelled() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                warn!(error = %err, "accept failed");
+                tokio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+                continue;
+            }
+        };
+        if let Err(err) = stream.set_nodelay(true) {
+            debug!(error = %err, %peer, "could not disable Nagle");
+        }
+        let service = TowerToHyperService::new(router.clone());
+        let shutdown = app.shutdown.clone();
+        let handshake_timeout = app.config.handshake_timeout;
+        app.conn_tracker.spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(TokioTimer::new()).header_read_timeout(handshake_timeout);
+            let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                result = conn.as_mut() => result,
+                () = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(err) = result {
+                debug!(error = %err, %peer, "http connection ended with an error");
+            }
+        });
+    }
+}

@@ -1,0 +1,210 @@
+//! WebSocket connections: authentication before the upgrade, then one task per connection that
+//! reads requests, writes queued frames and watches the heartbeat.
+//!
+//! Guarantees:
+//! - No socket without a valid token: the token is checked before the upgrade (401 otherwise).
+//! - Every limit of the WebSocket library is set explicitly (frame and message size, buffers).
+//! - Frames queued for the connection are written together and flushed once.
+//! - A connection that stops answering for the heartbeat timeout is closed and leaves its
+//!   sessions; a frame over the size limit closes it with 1009; shutdown closes it with 1012.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use convene_protocol::{ConnId, ErrorCode, PROTOCOL_VERSION, ServerMessage};
+use futures_util::SinkExt as _;
+use serde::Deserialize;
+use tokio::time::Instant;
+use tracing::{Instrument as _, debug, info_span};
+
+use crate::auth::Identity;
+use crate::handlers::{ConnCtx, dispatch};
+use crate::outbound::{CloseReason, ConnLink, ConnQueue, Frame};
+use crate::server::App;
+use crate::session::{Command, Mail};
+
+/// Bytes read from the socket at a time. Small, because it is allocated for every connection and
+/// decides most of an idle connection's memory; frames larger than this are read in pieces.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Outgoing bytes gathered before a write is forced. Frames are flushed explicitly after each
+/// batch, so this only caps how much one batch holds before going out.
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+/// Queued frames taken per batch: enough to amortise the write syscall, few enough that reading
+/// is not starved while a busy room drains.
+const OUTBOUND_BATCH: usize = 64;
+/// How long writing one batch may take before the client counts as slow.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a close frame may take to go out.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[derive(Deserialize)]
+pub struct ConnectParams {
+    access_token: Option<String>,
+}
+
+/// `GET /v1/ws`: checks the origin and the token, then upgrades.
+pub async fn upgrade(
+    State(app): State<Arc<App>>,
+    Query(params): Query<ConnectParams>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if !origin_allowed(&app.config.allowed_origins, &headers) {
+        return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+    }
+    let token = params.access_token.as_deref().or_else(|| bearer_token(&headers));
+    let identity = match token.map(|token| app.verifier.verify(token)) {
+        Some(Ok(identity)) => identity,
+        Some(Err(err)) => {
+            debug!(reason = %err, "refused a connection");
+            return (StatusCode::UNAUTHORIZED, "invalid access token").into_response();
+        }
+        None => return (StatusCode::UNAUTHORIZED, "an access token is required").into_response(),
+    };
+    let conn_id = ConnId(app.conn_ids.fetch_add(1, Ordering::Relaxed));
+    let max = app.config.max_frame_bytes;
+    let tracker = app.conn_tracker.clone();
+    upgrade
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
+        .max_write_buffer_size(WRITE_BUFFER_BYTES + max + 1024)
+        .max_message_size(max)
+        .max_frame_size(max)
+        .on_upgrade(move |socket| {
+            let span = info_span!("conn", conn_id = %conn_id, user_id = %identity.user_id);
+            tracker.track_future(run(socket, conn_id, identity, app).instrument(span))
+        })
+}
+
+/// The `Bearer` token of an `Authorization` header.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).map(str::trim)
+}
+
+fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
+    if allowed.is_empty() {
+        return true;
+    }
+    headers
+        .get(header::ORIGIN)
+        .and_then(|origin| origin.to_str().ok())
+        .is_some_and(|origin| allowed.iter().any(|a| a == origin))
+}
+
+async fn run(mut socket: WebSocket, conn_id: ConnId, identity: Identity, app: Arc<App>) {
+    app.metrics.connections_open.fetch_add(1, Ordering::Relaxed);
+    app.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
+    let (link, queue) = ConnLink::new(conn_id, identity.user_id);
+    let hello = ServerMessage::Hello {
+        conn_id,
+        user_id: identity.user_id,
+        role: identity.role,
+        protocol_version: PROTOCOL_VERSION,
+        heartbeat_interval_ms: u64::try_from(app.config.heartbeat_interval().as_millis()).unwrap_or(u64::MAX),
+    };
+    link.send(&hello);
+    let mut ctx = ConnCtx { conn_id, identity, link, app: app.clone(), sessions: HashMap::new() };
+    let reason = serve(&mut socket, &mut ctx, queue).await;
+    debug!(?reason, "connection ending");
+    for handle in ctx.sessions.values() {
+        if handle.send(Mail::Command(Command::Disconnect { conn: conn_id })).await.is_err() {
+            debug!(session_id = %handle.id, "session already stopped");
+        }
+    }
+    if let Some(reason) = reason {
+        let frame = CloseFrame { code: reason.code(), reason: reason.text().into() };
+        if tokio::time::timeout(CLOSE_TIMEOUT, socket.send(Message::Close(Some(frame)))).await.is_err() {
+            debug!("close frame timed out");
+        }
+    }
+    app.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Runs the connection until it ends; returns why the server is closing it, if it is.
+async fn serve(socket: &mut WebSocket, ctx: &mut ConnCtx, mut queue: ConnQueue) -> Option<CloseReason> {
+    let app = ctx.app.clone();
+    let timeout = app.config.heartbeat_timeout;
+    let mut heartbeat = tokio::time::interval_at(Instant::now() + app.config.heartbeat_interval(), app.config.heartbeat_interval());
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
+    let token_expiry = token_deadline(ctx.identity.expires_at);
+    tokio::pin!(token_expiry);
+    let mut batch = Vec::with_capacity(OUTBOUND_BATCH);
+    loop {
+        tokio::select! {
+            biased;
+            () = queue.closer.closed() => return queue.closer.reason(),
+            () = app.shutdown.cancelled() => return Some(CloseReason::Restarting),
+            received = queue.rx.recv_many(&mut batch, OUTBOUND_BATCH) => {
+                if received == 0 {
+                    return None;
+                }
+                let write = write_batch(socket, &mut batch);
+                tokio::select! {
+                    result = tokio::time::timeout(WRITE_TIMEOUT, write) => match result {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return None,
+                        Err(_) => return Some(CloseReason::Slow),
+                    },
+                    () = queue.closer.closed() => return queue.closer.reason(),
+                }
+            }
+            incoming = socket.recv() => {
+                last_heard = Instant::now();
+                match incoming {
+                    Some(Ok(Message::Text(text))) => {
+                        app.metrics.frames_in.fetch_add(1, Ordering::Relaxed);
+                        dispatch(ctx, text.as_str()).await;
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        ctx.reply(&ServerMessage::error(None, ErrorCode::Invalid, "binary frames are not supported; send JSON text"));
+                    }
+                    // Pings are answered by the library; pongs only prove the client is alive.
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Close(_))) | None => return None,
+                    Some(Err(err)) => return classify(&err),
+                }
+            }
+            _ = heartbeat.tick() => {
+                if last_heard.elapsed() >= timeout {
+                    return Some(CloseReason::Unresponsive);
+                }
+                if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    return None;
+                }
+            }
+            () = &mut token_expiry => return Some(CloseReason::TokenExpired),
+        }
+    }
+}
+
+async fn write_batch(socket: &mut WebSocket, batch: &mut Vec<Frame>) -> Result<(), axum::Error> {
+    for frame in batch.drain(..) {
+        socket.feed(Message::Text(frame.into_text())).await?;
+    }
+    socket.flush().await
+}
+
+/// Sleeps until the token expires.
+async fn token_deadline(expires_at: i64) {
+    let now = chrono::Utc::now().timestamp();
+    let remaining = u64::try_from(expires_at.saturating_sub(now)).unwrap_or(0);
+    tokio::time::sleep(Duration::from_secs(remaining)).await;
+}
+
+/// Maps a read error to the close the server owes the client.
+fn classify(err: &axum::Error) -> Option<CloseReason> {
+    use std::error::Error as _;
+    match err.source().and_then(|source| source.downcast_ref::<tungstenite::Error>()) {
+        Some(tungstenite::Error::Capacity(_)) => Some(CloseReason::TooBig),
+        Some(tungstenite::Error::Protocol(_)) => Some(CloseReason::ProtocolError),
+        _ => None,
+    }
+}
