@@ -3,9 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::ErrorCode;
 use crate::ids::{ClientMsgId, MessageId, RequestId, RoomId, SessionId, UserId};
 use crate::server::{PresenceStatus, SessionType};
-use crate::ErrorCode;
 
 /// Every request a client may send, tagged by `type`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -203,11 +203,7 @@ impl ClientMessage {
                 .ok()
                 .and_then(|envelope| envelope.request_id)
                 .and_then(|value| value.as_str().and_then(RequestId::new));
-            ParseError {
-                request_id,
-                code: ErrorCode::Invalid,
-                reason: err.to_string(),
-            }
+            ParseError { request_id, code: ErrorCode::Invalid, reason: err.to_string() }
         })
     }
 

@@ -17,15 +17,14 @@ mod server;
 
 pub use claims::{AppMetadata, Claims, Role, SUPABASE_AUDIENCE};
 pub use client::{
-    AdmitParticipant, ClientMessage, CreateSession, DeleteMessage, DenyParticipant, EditMessage,
-    EndSession, FetchHistory, JoinSession, LeaveSession, ParseError, Ping, RoomCursor,
-    SendMessage, SetLobby, SetStatus, Typing,
+    AdmitParticipant, ClientMessage, CreateSession, DeleteMessage, DenyParticipant, EditMessage, EndSession,
+    FetchHistory, JoinSession, LeaveSession, ParseError, Ping, RoomCursor, SendMessage, SetLobby, SetStatus, Typing,
 };
 pub use error::ErrorCode;
 pub use ids::{ClientMsgId, ConnId, MessageId, OrgId, RequestId, RoomId, SessionId, UserId};
 pub use server::{
-    ChatMessage, ErrorReply, LobbyEntry, MemberView, PresenceStatus, ResumeOutcome, RoomView,
-    ServerMessage, SessionRole, SessionStatus, SessionType, SessionView,
+    ChatMessage, ErrorReply, LobbyEntry, MemberView, PresenceStatus, ResumeOutcome, RoomView, ServerMessage,
+    SessionRole, SessionStatus, SessionType, SessionView,
 };
 
 /// The protocol version this crate describes; the server announces it in `hello`.

@@ -4,9 +4,9 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::ErrorCode;
 use crate::claims::Role;
 use crate::ids::{ClientMsgId, ConnId, MessageId, OrgId, RequestId, RoomId, SessionId, UserId};
-use crate::ErrorCode;
 
 /// Everything the server may send, tagged by `type`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -58,24 +58,48 @@ pub enum ServerMessage {
         session_id: SessionId,
     },
     /// To hosts: someone entered the lobby.
-    LobbyEntered { session_id: SessionId, entry: LobbyEntry },
+    LobbyEntered {
+        session_id: SessionId,
+        entry: LobbyEntry,
+    },
     /// To hosts: someone left the lobby (admitted, denied or gone).
-    LobbyLeft { session_id: SessionId, user_id: UserId },
+    LobbyLeft {
+        session_id: SessionId,
+        user_id: UserId,
+    },
     /// To the waiting user: a host turned them away.
-    Denied { session_id: SessionId },
-    MemberJoined { session_id: SessionId, member: MemberView },
-    MemberUpdated { session_id: SessionId, member: MemberView },
-    MemberLeft { session_id: SessionId, user_id: UserId },
+    Denied {
+        session_id: SessionId,
+    },
+    MemberJoined {
+        session_id: SessionId,
+        member: MemberView,
+    },
+    MemberUpdated {
+        session_id: SessionId,
+        member: MemberView,
+    },
+    MemberLeft {
+        session_id: SessionId,
+        user_id: UserId,
+    },
     /// The caller left (reply to `leave_session`).
     Left {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request_id: Option<RequestId>,
         session_id: SessionId,
     },
-    SessionEnded { session_id: SessionId, ended_by: UserId },
-    SessionUpdated { session: SessionView },
+    SessionEnded {
+        session_id: SessionId,
+        ended_by: UserId,
+    },
+    SessionUpdated {
+        session: SessionView,
+    },
     /// A new chat message, delivered to every member of its room in sequence order.
-    Message { message: ChatMessage },
+    Message {
+        message: ChatMessage,
+    },
     /// The sender's acknowledgement: the message is durably stored.
     MessageAck {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -87,8 +111,13 @@ pub enum ServerMessage {
         seq: i64,
         created_at: DateTime<Utc>,
     },
-    MessageEdited { message: ChatMessage },
-    MessageDeleted { message: ChatMessage, deleted_by: UserId },
+    MessageEdited {
+        message: ChatMessage,
+    },
+    MessageDeleted {
+        message: ChatMessage,
+        deleted_by: UserId,
+    },
     /// A page of history, oldest first.
     History {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -269,11 +298,7 @@ pub struct ChatMessage {
 impl ServerMessage {
     /// An error reply.
     pub fn error(request_id: Option<RequestId>, code: ErrorCode, message: impl Into<String>) -> Self {
-        Self::Error(ErrorReply {
-            request_id,
-            code,
-            message: message.into(),
-        })
+        Self::Error(ErrorReply { request_id, code, message: message.into() })
     }
 
     /// Encodes the message as the JSON text of one frame.

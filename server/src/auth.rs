@@ -152,8 +152,8 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    fn token(secret: &[u8], header: Header, claims: serde_json::Value) -> String {
-        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(secret)).expect("encodes")
+    fn token(secret: &[u8], header: &Header, claims: &serde_json::Value) -> String {
+        jsonwebtoken::encode(header, claims, &EncodingKey::from_secret(secret)).expect("encodes")
     }
 
     fn claims(exp_offset: i64, nbf_offset: Option<i64>, role: &str, aud: &str) -> serde_json::Value {
@@ -173,7 +173,7 @@ mod tests {
     fn accepts_a_supabase_style_token_and_ignores_user_metadata() {
         let verifier = Verifier::hs256(b"secret", None);
         let identity = verifier
-            .verify(&token(b"secret", Header::default(), claims(60, None, "authenticated", "authenticated")))
+            .verify(&token(b"secret", &Header::default(), &claims(60, None, "authenticated", "authenticated")))
             .expect("valid");
         assert_eq!(identity.role, Role::Therapist);
     }
@@ -187,14 +187,23 @@ mod tests {
             format!("{header}.{body}.")
         };
         let cases = [
-            ("expired", token(b"secret", Header::default(), claims(-60, None, "authenticated", "authenticated"))),
-            ("not yet valid", token(b"secret", Header::default(), claims(600, Some(300), "authenticated", "authenticated"))),
-            ("wrong key", token(b"other", Header::default(), claims(60, None, "authenticated", "authenticated"))),
+            ("expired", token(b"secret", &Header::default(), &claims(-60, None, "authenticated", "authenticated"))),
+            (
+                "not yet valid",
+                token(b"secret", &Header::default(), &claims(600, Some(300), "authenticated", "authenticated")),
+            ),
+            ("wrong key", token(b"other", &Header::default(), &claims(60, None, "authenticated", "authenticated"))),
             ("alg none", unsigned),
-            ("wrong algorithm", token(b"secret", Header::new(Algorithm::HS512), claims(60, None, "authenticated", "authenticated"))),
-            ("anon role", token(b"secret", Header::default(), claims(60, None, "anon", "authenticated"))),
-            ("service role", token(b"secret", Header::default(), claims(60, None, "service_role", "authenticated"))),
-            ("wrong audience", token(b"secret", Header::default(), claims(60, None, "authenticated", "someone-else"))),
+            (
+                "wrong algorithm",
+                token(b"secret", &Header::new(Algorithm::HS512), &claims(60, None, "authenticated", "authenticated")),
+            ),
+            ("anon role", token(b"secret", &Header::default(), &claims(60, None, "anon", "authenticated"))),
+            ("service role", token(b"secret", &Header::default(), &claims(60, None, "service_role", "authenticated"))),
+            (
+                "wrong audience",
+                token(b"secret", &Header::default(), &claims(60, None, "authenticated", "someone-else")),
+            ),
             ("garbage", "not.a.token".to_owned()),
         ];
         for (name, token) in cases {

@@ -9,9 +9,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Upper bounds, in seconds, of the persistence latency histogram's buckets.
-const LATENCY_BUCKETS: [f64; 12] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
-];
+const LATENCY_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
 
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -65,7 +63,11 @@ impl Metrics {
         let mut out = String::with_capacity(2048);
         let gauges = [
             ("convene_connections", "Open WebSocket connections.", self.connections_open.load(Ordering::Relaxed)),
-            ("convene_sessions_active", "Sessions with a running actor on this node.", self.sessions_active.load(Ordering::Relaxed)),
+            (
+                "convene_sessions_active",
+                "Sessions with a running actor on this node.",
+                self.sessions_active.load(Ordering::Relaxed),
+            ),
         ];
         for (name, help, value) in gauges {
             // Writing to a String cannot fail; the fmt::Result exists only for other writers.
@@ -76,15 +78,20 @@ impl Metrics {
             ("convene_frames_in_total", "Frames received from clients.", &self.frames_in),
             ("convene_frames_out_total", "Frames queued to clients.", &self.frames_out),
             ("convene_chat_messages_stored_total", "Chat messages durably stored.", &self.chat_messages_stored),
-            ("convene_slow_disconnects_total", "Connections closed because they did not read fast enough.", &self.slow_disconnects),
-            ("convene_write_failures_total", "Writes the database refused or could not take in time.", &self.write_failures),
+            (
+                "convene_slow_disconnects_total",
+                "Connections closed because they did not read fast enough.",
+                &self.slow_disconnects,
+            ),
+            (
+                "convene_write_failures_total",
+                "Writes the database refused or could not take in time.",
+                &self.write_failures,
+            ),
         ];
         for (name, help, value) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                value.load(Ordering::Relaxed)
-            );
+            let _ =
+                writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Ordering::Relaxed));
         }
         self.persist_latency.render(
             &mut out,

@@ -21,6 +21,12 @@ pub async fn handle(ctx: &mut ConnCtx, request: FetchHistory) -> Result<(), Hand
     if limit == 0 || limit > MAX_HISTORY_LIMIT {
         return Err(HandlerError::Invalid("limit must be 1 to 100"));
     }
-    let command = Command::FetchHistory { conn: ctx.conn_id, request_id: request.request_id, room: request.room_id, query, limit };
+    let command = Command::FetchHistory {
+        conn: ctx.conn_id,
+        request_id: request.request_id,
+        room: request.room_id,
+        query,
+        limit,
+    };
     ctx.forward(request.session_id, command).await
 }

@@ -16,7 +16,12 @@ pub async fn handle(ctx: &mut ConnCtx, request: JoinSession) -> Result<(), Handl
     if request.resume.iter().any(|cursor| cursor.last_seq < 0) {
         return Err(HandlerError::Invalid("last_seq must not be negative"));
     }
-    let mut mail = Mail::Join { link: ctx.link.clone(), identity: ctx.identity, request_id: request.request_id, resume: request.resume };
+    let mut mail = Mail::Join {
+        link: ctx.link.clone(),
+        identity: ctx.identity,
+        request_id: request.request_id,
+        resume: request.resume,
+    };
     // An actor that stops just as the mail arrives hands back the mail; the next one takes it.
     for _attempt in 0..2 {
         let handle = ctx.app.registry.get(request.session_id).await?;

@@ -35,7 +35,12 @@ pub const MAILBOX_CAPACITY: usize = 1024;
 #[derive(Debug)]
 pub enum Mail {
     /// A connection asks to join; the actor keeps `link` to reach it.
-    Join { link: ConnLink, identity: Identity, request_id: Option<RequestId>, resume: Vec<convene_protocol::RoomCursor> },
+    Join {
+        link: ConnLink,
+        identity: Identity,
+        request_id: Option<RequestId>,
+        resume: Vec<convene_protocol::RoomCursor>,
+    },
     Command(Command),
 }
 
@@ -126,34 +131,47 @@ impl Actor {
         .await;
     }
 
-    /// Leaves the registry, then settles what is left: mail that raced the departure is
-    /// forwarded to the session's next actor, and writes under way are seen through so that
-    /// their senders are acknowledged.
+    /// Settles what is left, then leaves the registry. Writes under way are seen through, and a
+    /// writer barrier makes sure every write of this actor is committed before the next actor of
+    /// the session could load it. Mail that raced the departure is then forwarded to that next
+    /// actor.
     async fn retire(&mut self, mut mailbox: mpsc::Receiver<Mail>) {
+        while let Some(outcome) = self.pending.next().await {
+            self.handle(outcome);
+        }
+        let (done, committed) = oneshot::channel();
+        match self.deps.writer.submit(WriteOp::Barrier { done }).await {
+            Ok(()) => {
+                if committed.await.is_err() {
+                    warn!("the writer stopped before the session's last writes were confirmed");
+                }
+            }
+            Err(err) => warn!(error = %err, "could not confirm the session's last writes"),
+        }
         self.registry.retire(self.state.session().id, self.generation);
         mailbox.close();
         let shutting_down = self.deps.shutdown.is_cancelled();
         while let Some(mail) = mailbox.recv().await {
             match mail {
-                Mail::Join { .. } if !shutting_down && !self.stopping => {
-                    match self.registry.get(self.state.session().id).await {
-                        Ok(next) => {
-                            if next.send(mail).await.is_err() {
-                                warn!("the session's next actor stopped before a forwarded join");
-                            }
+                Mail::Join { .. } if !shutting_down => match self.registry.get(self.state.session().id).await {
+                    Ok(next) => {
+                        if next.send(mail).await.is_err() {
+                            warn!("the session's next actor stopped before a forwarded join");
                         }
-                        Err(err) => warn!(error = %err, "could not forward a join to the session's next actor"),
                     }
-                }
+                    Err(err) => warn!(error = %err, "could not forward a join to the session's next actor"),
+                },
                 Mail::Join { link, request_id, .. } => {
-                    let error = ServerMessage::error(request_id, convene_protocol::ErrorCode::Unavailable, "the session is closing; retry");
+                    let error = ServerMessage::error(
+                        request_id,
+                        convene_protocol::ErrorCode::Unavailable,
+                        "the server is restarting; retry",
+                    );
                     link.send(&error);
                 }
+                // Only departures of connections that no longer belong to the session reach here.
                 Mail::Command(command) => self.handle(command),
             }
-        }
-        while let Some(outcome) = self.pending.next().await {
-            self.handle(outcome);
         }
     }
 
@@ -205,7 +223,9 @@ impl Actor {
                 self.followups.extend(slow.into_iter().map(|conn| Command::Disconnect { conn }));
             }
             Effect::Persist(persist) => self.persist(persist),
-            Effect::ReadHistory { conn, request_id, room, query, limit } => self.read_history(conn, request_id, room, query, limit),
+            Effect::ReadHistory { conn, request_id, room, query, limit } => {
+                self.read_history(conn, request_id, room, query, limit)
+            }
             Effect::Detach(conn) => {
                 self.links.remove(&conn);
             }
@@ -220,7 +240,8 @@ impl Actor {
                 let (room, sender) = (message.room_id, message.sender_id);
                 let Some(client_msg_id) = ClientMsgId::new(message.client_msg_id.clone()) else { return };
                 let (done, outcome) = oneshot::channel();
-                let posted = move |result| Command::Posted { room, sender, client_msg_id: client_msg_id.clone(), result };
+                let posted =
+                    move |result| Command::Posted { room, sender, client_msg_id: client_msg_id.clone(), result };
                 match self.deps.writer.try_submit(WriteOp::InsertMessage { message, done }) {
                     Ok(()) => self.pending.push_back(Box::pin(async move {
                         posted(outcome.await.unwrap_or(Err(WriteFailed::Unavailable)))
@@ -244,7 +265,9 @@ impl Actor {
                 self.submit_change(op, outcome, conn, request_id, Some(by));
                 return;
             }
-            Persist::ParticipantJoined { user, role, at } => WriteOp::ParticipantJoined { session_id, user_id: user, role, at },
+            Persist::ParticipantJoined { user, role, at } => {
+                WriteOp::ParticipantJoined { session_id, user_id: user, role, at }
+            }
             Persist::ParticipantLeft { user, at } => WriteOp::ParticipantLeft { session_id, user_id: user, at },
             Persist::SessionStarted { at } => WriteOp::SessionStarted { session_id, at },
             Persist::SessionEnded { at } => WriteOp::SessionEnded { session_id, at },
@@ -268,9 +291,9 @@ impl Actor {
     ) {
         let changed = move |result| Command::Changed { conn, request_id, deleted_by, result };
         match self.deps.writer.try_submit(op) {
-            Ok(()) => self.pending.push_back(Box::pin(async move {
-                changed(outcome.await.unwrap_or(Err(WriteFailed::Unavailable)))
-            })),
+            Ok(()) => self
+                .pending
+                .push_back(Box::pin(async move { changed(outcome.await.unwrap_or(Err(WriteFailed::Unavailable))) })),
             Err(_) => self.followups.push_back(changed(Err(WriteFailed::Unavailable))),
         }
     }
@@ -292,7 +315,11 @@ impl Actor {
                 },
                 Err(err) => {
                     warn!(error = %err, %room, "history read failed");
-                    ServerMessage::error(request_id, convene_protocol::ErrorCode::Unavailable, "history is unavailable; retry")
+                    ServerMessage::error(
+                        request_id,
+                        convene_protocol::ErrorCode::Unavailable,
+                        "history is unavailable; retry",
+                    )
                 }
             };
             link.send(&reply);

@@ -114,12 +114,8 @@ fn plan(
     let mut invitees = spec.invitees;
     invitees.sort();
     invitees.dedup();
-    participants.extend(invitees.into_iter().filter(|user| *user != creator.user_id).map(|user_id| ParticipantRecord {
-        user_id,
-        role: SessionRole::Participant,
-        invited: true,
-        joined_at: None,
-        left_at: None,
+    participants.extend(invitees.into_iter().filter(|user| *user != creator.user_id).map(|user_id| {
+        ParticipantRecord { user_id, role: SessionRole::Participant, invited: true, joined_at: None, left_at: None }
     }));
     Ok((session, participants))
 }

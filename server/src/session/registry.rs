@@ -83,7 +83,10 @@ impl Registry {
     /// Loads the session and spawns its actor. The future is boxed with its `Send` bound
     /// spelled out because an actor may call back into [`Registry::get`] as it retires; without
     /// the box, the compiler would need each future's type to infer the other's.
-    fn start(self: &Arc<Self>, id: SessionId) -> Pin<Box<dyn Future<Output = Result<SessionHandle, RegistryError>> + Send>> {
+    fn start(
+        self: &Arc<Self>,
+        id: SessionId,
+    ) -> Pin<Box<dyn Future<Output = Result<SessionHandle, RegistryError>> + Send>> {
         let registry = self.clone();
         Box::pin(async move { registry.load_and_spawn(id).await })
     }
@@ -98,7 +101,8 @@ impl Registry {
         } else {
             Vec::new()
         };
-        let chat = RoomChat::new(main_room, MAIN_ROOM_NAME.to_owned(), last_seq, recent, self.deps.limits.resume_window);
+        let chat =
+            RoomChat::new(main_room, MAIN_ROOM_NAME.to_owned(), last_seq, recent, self.deps.limits.resume_window);
         let state = SessionState::new(session, participants, chat, self.deps.limits);
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);
         let (handle, mailbox) = SessionHandle::new(id, generation);

@@ -14,8 +14,8 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use convene_protocol::{
-    ClientMsgId, ConnId, ErrorCode, MessageId, PresenceStatus, RequestId, Role, RoomCursor,
-    RoomId, SessionRole, SessionStatus, SessionType, UserId,
+    ClientMsgId, ConnId, ErrorCode, MessageId, PresenceStatus, RequestId, Role, RoomCursor, RoomId, SessionRole,
+    SessionStatus, SessionType, UserId,
 };
 
 use crate::auth::Identity;
@@ -23,8 +23,7 @@ use crate::chat::{Gap, Known, RateLimiter, RoomChat, Waiter};
 use crate::config::ChatLimits;
 use crate::presence::{Diff, Member, Presence};
 use crate::store::{
-    EditOutcome, HistoryQuery, InsertOutcome, MessageRecord, NewMessage, ParticipantRecord,
-    SessionRecord, WriteFailed,
+    EditOutcome, HistoryQuery, InsertOutcome, MessageRecord, NewMessage, ParticipantRecord, SessionRecord, WriteFailed,
 };
 
 /// Replayed messages per `replay` frame, so a long replay never needs one huge frame.
@@ -49,23 +48,89 @@ impl Now {
 /// What a session is asked to do, by a connection or by the outcome of its own writes.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
-    Join { conn: ConnId, identity: Identity, request_id: Option<RequestId>, resume: Vec<RoomCursor> },
-    Leave { conn: ConnId, request_id: Option<RequestId> },
-    Disconnect { conn: ConnId },
-    End { conn: ConnId, request_id: Option<RequestId> },
-    Admit { conn: ConnId, request_id: Option<RequestId>, user: UserId },
-    Deny { conn: ConnId, request_id: Option<RequestId>, user: UserId },
-    SetLobby { conn: ConnId, request_id: Option<RequestId>, enabled: bool },
-    SetStatus { conn: ConnId, request_id: Option<RequestId>, status: PresenceStatus },
-    Post { conn: ConnId, request_id: Option<RequestId>, room: RoomId, client_msg_id: ClientMsgId, body: String },
-    Edit { conn: ConnId, request_id: Option<RequestId>, room: RoomId, message_id: MessageId, body: String },
-    Delete { conn: ConnId, request_id: Option<RequestId>, room: RoomId, message_id: MessageId },
-    Typing { conn: ConnId, room: RoomId, active: bool },
-    FetchHistory { conn: ConnId, request_id: Option<RequestId>, room: RoomId, query: HistoryQuery, limit: u32 },
+    Join {
+        conn: ConnId,
+        identity: Identity,
+        request_id: Option<RequestId>,
+        resume: Vec<RoomCursor>,
+    },
+    Leave {
+        conn: ConnId,
+        request_id: Option<RequestId>,
+    },
+    Disconnect {
+        conn: ConnId,
+    },
+    End {
+        conn: ConnId,
+        request_id: Option<RequestId>,
+    },
+    Admit {
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        user: UserId,
+    },
+    Deny {
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        user: UserId,
+    },
+    SetLobby {
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        enabled: bool,
+    },
+    SetStatus {
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        status: PresenceStatus,
+    },
+    Post {
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        room: RoomId,
+        client_msg_id: ClientMsgId,
+        body: String,
+    },
+    Edit {
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        room: RoomId,
+        message_id: MessageId,
+        body: String,
+    },
+    Delete {
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        room: RoomId,
+        message_id: MessageId,
+    },
+    Typing {
+        conn: ConnId,
+        room: RoomId,
+        active: bool,
+    },
+    FetchHistory {
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        room: RoomId,
+        query: HistoryQuery,
+        limit: u32,
+    },
     /// The outcome of a [`Persist::Message`].
-    Posted { room: RoomId, sender: UserId, client_msg_id: ClientMsgId, result: Result<InsertOutcome, WriteFailed> },
+    Posted {
+        room: RoomId,
+        sender: UserId,
+        client_msg_id: ClientMsgId,
+        result: Result<InsertOutcome, WriteFailed>,
+    },
     /// The outcome of a [`Persist::Edit`] or [`Persist::Delete`].
-    Changed { conn: ConnId, request_id: Option<RequestId>, deleted_by: Option<UserId>, result: Result<EditOutcome, WriteFailed> },
+    Changed {
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        deleted_by: Option<UserId>,
+        result: Result<EditOutcome, WriteFailed>,
+    },
 }
 
 /// Who receives an event.
@@ -147,21 +212,59 @@ pub enum Event {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Persist {
     Message(NewMessage),
-    Edit { conn: ConnId, request_id: Option<RequestId>, room: RoomId, message_id: MessageId, editor: UserId, body: String, at: DateTime<Utc> },
-    Delete { conn: ConnId, request_id: Option<RequestId>, room: RoomId, message_id: MessageId, by: UserId, any_sender: bool, at: DateTime<Utc> },
-    ParticipantJoined { user: UserId, role: SessionRole, at: DateTime<Utc> },
-    ParticipantLeft { user: UserId, at: DateTime<Utc> },
-    SessionStarted { at: DateTime<Utc> },
-    SessionEnded { at: DateTime<Utc> },
-    LobbyChanged { enabled: bool },
+    Edit {
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        room: RoomId,
+        message_id: MessageId,
+        editor: UserId,
+        body: String,
+        at: DateTime<Utc>,
+    },
+    Delete {
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        room: RoomId,
+        message_id: MessageId,
+        by: UserId,
+        any_sender: bool,
+        at: DateTime<Utc>,
+    },
+    ParticipantJoined {
+        user: UserId,
+        role: SessionRole,
+        at: DateTime<Utc>,
+    },
+    ParticipantLeft {
+        user: UserId,
+        at: DateTime<Utc>,
+    },
+    SessionStarted {
+        at: DateTime<Utc>,
+    },
+    SessionEnded {
+        at: DateTime<Utc>,
+    },
+    LobbyChanged {
+        enabled: bool,
+    },
 }
 
 /// What the actor must carry out, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Effect {
-    Send { to: Audience, event: Event },
+    Send {
+        to: Audience,
+        event: Event,
+    },
     Persist(Persist),
-    ReadHistory { conn: ConnId, request_id: Option<RequestId>, room: RoomId, query: HistoryQuery, limit: u32 },
+    ReadHistory {
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        room: RoomId,
+        query: HistoryQuery,
+        limit: u32,
+    },
     /// The connection no longer belongs to the session; forget its link.
     Detach(ConnId),
     /// The session is over; stop once pending writes are done.
@@ -278,7 +381,12 @@ pub struct SessionState {
 
 impl SessionState {
     /// A session as loaded from the store, with its main room's chat window.
-    pub fn new(session: SessionRecord, participants: Vec<ParticipantRecord>, main_chat: RoomChat, limits: ChatLimits) -> Self {
+    pub fn new(
+        session: SessionRecord,
+        participants: Vec<ParticipantRecord>,
+        main_chat: RoomChat,
+        limits: ChatLimits,
+    ) -> Self {
         let standing = participants
             .into_iter()
             .map(|p| (p.user_id, Standing { role: p.role, invited: p.invited, admitted: p.joined_at.is_some() }))
@@ -335,7 +443,9 @@ impl SessionState {
     pub fn apply(&mut self, command: Command, now: Now, out: &mut Vec<Effect>) {
         let (conn, request_id) = command.origin();
         let result = match command {
-            Command::Join { conn, identity, request_id, resume } => self.join(conn, identity, request_id, resume, now, out),
+            Command::Join { conn, identity, request_id, resume } => {
+                self.join(conn, identity, request_id, resume, now, out)
+            }
             Command::Leave { conn, request_id } => self.leave(conn, request_id, now, out),
             Command::Disconnect { conn } => {
                 self.detach(conn, now, out);
@@ -356,9 +466,9 @@ impl SessionState {
                 self.delete(conn, request_id, room, message_id, now, out)
             }
             Command::Typing { conn, room, active } => self.typing(conn, room, active, out),
-            Command::FetchHistory { conn, request_id, room, query, limit } => {
-                self.reader_of(conn, room).map(|_| out.push(Effect::ReadHistory { conn, request_id, room, query, limit }))
-            }
+            Command::FetchHistory { conn, request_id, room, query, limit } => self
+                .reader_of(conn, room)
+                .map(|_| out.push(Effect::ReadHistory { conn, request_id, room, query, limit })),
             Command::Posted { room, sender, client_msg_id, result } => {
                 self.posted(room, sender, &client_msg_id, result, out);
                 Ok(())
@@ -406,7 +516,11 @@ impl SessionState {
         let already_admitted = standing.is_some_and(|s| s.admitted) || self.presence.get(user).is_some();
         if lobby_applies && !session_role.is_host() && !already_admitted {
             self.conns.insert(conn, Attachment { user, admitted: false });
-            let entry = self.lobby.entry(user).or_insert_with(|| LobbyEntry { role: identity.role, since: now.wall, conns: Vec::new() });
+            let entry = self.lobby.entry(user).or_insert_with(|| LobbyEntry {
+                role: identity.role,
+                since: now.wall,
+                conns: Vec::new(),
+            });
             entry.conns.push((conn, request_id.clone(), resume));
             let first = entry.conns.len() == 1;
             let waiting = Waiting { user, role: entry.role, since: entry.since };
@@ -433,7 +547,8 @@ impl SessionState {
         out: &mut Vec<Effect>,
     ) {
         self.conns.insert(conn, Attachment { user, admitted: true });
-        let standing = self.standing.entry(user).or_insert(Standing { role: session_role, invited: false, admitted: false });
+        let standing =
+            self.standing.entry(user).or_insert(Standing { role: session_role, invited: false, admitted: false });
         standing.admitted = true;
         let diff = self.presence.add_device(user, conn, session_role, role, self.main_room, now.wall);
         let Some(member) = self.presence.get(user).cloned() else { return };
@@ -469,7 +584,9 @@ impl SessionState {
                         replays.push((room.chat.id, missed));
                         Resumed { room: cursor.room_id, recovered: true, replayed, last_seq }
                     }
-                    Err(Gap::TooFarBehind | Gap::Ahead) => Resumed { room: cursor.room_id, recovered: false, replayed: 0, last_seq },
+                    Err(Gap::TooFarBehind | Gap::Ahead) => {
+                        Resumed { room: cursor.room_id, recovered: false, replayed: 0, last_seq }
+                    }
                 }
             })
             .collect();
@@ -478,7 +595,15 @@ impl SessionState {
             session: self.session.clone(),
             you: member,
             members: self.presence.members().cloned().collect(),
-            rooms: self.rooms.values().map(|room| RoomSummary { id: room.chat.id, name: room.chat.name.clone(), last_seq: room.chat.last_seq() }).collect(),
+            rooms: self
+                .rooms
+                .values()
+                .map(|room| RoomSummary {
+                    id: room.chat.id,
+                    name: room.chat.name.clone(),
+                    last_seq: room.chat.last_seq(),
+                })
+                .collect(),
             lobby,
             resume,
         };
@@ -490,7 +615,13 @@ impl SessionState {
         }
     }
 
-    fn leave(&mut self, conn: ConnId, request_id: Option<RequestId>, now: Now, out: &mut Vec<Effect>) -> Result<(), SessionError> {
+    fn leave(
+        &mut self,
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        now: Now,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), SessionError> {
         if !self.conns.contains_key(&conn) {
             return Err(SessionError::NotMember);
         }
@@ -550,7 +681,14 @@ impl SessionState {
         Ok(())
     }
 
-    fn admit(&mut self, conn: ConnId, request_id: Option<RequestId>, user: UserId, now: Now, out: &mut Vec<Effect>) -> Result<(), SessionError> {
+    fn admit(
+        &mut self,
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        user: UserId,
+        now: Now,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), SessionError> {
         self.host_of(conn)?;
         let entry = self.lobby.remove(&user).ok_or(SessionError::NotWaiting)?;
         let session_role = self.standing.get(&user).map_or(SessionRole::Participant, |s| s.role);
@@ -562,7 +700,13 @@ impl SessionState {
         Ok(())
     }
 
-    fn deny(&mut self, conn: ConnId, request_id: Option<RequestId>, user: UserId, out: &mut Vec<Effect>) -> Result<(), SessionError> {
+    fn deny(
+        &mut self,
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        user: UserId,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), SessionError> {
         self.host_of(conn)?;
         let entry = self.lobby.remove(&user).ok_or(SessionError::NotWaiting)?;
         let denied: Vec<ConnId> = entry.conns.into_iter().map(|(c, _, _)| c).collect();
@@ -576,7 +720,13 @@ impl SessionState {
         Ok(())
     }
 
-    fn set_lobby(&mut self, conn: ConnId, request_id: Option<RequestId>, enabled: bool, out: &mut Vec<Effect>) -> Result<(), SessionError> {
+    fn set_lobby(
+        &mut self,
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        enabled: bool,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), SessionError> {
         self.host_of(conn)?;
         if self.session.session_type == SessionType::Appointment && !enabled {
             return Err(SessionError::Invalid("appointment sessions always have a lobby"));
@@ -590,7 +740,13 @@ impl SessionState {
         Ok(())
     }
 
-    fn set_status(&mut self, conn: ConnId, request_id: Option<RequestId>, status: PresenceStatus, out: &mut Vec<Effect>) -> Result<(), SessionError> {
+    fn set_status(
+        &mut self,
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        status: PresenceStatus,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), SessionError> {
         let user = self.member_of(conn)?.user_id;
         if self.presence.set_status(user, status) == Diff::Updated
             && let Some(member) = self.presence.get(user).cloned()
@@ -701,7 +857,11 @@ impl SessionState {
             Err(failure) => {
                 let error = SessionError::from(failure);
                 for waiter in waiters {
-                    send(out, Audience::Conn(waiter.conn), Event::Failed { request_id: waiter.request_id, error: error.clone() });
+                    send(
+                        out,
+                        Audience::Conn(waiter.conn),
+                        Event::Failed { request_id: waiter.request_id, error: error.clone() },
+                    );
                 }
                 return;
             }
@@ -710,7 +870,11 @@ impl SessionState {
             room.chat.committed(message.clone());
         }
         for waiter in waiters {
-            let event = Event::MessageAcked { request_id: waiter.request_id, client_msg_id: client_msg_id.clone(), message: message.clone() };
+            let event = Event::MessageAcked {
+                request_id: waiter.request_id,
+                client_msg_id: client_msg_id.clone(),
+                message: message.clone(),
+            };
             send(out, Audience::Conn(waiter.conn), event);
         }
         if fresh {
@@ -749,8 +913,8 @@ impl SessionState {
 
     /// Refuses joins to a session that ended, or to an instant session that expired unstarted.
     fn check_open(&mut self, now: Now, out: &mut Vec<Effect>) -> Result<(), SessionError> {
-        let expired = self.session.status == SessionStatus::Scheduled
-            && self.session.expires_at.is_some_and(|at| at <= now.wall);
+        let expired =
+            self.session.status == SessionStatus::Scheduled && self.session.expires_at.is_some_and(|at| at <= now.wall);
         if expired {
             self.session.status = SessionStatus::Ended;
             self.session.ended_at = Some(now.wall);
@@ -776,7 +940,9 @@ impl SessionState {
 
     fn member_of(&self, conn: ConnId) -> Result<&Member, SessionError> {
         match self.conns.get(&conn) {
-            Some(attachment) if attachment.admitted => self.presence.get(attachment.user).ok_or(SessionError::NotMember),
+            Some(attachment) if attachment.admitted => {
+                self.presence.get(attachment.user).ok_or(SessionError::NotMember)
+            }
             _ => Err(SessionError::NotMember),
         }
     }

@@ -1,8 +1,7 @@
 //! The explicit mapping from session events (domain) to protocol messages (wire).
 
 use convene_protocol::{
-    ChatMessage, LobbyEntry, MemberView, ResumeOutcome, RoomView, ServerMessage, SessionId,
-    SessionView,
+    ChatMessage, LobbyEntry, MemberView, ResumeOutcome, RoomView, ServerMessage, SessionId, SessionView,
 };
 
 use super::state::{Event, Waiting};
@@ -37,11 +36,9 @@ pub fn to_wire(session_id: SessionId, event: Event) -> ServerMessage {
                     .collect(),
             }
         }
-        Event::Replayed { room, messages } => ServerMessage::Replay {
-            session_id,
-            room_id: room,
-            messages: messages.iter().map(chat_message).collect(),
-        },
+        Event::Replayed { room, messages } => {
+            ServerMessage::Replay { session_id, room_id: room, messages: messages.iter().map(chat_message).collect() }
+        }
         Event::LobbyWaiting { request_id } => ServerMessage::LobbyWaiting { request_id, session_id },
         Event::LobbyEntered(waiting) => ServerMessage::LobbyEntered { session_id, entry: lobby_entry(&waiting) },
         Event::LobbyLeft { user } => ServerMessage::LobbyLeft { session_id, user_id: user },
@@ -66,7 +63,9 @@ pub fn to_wire(session_id: SessionId, event: Event) -> ServerMessage {
         Event::MessageDeleted { message, by } => {
             ServerMessage::MessageDeleted { message: chat_message(&message), deleted_by: by }
         }
-        Event::Typed { room, user, active } => ServerMessage::Typing { session_id, room_id: room, user_id: user, active },
+        Event::Typed { room, user, active } => {
+            ServerMessage::Typing { session_id, room_id: room, user_id: user, active }
+        }
         Event::Succeeded { request_id } => ServerMessage::Ok { request_id },
         Event::Failed { request_id, error } => ServerMessage::error(request_id, error.code(), error.to_string()),
     }

@@ -18,12 +18,7 @@ pub enum HistoryQuery {
 
 impl Store {
     /// Reads up to `limit` messages of a room, returned oldest first.
-    pub async fn history(
-        &self,
-        room: RoomId,
-        query: HistoryQuery,
-        limit: u32,
-    ) -> Result<HistoryPage, StoreError> {
+    pub async fn history(&self, room: RoomId, query: HistoryQuery, limit: u32) -> Result<HistoryPage, StoreError> {
         // One row more than asked tells whether another page exists.
         let fetch = i64::from(limit) + 1;
         let (bound, sql) = match query {
@@ -36,8 +31,7 @@ impl Store {
             sqlx::query_as(&sql).bind(room.0).bind(bound).bind(fetch).fetch_all(pool).await?
         });
         let has_more = rows.len() as i64 > i64::from(limit);
-        let mut messages: Vec<MessageRecord> =
-            rows.into_iter().take(limit as usize).map(MessageRecord::from).collect();
+        let mut messages: Vec<MessageRecord> = rows.into_iter().take(limit as usize).map(MessageRecord::from).collect();
         if !matches!(query, HistoryQuery::After(_)) {
             messages.reverse();
         }

@@ -18,11 +18,10 @@ pub mod writer;
 
 use sqlx::{PgPool, SqlitePool};
 
-pub use records::{
-    EditOutcome, HistoryPage, InsertOutcome, MessageRecord, NewMessage, ParticipantRecord,
-    SessionRecord,
-};
 pub use messages::HistoryQuery;
+pub use records::{
+    EditOutcome, HistoryPage, InsertOutcome, MessageRecord, NewMessage, ParticipantRecord, SessionRecord,
+};
 pub use writer::{WriteFailed, WriteOp, Writer};
 
 /// A handle on the database; cheap to clone.
@@ -86,14 +85,16 @@ impl StoreError {
     /// the pool exhausted, as opposed to the statements themselves being refused.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Database(err) => matches!(
-                err,
-                sqlx::Error::Io(_)
-                    | sqlx::Error::PoolTimedOut
-                    | sqlx::Error::Tls(_)
-                    | sqlx::Error::Protocol(_)
-                    | sqlx::Error::WorkerCrashed
-            ) || matches!(err, sqlx::Error::Database(db) if is_transient_sqlstate(db.code().as_deref())),
+            Self::Database(err) => {
+                matches!(
+                    err,
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::Tls(_)
+                        | sqlx::Error::Protocol(_)
+                        | sqlx::Error::WorkerCrashed
+                ) || matches!(err, sqlx::Error::Database(db) if is_transient_sqlstate(db.code().as_deref()))
+            }
             Self::WriterBusy => true,
             _ => false,
         }
@@ -105,8 +106,7 @@ impl StoreError {
 fn is_transient_sqlstate(code: Option<&str>) -> bool {
     match code {
         Some(code) => {
-            matches!(code, "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "5" | "6")
-                || code.starts_with("08")
+            matches!(code, "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "5" | "6") || code.starts_with("08")
         }
         None => false,
     }

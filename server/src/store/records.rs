@@ -2,9 +2,7 @@
 //! other module sees a column.
 
 use chrono::{DateTime, Utc};
-use convene_protocol::{
-    MessageId, OrgId, RoomId, SessionId, SessionRole, SessionStatus, SessionType, UserId,
-};
+use convene_protocol::{MessageId, OrgId, RoomId, SessionId, SessionRole, SessionStatus, SessionType, UserId};
 use uuid::Uuid;
 
 use super::StoreError;

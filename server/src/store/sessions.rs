@@ -77,10 +77,7 @@ impl Store {
             .await?;
             (session, participants)
         });
-        let participants = participants
-            .into_iter()
-            .map(ParticipantRecord::try_from)
-            .collect::<Result<_, _>>()?;
+        let participants = participants.into_iter().map(ParticipantRecord::try_from).collect::<Result<_, _>>()?;
         Ok(Some((session.try_into()?, participants)))
     }
 

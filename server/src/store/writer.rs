@@ -99,6 +99,10 @@ pub enum WriteOp {
         session_id: SessionId,
         enabled: bool,
     },
+    /// Answered once every op submitted before it has committed (or failed).
+    Barrier {
+        done: oneshot::Sender<()>,
+    },
 }
 
 /// What a committed op produced, in the order of the ops.
@@ -126,12 +130,7 @@ pub struct Writer {
 impl Writer {
     /// Starts the writer task on `tracker`. It runs until `shutdown` is cancelled and its queue is
     /// drained, or until every `Writer` handle is dropped.
-    pub fn spawn(
-        store: Store,
-        metrics: Arc<Metrics>,
-        tracker: &TaskTracker,
-        shutdown: CancellationToken,
-    ) -> Self {
+    pub fn spawn(store: Store, metrics: Arc<Metrics>, tracker: &TaskTracker, shutdown: CancellationToken) -> Self {
         let (tx, rx) = mpsc::channel(WRITER_QUEUE_CAPACITY);
         tracker.spawn(run(store, rx, metrics, shutdown));
         Self { tx }
@@ -139,29 +138,19 @@ impl Writer {
 
     /// Queues an op without waiting; fails when the queue is full or the writer has stopped.
     pub fn try_submit(&self, op: WriteOp) -> Result<(), StoreError> {
-        self.tx
-            .try_send(Queued { op, submitted: Instant::now() })
-            .map_err(|err| match err {
-                mpsc::error::TrySendError::Full(_) => StoreError::WriterBusy,
-                mpsc::error::TrySendError::Closed(_) => StoreError::WriterClosed,
-            })
+        self.tx.try_send(Queued { op, submitted: Instant::now() }).map_err(|err| match err {
+            mpsc::error::TrySendError::Full(_) => StoreError::WriterBusy,
+            mpsc::error::TrySendError::Closed(_) => StoreError::WriterClosed,
+        })
     }
 
     /// Queues an op, waiting for room in the queue.
     pub async fn submit(&self, op: WriteOp) -> Result<(), StoreError> {
-        self.tx
-            .send(Queued { op, submitted: Instant::now() })
-            .await
-            .map_err(|_| StoreError::WriterClosed)
+        self.tx.send(Queued { op, submitted: Instant::now() }).await.map_err(|_| StoreError::WriterClosed)
     }
 }
 
-async fn run(
-    store: Store,
-    mut rx: mpsc::Receiver<Queued>,
-    metrics: Arc<Metrics>,
-    shutdown: CancellationToken,
-) {
+async fn run(store: Store, mut rx: mpsc::Receiver<Queued>, metrics: Arc<Metrics>, shutdown: CancellationToken) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
         let received = tokio::select! {
@@ -180,12 +169,7 @@ async fn run(
     debug!("writer drained and stopped");
 }
 
-async fn commit_batch(
-    store: &Store,
-    batch: &mut Vec<Queued>,
-    metrics: &Metrics,
-    shutdown: &CancellationToken,
-) {
+async fn commit_batch(store: &Store, batch: &mut Vec<Queued>, metrics: &Metrics, shutdown: &CancellationToken) {
     let started = Instant::now();
     let mut backoff = Duration::from_millis(25);
     loop {
@@ -275,6 +259,7 @@ fn answer(results: impl Iterator<Item = (Queued, Result<OpResult, WriteFailed>)>
                 });
                 done.send(outcome).is_ok()
             }
+            WriteOp::Barrier { done } => done.send(()).is_ok(),
             op => {
                 if let Err(failure) = result {
                     error!(?op, %failure, "bookkeeping write failed");
@@ -399,6 +384,7 @@ impl Store {
                             .execute(&mut *tx).await?;
                         OpResult::Done
                     }
+                    WriteOp::Barrier { .. } => OpResult::Done,
                     WriteOp::LobbyChanged { session_id, enabled } => {
                         sqlx::query("UPDATE video_sessions SET lobby_enabled = $2 WHERE id = $1")
                             .bind(session_id.0).bind(*enabled)

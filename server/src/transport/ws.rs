@@ -40,7 +40,7 @@ const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 const OUTBOUND_BATCH: usize = 64;
 /// How long writing one batch may take before the client counts as slow.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a close frame may take to go out.
+/// How long the close handshake may take before the socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 #[derive(Deserialize)]
@@ -119,19 +119,37 @@ async fn run(mut socket: WebSocket, conn_id: ConnId, identity: Identity, app: Ar
         }
     }
     if let Some(reason) = reason {
-        let frame = CloseFrame { code: reason.code(), reason: reason.text().into() };
-        if tokio::time::timeout(CLOSE_TIMEOUT, socket.send(Message::Close(Some(frame)))).await.is_err() {
-            debug!("close frame timed out");
-        }
+        close(&mut socket, reason).await;
     }
     app.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Closes the connection from the server's side with the close handshake: the close frame, then
+/// the client's own close (or the timeout), so that the client reads everything queued before it.
+async fn close(socket: &mut WebSocket, reason: CloseReason) {
+    let handshake = async {
+        let frame = CloseFrame { code: reason.code(), reason: reason.text().into() };
+        socket.send(Message::Close(Some(frame))).await?;
+        while let Some(message) = socket.recv().await {
+            if matches!(message?, Message::Close(_)) {
+                break;
+            }
+        }
+        Ok::<(), axum::Error>(())
+    };
+    match tokio::time::timeout(CLOSE_TIMEOUT, handshake).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => debug!(error = %err, "close handshake failed"),
+        Err(_) => debug!("close handshake timed out"),
+    }
 }
 
 /// Runs the connection until it ends; returns why the server is closing it, if it is.
 async fn serve(socket: &mut WebSocket, ctx: &mut ConnCtx, mut queue: ConnQueue) -> Option<CloseReason> {
     let app = ctx.app.clone();
     let timeout = app.config.heartbeat_timeout;
-    let mut heartbeat = tokio::time::interval_at(Instant::now() + app.config.heartbeat_interval(), app.config.heartbeat_interval());
+    let mut heartbeat =
+        tokio::time::interval_at(Instant::now() + app.config.heartbeat_interval(), app.config.heartbeat_interval());
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
     let token_expiry = token_deadline(ctx.identity.expires_at);

@@ -1,0 +1,92 @@
+//! Connections are authenticated before the upgrade.
+
+use anyhow::Result;
+use convene_protocol::Role;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use uuid::Uuid;
+
+use crate::common::{Backend, SECRET, TestServer, TestUser};
+use crate::on_both_backends;
+
+on_both_backends!(
+    bad_tokens_get_401_and_no_socket,
+    tokens_are_accepted_in_the_query_or_a_bearer_header,
+    origins_outside_the_allow_list_get_403,
+);
+
+/// The HTTP status the upgrade was answered with (101 when it succeeded).
+async fn upgrade_status(request: tokio_tungstenite::tungstenite::handshake::client::Request) -> u16 {
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((_, response)) => response.status().as_u16(),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+fn signed(secret: &str, header: &Header, claims: &serde_json::Value) -> String {
+    jsonwebtoken::encode(header, claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap_or_default()
+}
+
+fn claims(exp_offset: i64, nbf_offset: i64) -> serde_json::Value {
+    let now = chrono::Utc::now().timestamp();
+    serde_json::json!({
+        "sub": Uuid::new_v4(), "role": "authenticated", "aud": "authenticated",
+        "exp": now + exp_offset, "nbf": now + nbf_offset, "app_metadata": {"role": "patient"},
+    })
+}
+
+async fn bad_tokens_get_401_and_no_socket(backend: Backend) -> Result<()> {
+    let server = TestServer::start(backend).await?;
+    let unsigned = {
+        let token = signed(SECRET, &Header::default(), &claims(600, -10));
+        let mut parts = token.split('.');
+        let (_, body) = (parts.next(), parts.next().unwrap_or_default());
+        // {"alg":"none","typ":"JWT"}
+        format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{body}.")
+    };
+    let cases = [
+        ("missing", None),
+        ("expired", Some(signed(SECRET, &Header::default(), &claims(-600, -1200)))),
+        ("not yet valid", Some(signed(SECRET, &Header::default(), &claims(1200, 600)))),
+        ("wrongly signed", Some(signed("another-secret", &Header::default(), &claims(600, -10)))),
+        ("alg none", Some(unsigned)),
+        ("other algorithm", Some(signed(SECRET, &Header::new(Algorithm::HS384), &claims(600, -10)))),
+    ];
+    for (name, token) in cases {
+        let url = match token {
+            Some(token) => format!("{}?access_token={token}", server.ws_url()),
+            None => server.ws_url(),
+        };
+        assert_eq!(upgrade_status(url.into_client_request()?).await, 401, "{name}");
+    }
+    Ok(())
+}
+
+async fn tokens_are_accepted_in_the_query_or_a_bearer_header(backend: Backend) -> Result<()> {
+    let server = TestServer::start(backend).await?;
+    let user = TestUser::new(Role::Patient, None);
+    let query = format!("{}?access_token={}", server.ws_url(), user.token()).into_client_request()?;
+    assert_eq!(upgrade_status(query).await, 101);
+    let mut header = server.ws_url().into_client_request()?;
+    header.headers_mut().insert("authorization", HeaderValue::from_str(&format!("Bearer {}", user.token()))?);
+    assert_eq!(upgrade_status(header).await, 101);
+    Ok(())
+}
+
+async fn origins_outside_the_allow_list_get_403(backend: Backend) -> Result<()> {
+    let server = TestServer::start_with(backend, |config| {
+        config.allowed_origins = vec!["https://app.example".to_owned()];
+    })
+    .await?;
+    let user = TestUser::new(Role::Patient, None);
+    let request = |origin: &str| -> Result<_> {
+        let mut request = format!("{}?access_token={}", server.ws_url(), user.token()).into_client_request()?;
+        request.headers_mut().insert("origin", HeaderValue::from_str(origin)?);
+        Ok(request)
+    };
+    assert_eq!(upgrade_status(request("https://evil.example")?).await, 403);
+    assert_eq!(upgrade_status(request("https://app.example")?).await, 101);
+    Ok(())
+}

@@ -1,0 +1,173 @@
+//! Bad input gets a clear error and changes nothing; misbehaving clients are disconnected.
+
+use anyhow::{Result, ensure};
+use convene_protocol::{ErrorCode, Role, ServerMessage};
+use convene_server::store::HistoryQuery;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::common::{Backend, Client, TestServer, TestUser, group_session};
+use crate::on_both_backends;
+
+on_both_backends!(
+    malformed_frames_get_invalid_and_the_connection_stays_open,
+    requests_for_sessions_not_joined_are_forbidden,
+    refused_requests_store_and_broadcast_nothing,
+    oversized_frames_close_the_connection_with_1009,
+    clients_that_stop_reading_are_disconnected_as_slow,
+);
+
+async fn malformed_frames_get_invalid_and_the_connection_stays_open(backend: Backend) -> Result<()> {
+    let server = TestServer::start(backend).await?;
+    let mut client = Client::connect(&server, &TestUser::new(Role::Patient, None)).await?;
+    let cases = [
+        ("{not json", None),
+        (r#"{"type":"no_such_thing","request_id":"r1"}"#, Some("r1")),
+        (r#"{"request_id":"r2"}"#, Some("r2")),
+        (r#"{"type":"join_session","request_id":"r3","session_id":42}"#, Some("r3")),
+        (r#"{"type":"join_session","request_id":"r4","session_id":"not-a-uuid"}"#, Some("r4")),
+        (
+            r#"{"type":"send_message","request_id":"r5","session_id":"00000000-0000-0000-0000-000000000000"}"#,
+            Some("r5"),
+        ),
+        (r#"{"type":"typing","session_id":"00000000-0000-0000-0000-000000000000","room_id":"x","active":"yes"}"#, None),
+        (r#"[1,2,3]"#, None),
+    ];
+    for (frame, request_id) in cases {
+        client.send_raw(frame).await?;
+        let error = client.expect_error(ErrorCode::Invalid).await?;
+        assert_eq!(error.request_id.as_ref().map(|r| r.as_str()), request_id, "{frame}");
+    }
+    client.ws.send_binary(vec![1, 2, 3]).await?;
+    client.expect_error(ErrorCode::Invalid).await?;
+    ensure!(client.sync().await?.is_empty(), "the connection is still open and quiet");
+    Ok(())
+}
+
+trait SendBinary {
+    async fn send_binary(&mut self, bytes: Vec<u8>) -> Result<()>;
+}
+
+impl<S> SendBinary for S
+where
+    S: futures_util::Sink<tokio_tungstenite::tungstenite::Message, Error = tokio_tungstenite::tungstenite::Error>
+        + Unpin,
+{
+    async fn send_binary(&mut self, bytes: Vec<u8>) -> Result<()> {
+        use futures_util::SinkExt as _;
+        self.send(tokio_tungstenite::tungstenite::Message::binary(bytes)).await?;
+        Ok(())
+    }
+}
+
+async fn requests_for_sessions_not_joined_are_forbidden(backend: Backend) -> Result<()> {
+    let server = TestServer::start(backend).await?;
+    let (host, _host_client, session) = group_session(&server).await?;
+    let mut outsider = Client::connect(&server, &TestUser::new(Role::Patient, host.org)).await?;
+    let attempts = [
+        json!({"type": "send_message", "request_id": "a", "session_id": session.id, "room_id": session.main_room_id, "client_msg_id": "c", "body": "hi"}),
+        json!({"type": "fetch_history", "request_id": "a", "session_id": session.id, "room_id": session.main_room_id}),
+        json!({"type": "end_session", "request_id": "a", "session_id": session.id}),
+        json!({"type": "leave_session", "request_id": "a", "session_id": session.id}),
+    ];
+    for attempt in attempts {
+        outsider.send_json(attempt.clone()).await?;
+        let error = outsider.expect_error(ErrorCode::Forbidden).await?;
+        assert_eq!(error.request_id.map(|r| r.as_str().to_owned()), Some("a".to_owned()), "{attempt}");
+    }
+    Ok(())
+}
+
+async fn refused_requests_store_and_broadcast_nothing(backend: Backend) -> Result<()> {
+    let server = TestServer::start(backend).await?;
+    let (host, mut host_client, session) = group_session(&server).await?;
+    let member = TestUser::new(Role::Patient, host.org);
+    let mut client = Client::connect(&server, &member).await?;
+    client.join(session.id).await?;
+    host_client.recv_until(|m| matches!(m, ServerMessage::MemberJoined { .. }).then_some(())).await?;
+    let room = session.main_room_id;
+    let cases = [
+        (
+            json!({"type": "send_message", "request_id": "x", "session_id": session.id, "room_id": Uuid::new_v4(), "client_msg_id": "c1", "body": "hi"}),
+            ErrorCode::NotFound,
+        ),
+        (
+            json!({"type": "send_message", "request_id": "x", "session_id": session.id, "room_id": room, "client_msg_id": "c2", "body": "   "}),
+            ErrorCode::Invalid,
+        ),
+        (
+            json!({"type": "edit_message", "request_id": "x", "session_id": session.id, "room_id": room, "message_id": Uuid::new_v4(), "body": "b"}),
+            ErrorCode::NotFound,
+        ),
+        (json!({"type": "join_session", "request_id": "x", "session_id": session.id}), ErrorCode::Conflict),
+        (
+            json!({"type": "admit_participant", "request_id": "x", "session_id": session.id, "user_id": Uuid::new_v4()}),
+            ErrorCode::Forbidden,
+        ),
+    ];
+    for (request, code) in cases {
+        client.send_json(request.clone()).await?;
+        let error = client.expect_error(code).await?;
+        assert_eq!(error.request_id.map(|r| r.as_str().to_owned()), Some("x".to_owned()), "{request}");
+    }
+    // A valid broadcast after the refused requests: it must be the first thing the host sees.
+    client.send_json(json!({"type": "typing", "session_id": session.id, "room_id": room, "active": true})).await?;
+    let first = host_client.recv().await?;
+    assert!(matches!(first, ServerMessage::Typing { .. }), "the host saw {first:?} first");
+    let stored = server.db.store().await?.history(room, HistoryQuery::Latest, 10).await?;
+    assert!(stored.messages.is_empty());
+    Ok(())
+}
+
+async fn oversized_frames_close_the_connection_with_1009(backend: Backend) -> Result<()> {
+    let server = TestServer::start(backend).await?;
+    let mut client = Client::connect(&server, &TestUser::new(Role::Patient, None)).await?;
+    let frame = json!({"type": "ping", "padding": "x".repeat(70 * 1024)});
+    client.send_json(frame).await?;
+    assert_eq!(client.closed_with().await?, Some(1009));
+    Ok(())
+}
+
+async fn clients_that_stop_reading_are_disconnected_as_slow(backend: Backend) -> Result<()> {
+    let server = TestServer::start_with(backend, |config| {
+        config.chat.burst = 1_000_000;
+        config.chat.rate_per_sec = 1_000_000.0;
+    })
+    .await?;
+    let (host, mut host_client, session) = group_session(&server).await?;
+    let reader = TestUser::new(Role::Patient, host.org);
+    let mut stalled = Client::connect(&server, &reader).await?;
+    stalled.join(session.id).await?;
+    host_client.recv_until(|m| matches!(m, ServerMessage::MemberJoined { .. }).then_some(())).await?;
+    // `stalled` never reads again. The host floods the room until the server gives up on it;
+    // the socket buffers plus the outbound queue hold a few megabytes, so this is bounded.
+    let body = "y".repeat(4000);
+    let room = session.main_room_id;
+    for round in 0..40 {
+        for i in 0..100 {
+            host_client
+                .send_json(json!({"type": "send_message", "session_id": session.id, "room_id": room,
+                "client_msg_id": format!("f{round}-{i}"), "body": body}))
+                .await?;
+        }
+        let mut acked = 0;
+        let mut gone = false;
+        while acked < 100 {
+            match host_client.recv().await? {
+                ServerMessage::MessageAck { .. } => acked += 1,
+                ServerMessage::MemberLeft { user_id, .. } if user_id == reader.id => gone = true,
+                _ => {}
+            }
+        }
+        if gone
+            || host_client
+                .sync()
+                .await?
+                .iter()
+                .any(|m| matches!(m, ServerMessage::MemberLeft { user_id, .. } if *user_id == reader.id))
+        {
+            return Ok(());
+        }
+    }
+    anyhow::bail!("the stalled reader was never disconnected")
+}

@@ -1,0 +1,328 @@
+//! The integration-test harness: a fresh database per test, a real server on 127.0.0.1:0, and a
+//! WebSocket client that speaks the protocol's own types.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use convene_protocol::{ErrorCode, Role, RoomId, ServerMessage, SessionId, SessionView, UserId};
+use convene_server::store::Store;
+use convene_server::{Config, auth};
+use futures_util::{SinkExt as _, StreamExt as _};
+use sqlx::Connection as _;
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// How long a test waits for an expected event before failing.
+pub const EVENT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const SECRET: &str = "integration-test-secret";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A database no other test uses.
+#[derive(Clone, Debug)]
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<std::sync::Arc<tempfile::TempDir>>,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> Result<Self> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir()?;
+                let url = format!("sqlite://{}", dir.path().join("convene.db").display());
+                Ok(Self { url, _dir: Some(std::sync::Arc::new(dir)) })
+            }
+            Backend::Postgres => {
+                let admin = std::env::var("CONVENE_TEST_POSTGRES")
+                    .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+                let name = format!("convene_test_{}", Uuid::new_v4().simple());
+                let mut conn = sqlx::PgConnection::connect(&admin).await.context("connecting to the test Postgres")?;
+                sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await?;
+                conn.close().await?;
+                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
+                Ok(Self { url: format!("{base}/{name}"), _dir: None })
+            }
+        }
+    }
+
+    /// A store on this database, for checking what the server persisted.
+    pub async fn store(&self) -> Result<Store> {
+        Store::connect(Some(&self.url), std::path::Path::new(".")).await.map_err(|e| anyhow!("{e}"))
+    }
+}
+
+/// A user with a token signed by the test secret.
+#[derive(Clone, Debug)]
+pub struct TestUser {
+    pub id: UserId,
+    pub role: Role,
+    pub org: Option<Uuid>,
+}
+
+impl TestUser {
+    pub fn new(role: Role, org: Option<Uuid>) -> Self {
+        Self { id: UserId(Uuid::new_v4()), role, org }
+    }
+
+    pub fn token(&self) -> String {
+        auth::mint(SECRET.as_bytes(), self.id.0, self.role, self.org, Duration::from_secs(3600)).unwrap_or_default()
+    }
+}
+
+/// A server running in-process until dropped or stopped.
+#[derive(Debug)]
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub db: TestDb,
+    pub shutdown: CancellationToken,
+    task: Option<JoinHandle<Result<(), convene_server::ServerError>>>,
+}
+
+impl TestServer {
+    pub async fn start(backend: Backend) -> Result<Self> {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    pub async fn start_with(backend: Backend, configure: impl FnOnce(&mut Config)) -> Result<Self> {
+        let db = TestDb::new(backend).await?;
+        Self::start_on(db, configure).await
+    }
+
+    pub async fn start_on(db: TestDb, configure: impl FnOnce(&mut Config)) -> Result<Self> {
+        let mut config =
+            Config { database_url: Some(db.url.clone()), jwt_secret: Some(SECRET.to_owned()), ..Config::default() };
+        configure(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(convene_server::run(listener, config, shutdown.clone()));
+        let server = Self { addr, db, shutdown, task: Some(task) };
+        server.wait_ready().await?;
+        Ok(server)
+    }
+
+    async fn wait_ready(&self) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+        loop {
+            if let Ok(response) = reqwest::get(self.http("/healthz")).await
+                && response.status().is_success()
+            {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("server did not become ready");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn http(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/v1/ws", self.addr)
+    }
+
+    /// Stops the server gracefully, waits for it, and hands back its database.
+    pub async fn stop(mut self) -> Result<TestDb> {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            task.await?.map_err(|e| anyhow!("{e}"))?;
+        }
+        Ok(self.db.clone())
+    }
+
+    /// Creates a session over HTTP as `host`.
+    pub async fn create_session(&self, host: &TestUser, body: serde_json::Value) -> Result<SessionView> {
+        let response =
+            reqwest::Client::new().post(self.http("/v1/sessions")).bearer_auth(host.token()).json(&body).send().await?;
+        let status = response.status();
+        let text = response.text().await?;
+        if !status.is_success() {
+            bail!("create session: {status} {text}");
+        }
+        Ok(serde_json::from_str(&text)?)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A protocol client over a real WebSocket.
+#[derive(Debug)]
+pub struct Client {
+    pub ws: Ws,
+}
+
+impl Client {
+    /// Connects and consumes the `hello`.
+    pub async fn connect(server: &TestServer, user: &TestUser) -> Result<Self> {
+        let url = format!("{}?access_token={}", server.ws_url(), user.token());
+        let (ws, _) = tokio_tungstenite::connect_async(url).await?;
+        let mut client = Self { ws };
+        match client.recv().await? {
+            ServerMessage::Hello { user_id, .. } if user_id == user.id => Ok(client),
+            other => bail!("expected hello, got {other:?}"),
+        }
+    }
+
+    pub async fn send_json(&mut self, value: serde_json::Value) -> Result<()> {
+        self.send_raw(&value.to_string()).await
+    }
+
+    pub async fn send_raw(&mut self, text: &str) -> Result<()> {
+        self.ws.send(Message::text(text)).await?;
+        Ok(())
+    }
+
+    /// The next server message, within [`EVENT_TIMEOUT`].
+    pub async fn recv(&mut self) -> Result<ServerMessage> {
+        loop {
+            let next = tokio::time::timeout(EVENT_TIMEOUT, self.ws.next())
+                .await
+                .map_err(|_| anyhow!("no message from the server within {EVENT_TIMEOUT:?}"))?;
+            match next {
+                Some(Ok(Message::Text(text))) => {
+                    return serde_json::from_str(text.as_str()).with_context(|| format!("decoding {text}"));
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(other)) => bail!("unexpected frame {other:?}"),
+                Some(Err(err)) => bail!("socket error: {err}"),
+                None => bail!("the server closed the connection"),
+            }
+        }
+    }
+
+    /// Skips messages until one that `pick` accepts.
+    pub async fn recv_until<T>(&mut self, mut pick: impl FnMut(ServerMessage) -> Option<T>) -> Result<T> {
+        let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+        loop {
+            if tokio::time::Instant::now() > deadline {
+                bail!("the expected message did not arrive within {EVENT_TIMEOUT:?}");
+            }
+            if let Some(found) = pick(self.recv().await?) {
+                return Ok(found);
+            }
+        }
+    }
+
+    /// The next message, which must be an error with `code`.
+    pub async fn expect_error(&mut self, code: ErrorCode) -> Result<convene_protocol::ErrorReply> {
+        match self.recv().await? {
+            ServerMessage::Error(reply) if reply.code == code => Ok(reply),
+            other => bail!("expected a {code:?} error, got {other:?}"),
+        }
+    }
+
+    /// Round-trips a ping: every message queued before it has been received by then.
+    pub async fn sync(&mut self) -> Result<Vec<ServerMessage>> {
+        let id = format!("sync-{}", Uuid::new_v4().simple());
+        self.send_json(serde_json::json!({"type": "ping", "request_id": id})).await?;
+        let mut before = Vec::new();
+        loop {
+            match self.recv().await? {
+                ServerMessage::Pong { request_id: Some(r) } if r.as_str() == id => return Ok(before),
+                other => before.push(other),
+            }
+        }
+    }
+
+    /// Joins and returns the `joined` reply, failing on anything else.
+    pub async fn join(&mut self, session: SessionId) -> Result<Joined> {
+        self.send_json(serde_json::json!({"type": "join_session", "request_id": "join", "session_id": session}))
+            .await?;
+        match self.recv().await? {
+            ServerMessage::Joined { members, you, rooms, session, .. } => Ok(Joined { members, you, rooms, session }),
+            other => bail!("expected joined, got {other:?}"),
+        }
+    }
+
+    /// Sends a chat message and waits for its acknowledgement, returning its sequence number.
+    pub async fn post(&mut self, session: SessionId, room: RoomId, client_msg_id: &str, body: &str) -> Result<i64> {
+        self.send_json(serde_json::json!({
+            "type": "send_message", "request_id": client_msg_id, "session_id": session,
+            "room_id": room, "client_msg_id": client_msg_id, "body": body,
+        }))
+        .await?;
+        self.recv_until(|m| match m {
+            ServerMessage::MessageAck { client_msg_id: c, seq, .. } if c.as_str() == client_msg_id => Some(Ok(seq)),
+            ServerMessage::Error(e) if e.request_id.as_ref().is_some_and(|r| r.as_str() == client_msg_id) => {
+                Some(Err(anyhow!("send failed: {e:?}")))
+            }
+            _ => None,
+        })
+        .await?
+    }
+
+    /// Waits for the server to close the connection and returns the close code.
+    pub async fn closed_with(&mut self) -> Result<Option<u16>> {
+        loop {
+            let next = tokio::time::timeout(EVENT_TIMEOUT, self.ws.next())
+                .await
+                .map_err(|_| anyhow!("the connection stayed open"))?;
+            match next {
+                Some(Ok(Message::Close(frame))) => return Ok(frame.map(|f| u16::from(f.code))),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return Ok(None),
+            }
+        }
+    }
+}
+
+/// The parts of `joined` tests look at.
+#[derive(Debug)]
+pub struct Joined {
+    pub session: SessionView,
+    pub you: convene_protocol::MemberView,
+    pub members: Vec<convene_protocol::MemberView>,
+    pub rooms: Vec<convene_protocol::RoomView>,
+}
+
+/// A group session with a connected, joined host.
+pub async fn group_session(server: &TestServer) -> Result<(TestUser, Client, SessionView)> {
+    let org = Some(Uuid::new_v4());
+    let host = TestUser::new(Role::Therapist, org);
+    let session = server.create_session(&host, serde_json::json!({"session_type": "group"})).await?;
+    let mut client = Client::connect(server, &host).await?;
+    client.join(session.id).await?;
+    Ok((host, client, session))
+}
+
+/// Defines each listed test once per backend: `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() -> anyhow::Result<()> {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() -> anyhow::Result<()> {
+                    super::$name($crate::common::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}

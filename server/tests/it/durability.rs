@@ -1,0 +1,141 @@
+//! What was acknowledged survives: a killed process, a graceful shutdown, racing migrations.
+
+use std::process::Stdio;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use convene_protocol::{Role, ServerMessage};
+use convene_server::store::{HistoryQuery, Store};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::common::{Backend, Client, SECRET, TestDb, TestServer, TestUser, group_session};
+use crate::on_both_backends;
+
+on_both_backends!(
+    acknowledged_messages_survive_sigkill,
+    graceful_shutdown_closes_connections_with_1012_and_keeps_every_ack,
+);
+
+/// Postgres only: several nodes may start against one Postgres at once, and the migrator's
+/// advisory lock serializes them. An SQLite file belongs to a single node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_migrations_on_postgres_apply_once() -> Result<()> {
+    concurrent_migrations_apply_once(Backend::Postgres).await
+}
+
+/// Starts the real binary on a free port; returns it and the address it printed.
+async fn spawn_binary(db: &TestDb, data_dir: &std::path::Path) -> Result<(Child, std::net::SocketAddr)> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_convene"))
+        .env("CONVENE_BIND", "127.0.0.1:0")
+        .env("DATABASE_URL", &db.url)
+        .env("CONVENE_JWT_SECRET", SECRET)
+        .env("CONVENE_DATA_DIR", data_dir)
+        .env("CONVENE_LOG_JSON", "true")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stderr = child.stderr.take().ok_or_else(|| anyhow!("no stderr"))?;
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = tokio::time::timeout(crate::common::EVENT_TIMEOUT, async {
+        while let Some(line) = lines.next_line().await? {
+            let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+            if entry["fields"]["message"] == "convene listening" {
+                let addr = entry["fields"]["addr"].as_str().unwrap_or_default().parse()?;
+                return Ok::<_, anyhow::Error>(addr);
+            }
+        }
+        bail!("the server exited before listening")
+    })
+    .await
+    .context("waiting for the server to listen")??;
+    // Keep draining stderr so the server never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((child, addr))
+}
+
+async fn acknowledged_messages_survive_sigkill(backend: Backend) -> Result<()> {
+    let db = TestDb::new(backend).await?;
+    let data_dir = tempfile::tempdir()?;
+    let (mut child, addr) = spawn_binary(&db, data_dir.path()).await?;
+    let host = TestUser::new(Role::Therapist, None);
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/v1/ws?access_token={}", host.token())).await?;
+    let mut client = Client { ws };
+    client.recv().await?;
+    client.send_json(json!({"type": "create_session", "session_type": "group"})).await?;
+    let session = client
+        .recv_until(|m| match m {
+            ServerMessage::SessionCreated { session, .. } => Some(session),
+            _ => None,
+        })
+        .await?;
+    client.join(session.id).await?;
+    // Pipeline the sends so some are committed in shared batches, then kill at the last ack.
+    let total = 20;
+    for i in 0..total {
+        client
+            .send_json(json!({"type": "send_message", "session_id": session.id, "room_id": session.main_room_id,
+            "client_msg_id": format!("k{i}"), "body": format!("durable {i}")}))
+            .await?;
+    }
+    let mut acked = Vec::new();
+    while acked.len() < total {
+        if let ServerMessage::MessageAck { message_id, seq, .. } = client.recv().await? {
+            acked.push((seq, message_id));
+        }
+    }
+    child.start_kill()?;
+    child.wait().await?;
+
+    let store = db.store().await?;
+    let stored = store.history(session.main_room_id, HistoryQuery::After(0), 100).await?;
+    let stored: Vec<_> = stored.messages.iter().map(|m| (m.seq, m.id)).collect();
+    acked.sort();
+    assert_eq!(stored, acked, "every acknowledged message is stored, with its sequence number");
+
+    // And a restarted server continues the sequence.
+    let (_child, addr) = spawn_binary(&db, data_dir.path()).await?;
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/v1/ws?access_token={}", host.token())).await?;
+    let mut client = Client { ws };
+    client.recv().await?;
+    client.join(session.id).await?;
+    assert_eq!(client.post(session.id, session.main_room_id, "after", "next").await?, total as i64 + 1);
+    Ok(())
+}
+
+async fn graceful_shutdown_closes_connections_with_1012_and_keeps_every_ack(backend: Backend) -> Result<()> {
+    let server = TestServer::start(backend).await?;
+    let (_host, mut client, session) = group_session(&server).await?;
+    for i in 0..10 {
+        client
+            .send_json(json!({"type": "send_message", "session_id": session.id, "room_id": session.main_room_id,
+            "client_msg_id": format!("g{i}"), "body": "before shutdown"}))
+            .await?;
+    }
+    let mut acked = 0;
+    while acked < 10 {
+        if let ServerMessage::MessageAck { .. } = client.recv().await? {
+            acked += 1;
+        }
+    }
+    let stopping = tokio::spawn(server.stop());
+    assert_eq!(client.closed_with().await?, Some(1012));
+    let db = stopping.await??;
+    let stored = db.store().await?.history(session.main_room_id, HistoryQuery::Latest, 100).await?;
+    assert_eq!(stored.messages.len(), 10);
+    Ok(())
+}
+
+async fn concurrent_migrations_apply_once(backend: Backend) -> Result<()> {
+    let db = TestDb::new(backend).await?;
+    let migrate = || async {
+        let store = Store::connect(Some(&db.url), std::path::Path::new(".")).await?;
+        store.migrate().await
+    };
+    let (first, second) = tokio::join!(migrate(), migrate());
+    first.map_err(|e| anyhow!("{e}"))?;
+    second.map_err(|e| anyhow!("{e}"))?;
+    db.store().await?.ping().await?;
+    Ok(())
+}

@@ -1,0 +1,13 @@
+//! Integration tests: real servers, real sockets, a fresh database per test, on SQLite and on
+//! Postgres alike.
+
+mod common;
+
+mod auth;
+mod bad_input;
+mod chat;
+mod durability;
+mod http;
+mod presence;
+mod resume;
+mod sessions;
