@@ -1003,3 +1003,7 @@ impl Command {
 fn send(out: &mut Vec<Effect>, to: Audience, event: Event) {
     out.push(Effect::Send { to, event });
 }
+
+#[cfg(test)]
+#[path = "state_tests.rs"]
+mod tests;

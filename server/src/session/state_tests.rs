@@ -1,0 +1,287 @@
+//! The session state machine, driven directly: no sockets, no database.
+
+use chrono::Utc;
+use convene_protocol::{
+    ClientMsgId, ConnId, ErrorCode, OrgId, Role, RoomId, SessionId, SessionRole, SessionStatus, SessionType, UserId,
+};
+use uuid::Uuid;
+
+use super::*;
+use crate::chat::RoomChat;
+use crate::config::ChatLimits;
+use crate::store::{InsertOutcome, MessageRecord, ParticipantRecord, SessionRecord};
+
+struct Fixture {
+    state: SessionState,
+    host: Identity,
+    org: Option<OrgId>,
+    invited: UserId,
+    room: RoomId,
+}
+
+fn identity(role: Role, org: Option<OrgId>) -> Identity {
+    Identity { user_id: UserId(Uuid::new_v4()), role, organization_id: org, expires_at: i64::MAX }
+}
+
+fn fixture(session_type: SessionType, lobby_enabled: bool) -> Fixture {
+    let org = Some(OrgId(Uuid::new_v4()));
+    let host = identity(Role::Therapist, org);
+    let invited = UserId(Uuid::new_v4());
+    let id = SessionId(Uuid::new_v4());
+    let session = SessionRecord {
+        id,
+        organization_id: org,
+        session_type,
+        status: SessionStatus::Scheduled,
+        room_name: "room".into(),
+        created_by: host.user_id,
+        lobby_enabled,
+        created_at: Utc::now(),
+        started_at: None,
+        ended_at: None,
+        expires_at: None,
+    };
+    let participants = vec![
+        ParticipantRecord {
+            user_id: host.user_id,
+            role: SessionRole::Host,
+            invited: false,
+            joined_at: None,
+            left_at: None,
+        },
+        ParticipantRecord {
+            user_id: invited,
+            role: SessionRole::Participant,
+            invited: true,
+            joined_at: None,
+            left_at: None,
+        },
+    ];
+    let room = RoomId::from(id);
+    let chat = RoomChat::new(room, MAIN_ROOM_NAME.into(), 0, vec![], 10);
+    let state = SessionState::new(session, participants, chat, ChatLimits::default());
+    Fixture { state, host, org, invited, room }
+}
+
+fn apply(state: &mut SessionState, command: Command) -> Vec<Effect> {
+    let mut out = Vec::new();
+    state.apply(command, Now::current(), &mut out);
+    out
+}
+
+fn join(state: &mut SessionState, conn: u64, who: Identity) -> Vec<Effect> {
+    apply(state, Command::Join { conn: ConnId(conn), identity: who, request_id: None, resume: vec![] })
+}
+
+/// What the joining connection itself was told.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Joined,
+    Lobby,
+    Refused(ErrorCode),
+}
+
+fn outcome(effects: &[Effect], conn: u64) -> Option<Outcome> {
+    effects.iter().find_map(|effect| match effect {
+        Effect::Send { to: Audience::Conn(c), event } if *c == ConnId(conn) => match event {
+            Event::Joined { .. } => Some(Outcome::Joined),
+            Event::LobbyWaiting { .. } => Some(Outcome::Lobby),
+            Event::Failed { error, .. } => Some(Outcome::Refused(error.code())),
+            _ => None,
+        },
+        _ => None,
+    })
+}
+
+#[test]
+fn who_joins_directly_who_waits_and_who_is_refused() {
+    #[derive(Clone, Copy, Debug)]
+    enum Who {
+        Host,
+        Invited,
+        Stranger,
+        OrgAdmin,
+        OtherOrg,
+    }
+    use Outcome::*;
+    let cases = [
+        (SessionType::Appointment, false, Who::Host, Joined),
+        (SessionType::Appointment, false, Who::Invited, Lobby),
+        (SessionType::Appointment, false, Who::Stranger, Refused(ErrorCode::Forbidden)),
+        (SessionType::Appointment, false, Who::OrgAdmin, Joined),
+        (SessionType::Appointment, false, Who::OtherOrg, Refused(ErrorCode::NotFound)),
+        (SessionType::Group, false, Who::Stranger, Joined),
+        (SessionType::Group, true, Who::Stranger, Lobby),
+        (SessionType::Group, true, Who::Host, Joined),
+        (SessionType::Instant, false, Who::Invited, Joined),
+        (SessionType::Group, false, Who::OtherOrg, Refused(ErrorCode::NotFound)),
+    ];
+    for (session_type, lobby, who, expected) in cases {
+        let mut f = fixture(session_type, lobby);
+        let person = match who {
+            Who::Host => f.host,
+            Who::Invited => Identity { user_id: f.invited, ..identity(Role::Patient, f.org) },
+            Who::Stranger => identity(Role::Patient, f.org),
+            Who::OrgAdmin => identity(Role::Admin, f.org),
+            Who::OtherOrg => identity(Role::Admin, Some(OrgId(Uuid::new_v4()))),
+        };
+        let effects = join(&mut f.state, 1, person);
+        assert_eq!(outcome(&effects, 1), Some(expected), "{session_type:?} lobby={lobby} {who:?}");
+    }
+}
+
+#[test]
+fn participants_may_not_take_host_actions() {
+    let mut f = fixture(SessionType::Group, false);
+    join(&mut f.state, 1, f.host);
+    let member = identity(Role::Patient, f.org);
+    join(&mut f.state, 2, member);
+    let conn = ConnId(2);
+    let commands = [
+        Command::End { conn, request_id: None },
+        Command::SetLobby { conn, request_id: None, enabled: true },
+        Command::Admit { conn, request_id: None, user: f.host.user_id },
+        Command::Deny { conn, request_id: None, user: f.host.user_id },
+    ];
+    for command in commands {
+        let effects = apply(&mut f.state, command.clone());
+        assert_eq!(outcome(&effects, 2), Some(Outcome::Refused(ErrorCode::Forbidden)), "{command:?}");
+        assert_eq!(effects.len(), 1, "a refused command has no other effect: {effects:?}");
+    }
+}
+
+#[test]
+fn a_message_is_announced_only_after_its_commit_and_a_retry_waits_for_it() {
+    let mut f = fixture(SessionType::Group, false);
+    join(&mut f.state, 1, f.host);
+    let cid = ClientMsgId::new("c1").expect("valid");
+    let post = |conn| Command::Post {
+        conn: ConnId(conn),
+        request_id: None,
+        room: f.room,
+        client_msg_id: cid.clone(),
+        body: "hi".into(),
+    };
+
+    let effects = apply(&mut f.state, post(1));
+    let Some(Effect::Persist(Persist::Message(message))) = effects.first().cloned() else {
+        panic!("expected a write, got {effects:?}");
+    };
+    assert_eq!(effects.len(), 1, "nothing is announced before the commit");
+    let retry = apply(&mut f.state, post(1));
+    assert!(retry.is_empty(), "a retry while pending neither writes nor announces: {retry:?}");
+
+    let stored = MessageRecord {
+        id: message.id,
+        session_id: message.session_id,
+        room_id: message.room_id,
+        seq: 1,
+        sender_id: message.sender_id,
+        client_msg_id: message.client_msg_id.clone(),
+        body: message.body.clone(),
+        created_at: message.created_at,
+        edited_at: None,
+        deleted_at: None,
+    };
+    let posted = Command::Posted {
+        room: f.room,
+        sender: f.host.user_id,
+        client_msg_id: cid.clone(),
+        result: Ok(InsertOutcome::Inserted(stored.clone())),
+    };
+    let effects = apply(&mut f.state, posted);
+    let acks = effects.iter().filter(|e| matches!(e, Effect::Send { event: Event::MessageAcked { .. }, .. })).count();
+    let posts: Vec<_> =
+        effects.iter().filter(|e| matches!(e, Effect::Send { event: Event::MessagePosted(_), .. })).collect();
+    assert_eq!(acks, 2, "the first send and its retry are both acknowledged");
+    assert_eq!(posts.len(), 1, "announced once");
+
+    let late_retry = apply(&mut f.state, post(1));
+    assert!(
+        matches!(late_retry.as_slice(), [Effect::Send { to: Audience::Conn(ConnId(1)), event: Event::MessageAcked { message, .. } }] if message.seq == 1)
+    );
+}
+
+#[test]
+fn a_failed_write_fails_every_waiter_and_announces_nothing() {
+    let mut f = fixture(SessionType::Group, false);
+    join(&mut f.state, 1, f.host);
+    let cid = ClientMsgId::new("c1").expect("valid");
+    apply(
+        &mut f.state,
+        Command::Post {
+            conn: ConnId(1),
+            request_id: None,
+            room: f.room,
+            client_msg_id: cid.clone(),
+            body: "hi".into(),
+        },
+    );
+    let effects = apply(
+        &mut f.state,
+        Command::Posted {
+            room: f.room,
+            sender: f.host.user_id,
+            client_msg_id: cid,
+            result: Err(WriteFailed::Unavailable),
+        },
+    );
+    assert!(
+        matches!(
+            effects.as_slice(),
+            [Effect::Send { event: Event::Failed { error: SessionError::Unavailable, .. }, .. }]
+        ),
+        "{effects:?}"
+    );
+}
+
+#[test]
+fn presence_diffs_follow_devices() {
+    let mut f = fixture(SessionType::Group, false);
+    join(&mut f.state, 1, f.host);
+    let member = identity(Role::Mentee, f.org);
+    let diffs = |effects: &[Effect]| -> Vec<&'static str> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Send { to: Audience::SessionExcept(_), event: Event::MemberJoined(_) } => Some("joined"),
+                Effect::Send { to: Audience::SessionExcept(_), event: Event::MemberUpdated(_) } => Some("updated"),
+                Effect::Send { to: Audience::SessionExcept(_), event: Event::MemberLeft { .. } } => Some("left"),
+                _ => None,
+            })
+            .collect()
+    };
+    let steps: [(Command, &[&str]); 4] = [
+        (Command::Join { conn: ConnId(2), identity: member, request_id: None, resume: vec![] }, &["joined"]),
+        (Command::Join { conn: ConnId(3), identity: member, request_id: None, resume: vec![] }, &["updated"]),
+        (Command::Disconnect { conn: ConnId(2) }, &["updated"]),
+        (Command::Disconnect { conn: ConnId(3) }, &["left"]),
+    ];
+    for (command, expected) in steps {
+        let effects = apply(&mut f.state, command.clone());
+        assert_eq!(diffs(&effects), expected, "{command:?}");
+    }
+}
+
+#[test]
+fn ending_tells_everyone_detaches_everyone_and_stops() {
+    let mut f = fixture(SessionType::Group, true);
+    join(&mut f.state, 1, f.host);
+    join(&mut f.state, 2, identity(Role::Patient, f.org));
+    let waiting = join(&mut f.state, 3, identity(Role::Patient, f.org));
+    assert_eq!(outcome(&waiting, 3), Some(Outcome::Lobby));
+    let effects = apply(&mut f.state, Command::End { conn: ConnId(1), request_id: None });
+    let told: Vec<ConnId> = effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Send { to: Audience::Conns(conns), event: Event::SessionEnded { .. } } => Some(conns.clone()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    assert_eq!(told.len(), 3, "members and the lobby hear of the end");
+    let detached = effects.iter().filter(|e| matches!(e, Effect::Detach(_))).count();
+    assert_eq!(detached, 3);
+    assert_eq!(effects.last(), Some(&Effect::Stop));
+    let rejoin = join(&mut f.state, 4, f.host);
+    assert_eq!(outcome(&rejoin, 4), Some(Outcome::Refused(ErrorCode::Gone)));
+}
