@@ -30,8 +30,8 @@ use crate::server::App;
 use crate::session::{Command, Mail};
 
 /// Bytes read from the socket at a time. Small, because it is allocated for every connection and
-/// decides most of an idle connection's memory; frames larger than this are read in pieces.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// zeroed before every read; client frames are small, and larger ones are read in pieces.
+const READ_BUFFER_BYTES: usize = 1024;
 /// Outgoing bytes gathered before a write is forced. Frames are flushed explicitly after each
 /// batch, so this only caps how much one batch holds before going out.
 const WRITE_BUFFER_BYTES: usize = 64 * 1024;
@@ -153,13 +153,18 @@ async fn serve(socket: &mut WebSocket, ctx: &mut ConnCtx, mut queue: ConnQueue) 
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
     let token_expiry = token_deadline(ctx.identity.expires_at);
-    tokio::pin!(token_expiry);
+    // Cancellation futures are made once: each one registers a waiter on its token, and the
+    // shutdown token is shared by every connection.
+    let closer = queue.closer.clone();
+    let closed = closer.closed();
+    let shutdown = app.shutdown.cancelled();
+    tokio::pin!(token_expiry, closed, shutdown);
     let mut batch = Vec::with_capacity(OUTBOUND_BATCH);
     loop {
         tokio::select! {
             biased;
-            () = queue.closer.closed() => return queue.closer.reason(),
-            () = app.shutdown.cancelled() => return Some(CloseReason::Restarting),
+            () = &mut closed => return closer.reason(),
+            () = &mut shutdown => return Some(CloseReason::Restarting),
             received = queue.rx.recv_many(&mut batch, OUTBOUND_BATCH) => {
                 if received == 0 {
                     return None;
@@ -171,7 +176,7 @@ async fn serve(socket: &mut WebSocket, ctx: &mut ConnCtx, mut queue: ConnQueue) 
                         Ok(Err(_)) => return None,
                         Err(_) => return Some(CloseReason::Slow),
                     },
-                    () = queue.closer.closed() => return queue.closer.reason(),
+                    () = &mut closed => return closer.reason(),
                 }
             }
             incoming = socket.recv() => {
@@ -179,7 +184,9 @@ async fn serve(socket: &mut WebSocket, ctx: &mut ConnCtx, mut queue: ConnQueue) 
                 match incoming {
                     Some(Ok(Message::Text(text))) => {
                         app.metrics.frames_in.fetch_add(1, Ordering::Relaxed);
-                        dispatch(ctx, text.as_str()).await;
+                        // Boxed: the largest handler future would otherwise be part of every
+                        // connection's task, idle or not.
+                        Box::pin(dispatch(ctx, text.as_str())).await;
                     }
                     Some(Ok(Message::Binary(_))) => {
                         ctx.reply(&ServerMessage::error(None, ErrorCode::Invalid, "binary frames are not supported; send JSON text"));
