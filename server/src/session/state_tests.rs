@@ -187,7 +187,7 @@ fn a_message_is_announced_only_after_its_commit_and_a_retry_waits_for_it() {
         room: f.room,
         sender: f.host.user_id,
         client_msg_id: cid.clone(),
-        result: Ok(InsertOutcome::Inserted(stored.clone())),
+        result: Ok(InsertOutcome::Inserted(stored)),
     };
     let effects = apply(&mut f.state, posted);
     let acks = effects.iter().filter(|e| matches!(e, Effect::Send { event: Event::MessageAcked { .. }, .. })).count();
