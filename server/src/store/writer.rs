@@ -286,30 +286,35 @@ impl Store {
         }
         with_db!(&self.db, pool => {
             let mut tx = pool.begin().await?;
+            // One statement advances every room's counter; the returned value is the room's new
+            // last sequence, so this batch's messages take the numbers just below it.
             let mut next_seq: HashMap<RoomId, i64> = HashMap::with_capacity(per_room.len());
-            for (room, (session, count)) in &per_room {
-                let last: i64 = sqlx::query_scalar(
-                    "INSERT INTO room_sequences (room_id, session_id, last_seq) VALUES ($1, $2, $3) \
-                     ON CONFLICT (room_id) DO UPDATE SET last_seq = room_sequences.last_seq + excluded.last_seq \
-                     RETURNING last_seq",
-                )
-                .bind(room.0)
-                .bind(session.0)
-                .bind(*count)
-                .fetch_one(&mut *tx)
-                .await?;
-                next_seq.insert(*room, last - count + 1);
+            if !per_room.is_empty() {
+                let mut advance = sqlx::QueryBuilder::new("INSERT INTO room_sequences (room_id, session_id, last_seq) ");
+                advance.push_values(&per_room, |mut row, (room, (session, count))| {
+                    row.push_bind(room.0).push_bind(session.0).push_bind(*count);
+                });
+                advance.push(
+                    " ON CONFLICT (room_id) DO UPDATE SET last_seq = room_sequences.last_seq + excluded.last_seq \
+                     RETURNING room_id, last_seq",
+                );
+                let advanced: Vec<(uuid::Uuid, i64)> = advance.build_query_as().fetch_all(&mut *tx).await?;
+                for (room, last) in advanced {
+                    let room = RoomId(room);
+                    let count = per_room.get(&room).map_or(0, |(_, count)| *count);
+                    next_seq.insert(room, last - count + 1);
+                }
             }
             let mut results = Vec::with_capacity(ops.len());
             let mut inserts = Vec::new();
             for queued in ops {
                 let result = match &queued.op {
                     WriteOp::InsertMessage { message, .. } => {
-                        let seq = next_seq.get_mut(&message.room_id).map(|next| {
-                            *next += 1;
-                            *next - 1
-                        });
-                        let record = stored(message, seq.unwrap_or_default());
+                        let Some(next) = next_seq.get_mut(&message.room_id) else {
+                            return Err(StoreError::Corrupt(format!("no sequence returned for room {}", message.room_id)));
+                        };
+                        *next += 1;
+                        let record = stored(message, *next - 1);
                         inserts.push(record.clone());
                         OpResult::Inserted(record)
                     }
