@@ -14,6 +14,7 @@ on_both_backends!(
     bad_tokens_get_401_and_no_socket,
     tokens_are_accepted_in_the_query_or_a_bearer_header,
     origins_outside_the_allow_list_get_403,
+    connections_close_with_4001_when_their_token_expires,
 );
 
 /// The HTTP status the upgrade was answered with (101 when it succeeded).
@@ -88,5 +89,21 @@ async fn origins_outside_the_allow_list_get_403(backend: Backend) -> Result<()> 
     };
     assert_eq!(upgrade_status(request("https://evil.example")?).await, 403);
     assert_eq!(upgrade_status(request("https://app.example")?).await, 101);
+    Ok(())
+}
+
+async fn connections_close_with_4001_when_their_token_expires(backend: Backend) -> Result<()> {
+    let server = TestServer::start(backend).await?;
+    let now = chrono::Utc::now().timestamp();
+    // Valid for one more second (within the clock leeway either way).
+    let token = signed(
+        SECRET,
+        &Header::default(),
+        &serde_json::json!({"sub": Uuid::new_v4(), "role": "authenticated", "aud": "authenticated",
+            "exp": now + 1, "app_metadata": {"role": "patient"}}),
+    );
+    let (ws, _) = tokio_tungstenite::connect_async(format!("{}?access_token={token}", server.ws_url())).await?;
+    let mut client = crate::common::Client { ws };
+    assert_eq!(client.closed_with().await?, Some(4001));
     Ok(())
 }

@@ -5,6 +5,7 @@ mod common;
 
 mod auth;
 mod bad_input;
+mod binary;
 mod chat;
 mod durability;
 mod http;
