@@ -4,6 +4,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::ErrorCode;
+use crate::breakout::{
+    AskForHelp, AssignParticipants, Broadcast, CloseBreakoutRooms, CreateBreakoutRooms, DeleteBreakoutRoom,
+    MoveParticipant, OpenBreakouts, PlanBreakouts, ResolveHelp, SelectRoom, SetBreakoutOptions, SwapParticipants,
+    UpdateBreakoutRoom,
+};
 use crate::ids::{ClientMsgId, MessageId, RequestId, RoomId, SessionId, UserId};
 use crate::server::{PresenceStatus, SessionType};
 
@@ -25,6 +30,20 @@ pub enum ClientMessage {
     DeleteMessage(DeleteMessage),
     FetchHistory(FetchHistory),
     Typing(Typing),
+    CreateBreakoutRooms(CreateBreakoutRooms),
+    UpdateBreakoutRoom(UpdateBreakoutRoom),
+    DeleteBreakoutRoom(DeleteBreakoutRoom),
+    SetBreakoutOptions(SetBreakoutOptions),
+    PlanBreakouts(PlanBreakouts),
+    OpenBreakouts(OpenBreakouts),
+    MoveParticipant(MoveParticipant),
+    AssignParticipants(AssignParticipants),
+    SwapParticipants(SwapParticipants),
+    SelectRoom(SelectRoom),
+    CloseBreakoutRooms(CloseBreakoutRooms),
+    Broadcast(Broadcast),
+    AskForHelp(AskForHelp),
+    ResolveHelp(ResolveHelp),
 }
 
 /// Asks for a `pong`; lets a client measure round trips through the server.
@@ -224,6 +243,20 @@ impl ClientMessage {
             Self::DeleteMessage(m) => m.request_id.as_ref(),
             Self::FetchHistory(m) => m.request_id.as_ref(),
             Self::Typing(_) => None,
+            Self::CreateBreakoutRooms(m) => m.request_id.as_ref(),
+            Self::UpdateBreakoutRoom(m) => m.request_id.as_ref(),
+            Self::DeleteBreakoutRoom(m) => m.request_id.as_ref(),
+            Self::SetBreakoutOptions(m) => m.request_id.as_ref(),
+            Self::PlanBreakouts(m) => m.request_id.as_ref(),
+            Self::OpenBreakouts(m) => m.request_id.as_ref(),
+            Self::MoveParticipant(m) => m.request_id.as_ref(),
+            Self::AssignParticipants(m) => m.request_id.as_ref(),
+            Self::SwapParticipants(m) => m.request_id.as_ref(),
+            Self::SelectRoom(m) => m.request_id.as_ref(),
+            Self::CloseBreakoutRooms(m) => m.request_id.as_ref(),
+            Self::Broadcast(m) => m.request_id.as_ref(),
+            Self::AskForHelp(m) => m.request_id.as_ref(),
+            Self::ResolveHelp(m) => m.request_id.as_ref(),
         }
     }
 
@@ -244,6 +277,20 @@ impl ClientMessage {
             Self::DeleteMessage(_) => "delete_message",
             Self::FetchHistory(_) => "fetch_history",
             Self::Typing(_) => "typing",
+            Self::CreateBreakoutRooms(_) => "create_breakout_rooms",
+            Self::UpdateBreakoutRoom(_) => "update_breakout_room",
+            Self::DeleteBreakoutRoom(_) => "delete_breakout_room",
+            Self::SetBreakoutOptions(_) => "set_breakout_options",
+            Self::PlanBreakouts(_) => "plan_breakouts",
+            Self::OpenBreakouts(_) => "open_breakouts",
+            Self::MoveParticipant(_) => "move_participant",
+            Self::AssignParticipants(_) => "assign_participants",
+            Self::SwapParticipants(_) => "swap_participants",
+            Self::SelectRoom(_) => "select_room",
+            Self::CloseBreakoutRooms(_) => "close_breakout_rooms",
+            Self::Broadcast(_) => "broadcast",
+            Self::AskForHelp(_) => "ask_for_help",
+            Self::ResolveHelp(_) => "resolve_help",
         }
     }
 }

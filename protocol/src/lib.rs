@@ -9,12 +9,18 @@
 //! typed [`ClientMessage`] exactly once, through [`ClientMessage::parse`], which also decides which
 //! error code a malformed frame earns.
 
+mod breakout;
 mod claims;
 mod client;
 mod error;
 mod ids;
 mod server;
 
+pub use breakout::{
+    AskForHelp, AssignParticipants, Assignment, AssignmentMode, BreakoutOptions, BreakoutOverview, BreakoutRoomView,
+    Broadcast, CloseBreakoutRooms, CreateBreakoutRooms, DeleteBreakoutRoom, HelpRequest, MoveParticipant, MoveReason,
+    OpenBreakouts, PlanBreakouts, ResolveHelp, SelectRoom, SetBreakoutOptions, SwapParticipants, UpdateBreakoutRoom,
+};
 pub use claims::{AppMetadata, Claims, Role, SUPABASE_AUDIENCE};
 pub use client::{
     AdmitParticipant, ClientMessage, CreateSession, DeleteMessage, DenyParticipant, EditMessage, EndSession,

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ErrorCode;
+use crate::breakout::{Assignment, BreakoutOverview, BreakoutRoomView, HelpRequest, MoveReason};
 use crate::claims::Role;
 use crate::ids::{ClientMsgId, ConnId, MessageId, OrgId, RequestId, RoomId, SessionId, UserId};
 
@@ -50,6 +51,9 @@ pub enum ServerMessage {
         /// One entry per room named in the request's `resume`; replayed messages follow as `replay`.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         resume: Vec<ResumeOutcome>,
+        /// Only for hosts: the breakout rooms, who is where, timers and help requests.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        breakouts: Option<Box<BreakoutOverview>>,
     },
     /// The caller waits in the lobby until a host admits or denies them.
     LobbyWaiting {
@@ -139,6 +143,62 @@ pub enum ServerMessage {
         room_id: RoomId,
         user_id: UserId,
         active: bool,
+    },
+    /// To the person moved: their new room, with its members and its chat position.
+    Moved {
+        session_id: SessionId,
+        room: RoomView,
+        from_room_id: RoomId,
+        reason: MoveReason,
+        members: Vec<MemberView>,
+    },
+    /// To the members of a room who stayed: who arrived and who left.
+    RoomPresence {
+        session_id: SessionId,
+        room_id: RoomId,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        joined: Vec<MemberView>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        left: Vec<UserId>,
+    },
+    /// To hosts: the breakout rooms that changed (full view of each) and those that closed.
+    BreakoutsChanged {
+        session_id: SessionId,
+        open: bool,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        rooms: Vec<BreakoutRoomView>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        closed: Vec<RoomId>,
+    },
+    /// To a room's members and the hosts: the room closes in `seconds_left`.
+    RoomClosing {
+        session_id: SessionId,
+        room_id: RoomId,
+        seconds_left: u32,
+        closes_at: DateTime<Utc>,
+    },
+    /// Reply to `plan_breakouts`: the plan as it stands.
+    BreakoutPlan {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<RequestId>,
+        session_id: SessionId,
+        assignments: Vec<Assignment>,
+        /// Participants present whom the plan leaves in the main room.
+        unassigned: Vec<UserId>,
+    },
+    Broadcast {
+        session_id: SessionId,
+        from: UserId,
+        body: String,
+        sent_at: DateTime<Utc>,
+    },
+    HelpRequested {
+        session_id: SessionId,
+        request: HelpRequest,
+    },
+    HelpResolved {
+        session_id: SessionId,
+        user_id: UserId,
     },
     Error(ErrorReply),
 }
@@ -256,8 +316,12 @@ pub struct MemberView {
 pub struct RoomView {
     pub room_id: RoomId,
     pub name: String,
-    /// The sequence number of the room's latest message (0 when it has none).
+    /// The sequence number of the room's latest message (0 when it has none): where the room's
+    /// history starts for someone arriving.
     pub last_seq: i64,
+    /// Set for breakout rooms: their capacity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_participants: Option<u32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,6 +12,7 @@ pub mod handlers;
 pub mod metrics;
 pub mod outbound;
 pub mod presence;
+pub mod rooms;
 pub mod server;
 pub mod session;
 pub mod store;

@@ -111,6 +111,13 @@ impl Presence {
         }
     }
 
+    /// Moves a member to another room.
+    pub fn set_room(&mut self, user: UserId, room: RoomId) {
+        if let Some(member) = self.members.get_mut(&user) {
+            member.room = room;
+        }
+    }
+
     /// Removes everyone, returning who was present.
     pub fn clear(&mut self) -> Vec<Member> {
         self.members.drain().map(|(_, member)| member).collect()

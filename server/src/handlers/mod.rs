@@ -8,7 +8,13 @@
 //! the connection is not in).
 
 mod admit_participant;
+mod ask_for_help;
+mod assign_participants;
+mod broadcast;
+mod close_breakout_rooms;
+mod create_breakout_rooms;
 mod create_session;
+mod delete_breakout_room;
 mod delete_message;
 mod deny_participant;
 mod edit_message;
@@ -16,11 +22,19 @@ mod end_session;
 mod fetch_history;
 mod join_session;
 mod leave_session;
+mod move_participant;
+mod open_breakouts;
 mod ping;
+mod plan_breakouts;
+mod resolve_help;
+mod select_room;
 mod send_message;
+mod set_breakout_options;
 mod set_lobby;
 mod set_status;
+mod swap_participants;
 mod typing;
+mod update_breakout_room;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -106,6 +120,20 @@ pub async fn dispatch(ctx: &mut ConnCtx, text: &str) {
             ClientMessage::DeleteMessage(m) => delete_message::handle(ctx, m).await,
             ClientMessage::FetchHistory(m) => fetch_history::handle(ctx, m).await,
             ClientMessage::Typing(m) => typing::handle(ctx, m).await,
+            ClientMessage::CreateBreakoutRooms(m) => create_breakout_rooms::handle(ctx, m).await,
+            ClientMessage::UpdateBreakoutRoom(m) => update_breakout_room::handle(ctx, m).await,
+            ClientMessage::DeleteBreakoutRoom(m) => delete_breakout_room::handle(ctx, m).await,
+            ClientMessage::SetBreakoutOptions(m) => set_breakout_options::handle(ctx, m).await,
+            ClientMessage::PlanBreakouts(m) => plan_breakouts::handle(ctx, m).await,
+            ClientMessage::OpenBreakouts(m) => open_breakouts::handle(ctx, m).await,
+            ClientMessage::MoveParticipant(m) => move_participant::handle(ctx, m).await,
+            ClientMessage::AssignParticipants(m) => assign_participants::handle(ctx, m).await,
+            ClientMessage::SwapParticipants(m) => swap_participants::handle(ctx, m).await,
+            ClientMessage::SelectRoom(m) => select_room::handle(ctx, m).await,
+            ClientMessage::CloseBreakoutRooms(m) => close_breakout_rooms::handle(ctx, m).await,
+            ClientMessage::Broadcast(m) => broadcast::handle(ctx, m).await,
+            ClientMessage::AskForHelp(m) => ask_for_help::handle(ctx, m).await,
+            ClientMessage::ResolveHelp(m) => resolve_help::handle(ctx, m).await,
         }
     }
     .instrument(span)

@@ -101,7 +101,10 @@ impl Actor {
         async move {
             self.deps.metrics.sessions_active.fetch_add(1, Ordering::Relaxed);
             let idle = tokio::time::sleep(self.deps.idle_grace);
-            tokio::pin!(idle);
+            // The session's own clock (breakout timers and countdowns), re-armed after every
+            // command; it fires whether or not any host is still connected.
+            let clock = tokio::time::sleep(self.deps.idle_grace);
+            tokio::pin!(idle, clock);
             let mut idle_armed = false;
             loop {
                 if self.stopping && self.pending.is_empty() {
@@ -111,13 +114,18 @@ impl Actor {
                     idle.as_mut().reset(tokio::time::Instant::now() + self.deps.idle_grace);
                 }
                 idle_armed = self.links.is_empty();
+                let deadline = self.state.next_deadline();
+                if let Some(deadline) = deadline {
+                    clock.as_mut().reset(tokio::time::Instant::from_std(deadline));
+                }
                 tokio::select! {
+                    () = &mut clock, if deadline.is_some() => self.handle(Command::Tick),
                     Some(outcome) = self.pending.next(), if !self.pending.is_empty() => self.handle(outcome),
                     mail = mailbox.recv(), if !self.stopping => match mail {
                         Some(mail) => self.receive(mail),
                         None => break,
                     },
-                    () = &mut idle, if idle_armed && self.pending.is_empty() && !self.stopping => {
+                    () = &mut idle, if idle_armed && deadline.is_none() && self.pending.is_empty() && !self.stopping => {
                         debug!("idle; releasing session");
                         break;
                     }
@@ -272,6 +280,22 @@ impl Actor {
             Persist::SessionStarted { at } => WriteOp::SessionStarted { session_id, at },
             Persist::SessionEnded { at } => WriteOp::SessionEnded { session_id, at },
             Persist::LobbyChanged { enabled } => WriteOp::LobbyChanged { session_id, enabled },
+            Persist::Breakout { changes, reply: Some(reply) } => {
+                let (done, outcome) = oneshot::channel();
+                let persisted = move |result| Command::Persisted { reply: Some(reply), result };
+                match self.deps.writer.try_submit(WriteOp::Breakout { changes, done: Some(done) }) {
+                    Ok(()) => self.pending.push_back(Box::pin(async move {
+                        persisted(outcome.await.unwrap_or(Err(WriteFailed::Unavailable)))
+                    })),
+                    Err(err) => {
+                        error!(error = %err, "writer refused a breakout change");
+                        self.deps.metrics.write_failures.fetch_add(1, Ordering::Relaxed);
+                        self.followups.push_back(persisted(Err(WriteFailed::Unavailable)));
+                    }
+                }
+                return;
+            }
+            Persist::Breakout { changes, reply: None } => WriteOp::Breakout { changes, done: None },
         };
         // Bookkeeping is not acknowledged to anyone, so it is not worth stalling the session
         // for; a full queue loses it, loudly.

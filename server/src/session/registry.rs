@@ -21,6 +21,7 @@ use super::state::{MAIN_ROOM_NAME, SessionState};
 use crate::chat::RoomChat;
 use crate::config::ChatLimits;
 use crate::metrics::Metrics;
+use crate::rooms::Breakout;
 use crate::store::{HistoryQuery, Store, StoreError, Writer};
 
 /// What every session actor needs.
@@ -94,21 +95,47 @@ impl Registry {
     async fn load_and_spawn(self: Arc<Self>, id: SessionId) -> Result<SessionHandle, RegistryError> {
         let (session, participants) = self.deps.store.load_session(id).await?.ok_or(RegistryError::NotFound)?;
         let main_room = RoomId::from(id);
-        let last_seq = self.deps.store.last_seq(main_room).await?;
-        let window = u32::try_from(self.deps.limits.resume_window).unwrap_or(u32::MAX);
-        let recent = if window > 0 {
-            self.deps.store.history(main_room, HistoryQuery::Latest, window).await?.messages
-        } else {
-            Vec::new()
-        };
-        let chat =
-            RoomChat::new(main_room, MAIN_ROOM_NAME.to_owned(), last_seq, recent, self.deps.limits.resume_window);
-        let state = SessionState::new(session, participants, chat, self.deps.limits);
+        let chat = self.room_chat(main_room, MAIN_ROOM_NAME.to_owned()).await?;
+        let mut breakout_rooms = Vec::new();
+        for room in self.deps.store.active_breakout_rooms(id).await? {
+            let chat = self.room_chat(room.id, room.room_name.clone()).await?;
+            let breakout = Breakout {
+                name: room.room_name,
+                max_participants: room.max_participants,
+                mode: room.assignment_mode,
+                created_by: room.created_by,
+                created_at: room.created_at,
+                ends: None,
+                closes: None,
+            };
+            breakout_rooms.push((chat, breakout));
+        }
+        // Where each person was last, so that after a restart a participant returns to their room.
+        let mut last_room = HashMap::new();
+        for transition in self.deps.store.transitions(id).await? {
+            match transition.to_room {
+                Some(room) => last_room.insert(transition.user_id, room),
+                None => last_room.remove(&transition.user_id),
+            };
+        }
+        let state = SessionState::new(session, participants, chat, breakout_rooms, last_room, self.deps.limits);
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);
         let (handle, mailbox) = SessionHandle::new(id, generation);
         let actor = Actor::new(state, self.deps.clone(), self.clone(), generation);
         self.deps.tracker.spawn(actor.run(mailbox));
         Ok(handle)
+    }
+
+    /// A room's chat as it stands in the store: its latest sequence and its resume window.
+    async fn room_chat(&self, room: RoomId, name: String) -> Result<RoomChat, RegistryError> {
+        let last_seq = self.deps.store.last_seq(room).await?;
+        let window = u32::try_from(self.deps.limits.resume_window).unwrap_or(u32::MAX);
+        let recent = if window > 0 {
+            self.deps.store.history(room, HistoryQuery::Latest, window).await?.messages
+        } else {
+            Vec::new()
+        };
+        Ok(RoomChat::new(room, name, last_seq, recent, self.deps.limits.resume_window))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Slot>> {

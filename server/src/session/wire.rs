@@ -1,10 +1,11 @@
 //! The explicit mapping from session events (domain) to protocol messages (wire).
 
 use convene_protocol::{
-    ChatMessage, LobbyEntry, MemberView, ResumeOutcome, RoomView, ServerMessage, SessionId, SessionView,
+    Assignment, BreakoutOptions, BreakoutOverview, BreakoutRoomView, ChatMessage, HelpRequest, LobbyEntry, MemberView,
+    ResumeOutcome, RoomView, ServerMessage, SessionId, SessionView,
 };
 
-use super::state::{Event, Waiting};
+use super::state::{BreakoutView, Event, Help, Overview, RoomSummary, Waiting};
 use crate::presence::Member;
 use crate::store::{MessageRecord, SessionRecord};
 
@@ -18,11 +19,7 @@ pub fn to_wire(session_id: SessionId, event: Event) -> ServerMessage {
                 session: session_view(&snapshot.session),
                 you: member_view(&snapshot.you),
                 members: snapshot.members.iter().map(member_view).collect(),
-                rooms: snapshot
-                    .rooms
-                    .into_iter()
-                    .map(|room| RoomView { room_id: room.id, name: room.name, last_seq: room.last_seq })
-                    .collect(),
+                rooms: snapshot.rooms.into_iter().map(room_view).collect(),
                 lobby: snapshot.lobby.iter().map(lobby_entry).collect(),
                 resume: snapshot
                     .resume
@@ -34,6 +31,7 @@ pub fn to_wire(session_id: SessionId, event: Event) -> ServerMessage {
                         last_seq: r.last_seq,
                     })
                     .collect(),
+                breakouts: snapshot.breakouts.map(|o| Box::new(overview(&o))),
             }
         }
         Event::Replayed { room, messages } => {
@@ -66,6 +64,37 @@ pub fn to_wire(session_id: SessionId, event: Event) -> ServerMessage {
         Event::Typed { room, user, active } => {
             ServerMessage::Typing { session_id, room_id: room, user_id: user, active }
         }
+        Event::Moved { room, from, reason, members } => ServerMessage::Moved {
+            session_id,
+            room: room_view(room),
+            from_room_id: from,
+            reason,
+            members: members.iter().map(member_view).collect(),
+        },
+        Event::RoomPresence { room, joined, left } => ServerMessage::RoomPresence {
+            session_id,
+            room_id: room,
+            joined: joined.iter().map(member_view).collect(),
+            left,
+        },
+        Event::BreakoutsChanged { open, rooms, closed } => ServerMessage::BreakoutsChanged {
+            session_id,
+            open,
+            rooms: rooms.iter().map(breakout_room_view).collect(),
+            closed,
+        },
+        Event::RoomClosing { room, seconds_left, closes_at } => {
+            ServerMessage::RoomClosing { session_id, room_id: room, seconds_left, closes_at }
+        }
+        Event::PlanPrepared { request_id, assignments, unassigned } => ServerMessage::BreakoutPlan {
+            request_id,
+            session_id,
+            assignments: assignments.into_iter().map(|(user_id, room_id)| Assignment { user_id, room_id }).collect(),
+            unassigned,
+        },
+        Event::Broadcast { from, body, at } => ServerMessage::Broadcast { session_id, from, body, sent_at: at },
+        Event::HelpRequested(help) => ServerMessage::HelpRequested { session_id, request: help_request(&help) },
+        Event::HelpResolved { user } => ServerMessage::HelpResolved { session_id, user_id: user },
         Event::Succeeded { request_id } => ServerMessage::Ok { request_id },
         Event::Failed { request_id, error } => ServerMessage::error(request_id, error.code(), error.to_string()),
     }
@@ -112,6 +141,40 @@ pub fn chat_message(message: &MessageRecord) -> ChatMessage {
         edited_at: message.edited_at,
         deleted_at: message.deleted_at,
     }
+}
+
+fn room_view(room: RoomSummary) -> RoomView {
+    RoomView { room_id: room.id, name: room.name, last_seq: room.last_seq, max_participants: room.max_participants }
+}
+
+fn breakout_room_view(view: &BreakoutView) -> BreakoutRoomView {
+    BreakoutRoomView {
+        room_id: view.id,
+        name: view.breakout.name.clone(),
+        max_participants: view.breakout.max_participants,
+        assignment_mode: view.breakout.mode,
+        members: view.members.clone(),
+        participants: view.participants,
+        ends_at: view.breakout.ends.map(|d| d.wall),
+        closes_at: view.breakout.closes.map(|d| d.wall),
+    }
+}
+
+fn overview(overview: &Overview) -> BreakoutOverview {
+    BreakoutOverview {
+        open: overview.open,
+        options: BreakoutOptions {
+            allow_self_select: overview.options.allow_self_select,
+            allow_return_to_main: overview.options.allow_return_to_main,
+            countdown_secs: u32::try_from(overview.options.countdown.as_secs()).unwrap_or(u32::MAX),
+        },
+        rooms: overview.rooms.iter().map(breakout_room_view).collect(),
+        help_requests: overview.help.iter().map(help_request).collect(),
+    }
+}
+
+fn help_request(help: &Help) -> HelpRequest {
+    HelpRequest { user_id: help.user, room_id: help.room, since: help.since }
 }
 
 fn lobby_entry(waiting: &Waiting) -> LobbyEntry {

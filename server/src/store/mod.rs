@@ -10,6 +10,7 @@
 //! - A room's sequence numbers are allocated inside the transaction that stores the messages, so
 //!   they are gapless and survive restarts.
 
+mod breakouts;
 mod connect;
 mod messages;
 mod records;
@@ -18,6 +19,7 @@ pub mod writer;
 
 use sqlx::{PgPool, SqlitePool};
 
+pub use breakouts::{BreakoutChange, BreakoutRoomRecord, TransitionRecord, TransitionType};
 pub use messages::HistoryQuery;
 pub use records::{
     EditOutcome, HistoryPage, InsertOutcome, MessageRecord, NewMessage, ParticipantRecord, SessionRecord,

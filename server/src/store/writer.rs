@@ -99,6 +99,11 @@ pub enum WriteOp {
         session_id: SessionId,
         enabled: bool,
     },
+    /// Changes to breakout rooms and the transitions they cause, committed together.
+    Breakout {
+        changes: Vec<super::BreakoutChange>,
+        done: Option<oneshot::Sender<Result<(), WriteFailed>>>,
+    },
     /// Answered once every op submitted before it has committed (or failed).
     Barrier {
         done: oneshot::Sender<()>,
@@ -260,6 +265,7 @@ fn answer(results: impl Iterator<Item = (Queued, Result<OpResult, WriteFailed>)>
                 done.send(outcome).is_ok()
             }
             WriteOp::Barrier { done } => done.send(()).is_ok(),
+            WriteOp::Breakout { done: Some(done), .. } => done.send(result.map(|_| ())).is_ok(),
             op => {
                 if let Err(failure) = result {
                     error!(?op, %failure, "bookkeeping write failed");
@@ -390,6 +396,10 @@ impl Store {
                         OpResult::Done
                     }
                     WriteOp::Barrier { .. } => OpResult::Done,
+                    WriteOp::Breakout { changes, .. } => {
+                        super::breakouts::apply_breakout_changes!(tx, changes);
+                        OpResult::Done
+                    }
                     WriteOp::LobbyChanged { session_id, enabled } => {
                         sqlx::query("UPDATE video_sessions SET lobby_enabled = $2 WHERE id = $1")
                             .bind(session_id.0).bind(*enabled)

@@ -9,21 +9,23 @@
 //! - A chat message is announced to the room and acknowledged only after its commit
 //!   ([`Command::Posted`]); a retried client message id is acknowledged again, never re-posted.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use convene_protocol::{
-    ClientMsgId, ConnId, ErrorCode, MessageId, PresenceStatus, RequestId, Role, RoomCursor, RoomId, SessionRole,
-    SessionStatus, SessionType, UserId,
+    AssignmentMode, ClientMsgId, ConnId, ErrorCode, MessageId, MoveReason, PresenceStatus, RequestId, Role, RoomCursor,
+    RoomId, SessionRole, SessionStatus, SessionType, UserId,
 };
 
 use crate::auth::Identity;
 use crate::chat::{Gap, RateLimiter, RoomChat};
 use crate::config::ChatLimits;
 use crate::presence::{Diff, Member, Presence};
+use crate::rooms::Breakout;
 use crate::store::{
-    EditOutcome, HistoryQuery, InsertOutcome, MessageRecord, NewMessage, ParticipantRecord, SessionRecord, WriteFailed,
+    BreakoutChange, EditOutcome, HistoryQuery, InsertOutcome, MessageRecord, NewMessage, ParticipantRecord,
+    SessionRecord, WriteFailed,
 };
 
 /// Replayed messages per `replay` frame, so a long replay never needs one huge frame.
@@ -117,6 +119,97 @@ pub enum Command {
         query: HistoryQuery,
         limit: u32,
     },
+    CreateRooms {
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        names: Vec<String>,
+        count: Option<u32>,
+        max_participants: u32,
+        mode: AssignmentMode,
+    },
+    UpdateRoom {
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        room: RoomId,
+        name: Option<String>,
+        max_participants: Option<u32>,
+    },
+    DeleteRoom {
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        room: RoomId,
+    },
+    SetBreakoutOptions {
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        allow_self_select: Option<bool>,
+        allow_return_to_main: Option<bool>,
+        countdown_secs: Option<u32>,
+    },
+    Plan {
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        assignments: Vec<(UserId, RoomId)>,
+        automatic: bool,
+        keep_together: Vec<[UserId; 2]>,
+        keep_apart: Vec<[UserId; 2]>,
+        reset: bool,
+    },
+    Open {
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        timer_secs: Option<u32>,
+    },
+    Move {
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        user: UserId,
+        from: RoomId,
+        to: RoomId,
+    },
+    Assign {
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        assignments: Vec<(UserId, RoomId)>,
+    },
+    Swap {
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        a: UserId,
+        b: UserId,
+    },
+    Select {
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        room: RoomId,
+    },
+    Close {
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        rooms: Vec<RoomId>,
+        countdown_secs: Option<u32>,
+    },
+    Broadcast {
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        body: String,
+    },
+    AskForHelp {
+        conn: ConnId,
+        request_id: Option<RequestId>,
+    },
+    ResolveHelp {
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        user: UserId,
+    },
+    /// The session's clock: timers and countdowns that are due fire.
+    Tick,
+    /// The outcome of a [`Persist::Breakout`] that someone waits on.
+    Persisted {
+        reply: Option<Reply>,
+        result: Result<(), WriteFailed>,
+    },
     /// The outcome of a [`Persist::Message`].
     Posted {
         room: RoomId,
@@ -141,6 +234,12 @@ pub enum Audience {
     /// Admitted members in a room.
     Room(RoomId),
     RoomExcept(RoomId, UserId),
+    /// Members of a room but these (who are told otherwise).
+    RoomExceptUsers(RoomId, Vec<UserId>),
+    /// Members of a room, and every host wherever they are.
+    RoomAndHosts(RoomId),
+    /// Every device of one person.
+    User(UserId),
     /// Every admitted member.
     Session,
     SessionExcept(UserId),
@@ -154,6 +253,55 @@ pub struct RoomSummary {
     pub id: RoomId,
     pub name: String,
     pub last_seq: i64,
+    /// Set for breakout rooms.
+    pub max_participants: Option<u32>,
+}
+
+/// A breakout room as hosts see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BreakoutView {
+    pub id: RoomId,
+    pub breakout: Breakout,
+    pub members: Vec<UserId>,
+    pub participants: u32,
+}
+
+/// Everything about the breakouts, for hosts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Overview {
+    pub open: bool,
+    pub options: BreakoutOptions,
+    pub rooms: Vec<BreakoutView>,
+    pub help: Vec<Help>,
+}
+
+/// Someone asking for help.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Help {
+    pub user: UserId,
+    pub room: RoomId,
+    pub since: DateTime<Utc>,
+}
+
+/// What participants may do on their own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BreakoutOptions {
+    pub allow_self_select: bool,
+    pub allow_return_to_main: bool,
+    pub countdown: std::time::Duration,
+}
+
+impl Default for BreakoutOptions {
+    fn default() -> Self {
+        Self { allow_self_select: false, allow_return_to_main: true, countdown: std::time::Duration::from_secs(60) }
+    }
+}
+
+/// Who waits for a write to be confirmed, and under which request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub conn: ConnId,
+    pub request_id: Option<RequestId>,
 }
 
 /// Someone waiting in the lobby, as hosts see them.
@@ -182,6 +330,8 @@ pub struct Snapshot {
     pub rooms: Vec<RoomSummary>,
     pub lobby: Vec<Waiting>,
     pub resume: Vec<Resumed>,
+    /// For hosts only.
+    pub breakouts: Option<Overview>,
 }
 
 /// Something that happened, to be told to an [`Audience`].
@@ -204,6 +354,14 @@ pub enum Event {
     MessageEdited(MessageRecord),
     MessageDeleted { message: MessageRecord, by: UserId },
     Typed { room: RoomId, user: UserId, active: bool },
+    Moved { room: RoomSummary, from: RoomId, reason: MoveReason, members: Vec<Member> },
+    RoomPresence { room: RoomId, joined: Vec<Member>, left: Vec<UserId> },
+    BreakoutsChanged { open: bool, rooms: Vec<BreakoutView>, closed: Vec<RoomId> },
+    RoomClosing { room: RoomId, seconds_left: u32, closes_at: DateTime<Utc> },
+    PlanPrepared { request_id: Option<RequestId>, assignments: Vec<(UserId, RoomId)>, unassigned: Vec<UserId> },
+    Broadcast { from: UserId, body: String, at: DateTime<Utc> },
+    HelpRequested(Help),
+    HelpResolved { user: UserId },
     Succeeded { request_id: Option<RequestId> },
     Failed { request_id: Option<RequestId>, error: SessionError },
 }
@@ -247,6 +405,12 @@ pub enum Persist {
     },
     LobbyChanged {
         enabled: bool,
+    },
+    /// Breakout changes and the transitions they cause, in one transaction; `reply` is told once
+    /// it committed.
+    Breakout {
+        changes: Vec<BreakoutChange>,
+        reply: Option<Reply>,
     },
 }
 
@@ -302,6 +466,16 @@ pub enum SessionError {
     TooLarge(usize),
     #[error("you are sending messages too fast")]
     RateLimited,
+    #[error("that room is full")]
+    Full,
+    #[error("that person is not in the session")]
+    NotPresent,
+    #[error("{0}")]
+    NotAllowed(&'static str),
+    #[error("nobody asked for help")]
+    NoHelpRequest,
+    #[error("{0}")]
+    Conflict(&'static str),
     #[error("the database is unavailable; retry")]
     Unavailable,
     #[error("the server could not carry out the request")]
@@ -316,7 +490,10 @@ impl SessionError {
                 ErrorCode::Forbidden
             }
             Self::Ended => ErrorCode::Gone,
-            Self::AlreadyJoined => ErrorCode::Conflict,
+            Self::AlreadyJoined | Self::Conflict(_) => ErrorCode::Conflict,
+            Self::NotPresent | Self::NoHelpRequest => ErrorCode::NotFound,
+            Self::NotAllowed(_) => ErrorCode::Forbidden,
+            Self::Full => ErrorCode::Full,
             Self::Invalid(_) => ErrorCode::Invalid,
             Self::TooLarge(_) => ErrorCode::TooLarge,
             Self::RateLimited => ErrorCode::RateLimited,
@@ -363,6 +540,52 @@ struct LobbyEntry {
 struct Room {
     chat: RoomChat,
     members: HashSet<UserId>,
+    /// `None` for the main room.
+    breakout: Option<Breakout>,
+}
+
+/// Breakout state that is not per room.
+#[derive(Debug, Default)]
+struct Breakouts {
+    open: bool,
+    options: BreakoutOptions,
+    /// Choices made by hand, kept across automatic splits.
+    manual: HashMap<UserId, RoomId>,
+    /// The last automatic split.
+    automatic: HashMap<UserId, RoomId>,
+    keep_together: Vec<[UserId; 2]>,
+    keep_apart: Vec<[UserId; 2]>,
+    help: BTreeMap<UserId, Help>,
+    /// Where each person was last: a reconnecting participant returns there.
+    last_room: HashMap<UserId, RoomId>,
+    recent: RecentRequests,
+}
+
+/// Outcomes of recent host requests, so that a retried request is answered, not redone.
+#[derive(Debug, Default)]
+struct RecentRequests {
+    order: VecDeque<(UserId, RequestId)>,
+    outcomes: HashMap<(UserId, RequestId), Result<(), SessionError>>,
+}
+
+/// Host requests remembered for retries, per session.
+const RECENT_REQUESTS: usize = 1024;
+
+impl RecentRequests {
+    fn get(&self, key: &(UserId, RequestId)) -> Option<&Result<(), SessionError>> {
+        self.outcomes.get(key)
+    }
+
+    fn remember(&mut self, key: (UserId, RequestId), outcome: Result<(), SessionError>) {
+        if self.outcomes.insert(key.clone(), outcome).is_none() {
+            self.order.push_back(key);
+            if self.order.len() > RECENT_REQUESTS
+                && let Some(old) = self.order.pop_front()
+            {
+                self.outcomes.remove(&old);
+            }
+        }
+    }
 }
 
 /// One session's live state.
@@ -377,14 +600,19 @@ pub struct SessionState {
     main_room: RoomId,
     limits: ChatLimits,
     rate: HashMap<UserId, RateLimiter>,
+    breakouts: Breakouts,
 }
 
 impl SessionState {
     /// A session as loaded from the store, with its main room's chat window.
+    /// A session as loaded from the store: its main room's chat window, its open breakout rooms
+    /// with theirs, and the room each person was last in.
     pub fn new(
         session: SessionRecord,
         participants: Vec<ParticipantRecord>,
         main_chat: RoomChat,
+        breakout_rooms: Vec<(RoomChat, Breakout)>,
+        last_room: HashMap<UserId, RoomId>,
         limits: ChatLimits,
     ) -> Self {
         let standing = participants
@@ -392,7 +620,10 @@ impl SessionState {
             .map(|p| (p.user_id, Standing { role: p.role, invited: p.invited, admitted: p.joined_at.is_some() }))
             .collect();
         let main_room = main_chat.id;
-        let rooms = HashMap::from([(main_room, Room { chat: main_chat, members: HashSet::new() })]);
+        let mut rooms = HashMap::from([(main_room, Room { chat: main_chat, members: HashSet::new(), breakout: None })]);
+        for (chat, breakout) in breakout_rooms {
+            rooms.insert(chat.id, Room { chat, members: HashSet::new(), breakout: Some(breakout) });
+        }
         Self {
             session,
             standing,
@@ -403,6 +634,7 @@ impl SessionState {
             main_room,
             limits,
             rate: HashMap::new(),
+            breakouts: Breakouts { last_room, ..Breakouts::default() },
         }
     }
 
@@ -416,17 +648,26 @@ impl SessionState {
         match audience {
             Audience::Conn(conn) => deliver(*conn),
             Audience::Conns(conns) => conns.iter().copied().for_each(deliver),
-            Audience::Room(room) | Audience::RoomExcept(room, _) => {
-                let except = match audience {
-                    Audience::RoomExcept(_, user) => Some(*user),
-                    _ => None,
+            Audience::Room(room) | Audience::RoomExcept(room, _) | Audience::RoomExceptUsers(room, _) => {
+                let skip = |user: &UserId| match audience {
+                    Audience::RoomExcept(_, except) => user == except,
+                    Audience::RoomExceptUsers(_, except) => except.contains(user),
+                    _ => false,
                 };
                 if let Some(room) = self.rooms.get(room) {
                     room.members
                         .iter()
-                        .filter(|user| Some(**user) != except)
+                        .filter(|user| !skip(user))
                         .filter_map(|user| self.presence.get(*user))
                         .for_each(&mut member_conns);
+                }
+            }
+            Audience::RoomAndHosts(room) => {
+                self.presence.members().filter(|m| m.room == *room || m.session_role.is_host()).for_each(member_conns);
+            }
+            Audience::User(user) => {
+                if let Some(member) = self.presence.get(*user) {
+                    member_conns(member);
                 }
             }
             Audience::Session => self.presence.members().for_each(member_conns),
@@ -469,6 +710,57 @@ impl SessionState {
             Command::FetchHistory { conn, request_id, room, query, limit } => self
                 .reader_of(conn, room)
                 .map(|_| out.push(Effect::ReadHistory { conn, request_id, room, query, limit })),
+            Command::CreateRooms { conn, request_id, names, count, max_participants, mode } => {
+                self.create_rooms(conn, request_id, &names, count, max_participants, mode, now, out)
+            }
+            Command::UpdateRoom { conn, request_id, room, name, max_participants } => {
+                self.update_room(conn, request_id, room, name, max_participants, out)
+            }
+            Command::DeleteRoom { conn, request_id, room } => self.delete_room(conn, request_id, room, out),
+            Command::SetBreakoutOptions {
+                conn,
+                request_id,
+                allow_self_select,
+                allow_return_to_main,
+                countdown_secs,
+            } => self.set_breakout_options(
+                conn,
+                request_id,
+                allow_self_select,
+                allow_return_to_main,
+                countdown_secs,
+                out,
+            ),
+            Command::Plan { conn, request_id, assignments, automatic, keep_together, keep_apart, reset } => {
+                self.plan(conn, request_id, assignments, automatic, keep_together, keep_apart, reset, out)
+            }
+            Command::Open { conn, request_id, timer_secs } => self.open(conn, request_id, timer_secs, now, out),
+            Command::Move { conn, request_id, user, from, to } => {
+                self.move_participant(conn, request_id, user, from, to, now, out)
+            }
+            Command::Assign { conn, request_id, assignments } => self.assign(conn, request_id, assignments, now, out),
+            Command::Swap { conn, request_id, a, b } => self.swap(conn, request_id, a, b, now, out),
+            Command::Select { conn, request_id, room } => self.select(conn, request_id, room, now, out),
+            Command::Close { conn, request_id, rooms, countdown_secs } => {
+                self.close(conn, request_id, rooms, countdown_secs, now, out)
+            }
+            Command::Broadcast { conn, request_id, body } => self.broadcast(conn, request_id, body, now, out),
+            Command::AskForHelp { conn, request_id } => self.ask_for_help(conn, request_id, now, out),
+            Command::ResolveHelp { conn, request_id, user } => self.resolve_help(conn, request_id, user, out),
+            Command::Tick => {
+                self.tick(now, out);
+                Ok(())
+            }
+            Command::Persisted { reply, result } => {
+                if let Some(reply) = reply {
+                    let event = match result {
+                        Ok(()) => Event::Succeeded { request_id: reply.request_id },
+                        Err(failure) => Event::Failed { request_id: reply.request_id, error: failure.into() },
+                    };
+                    send(out, Audience::Conn(reply.conn), event);
+                }
+                Ok(())
+            }
             Command::Posted { room, sender, client_msg_id, result } => {
                 self.posted(room, sender, &client_msg_id, result, out);
                 Ok(())
@@ -550,7 +842,11 @@ impl SessionState {
         let standing =
             self.standing.entry(user).or_insert(Standing { role: session_role, invited: false, admitted: false });
         standing.admitted = true;
-        let diff = self.presence.add_device(user, conn, session_role, role, self.main_room, now.wall);
+        let placement = match self.presence.get(user) {
+            Some(member) => member.room,
+            None => self.placement_for(user, session_role),
+        };
+        let diff = self.presence.add_device(user, conn, session_role, role, placement, now.wall);
         let Some(member) = self.presence.get(user).cloned() else { return };
         if let Some(room) = self.rooms.get_mut(&member.room) {
             room.members.insert(user);
@@ -558,7 +854,14 @@ impl SessionState {
         match diff {
             Diff::Joined => {
                 out.push(Effect::Persist(Persist::ParticipantJoined { user, role: session_role, at: now.wall }));
+                self.breakouts.last_room.insert(user, member.room);
+                let joined = self.transition(user, None, Some(member.room), now);
+                out.push(Effect::Persist(Persist::Breakout {
+                    changes: vec![BreakoutChange::Transitions(vec![joined])],
+                    reply: None,
+                }));
                 send(out, Audience::SessionExcept(user), Event::MemberJoined(member.clone()));
+                self.announce_breakouts(&[member.room], &[], out);
             }
             Diff::Updated => send(out, Audience::SessionExcept(user), Event::MemberUpdated(member.clone())),
             Diff::Left | Diff::Unchanged => {}
@@ -595,17 +898,10 @@ impl SessionState {
             session: self.session.clone(),
             you: member,
             members: self.presence.members().cloned().collect(),
-            rooms: self
-                .rooms
-                .values()
-                .map(|room| RoomSummary {
-                    id: room.chat.id,
-                    name: room.chat.name.clone(),
-                    last_seq: room.chat.last_seq(),
-                })
-                .collect(),
+            rooms: self.rooms.values().filter_map(|room| self.room_summary(room.chat.id)).collect(),
             lobby,
             resume,
+            breakouts: session_role.is_host().then(|| self.overview()),
         };
         send(out, Audience::Conn(conn), Event::Joined { request_id, snapshot: Box::new(snapshot) });
         for (room, missed) in replays {
@@ -642,7 +938,15 @@ impl SessionState {
                         room.members.remove(&user);
                     }
                     out.push(Effect::Persist(Persist::ParticipantLeft { user, at: now.wall }));
+                    let left = self.transition(user, room, None, now);
+                    out.push(Effect::Persist(Persist::Breakout {
+                        changes: vec![BreakoutChange::Transitions(vec![left])],
+                        reply: None,
+                    }));
                     send(out, Audience::SessionExcept(user), Event::MemberLeft { user });
+                    if let Some(room) = room {
+                        self.announce_breakouts(&[room], &[], out);
+                    }
                 }
                 Diff::Updated => {
                     if let Some(member) = self.presence.get(user).cloned() {
@@ -668,12 +972,21 @@ impl SessionState {
         out.push(Effect::Persist(Persist::SessionEnded { at: now.wall }));
         let everyone: Vec<ConnId> = self.conns.keys().copied().collect();
         send(out, Audience::Conns(everyone.clone()), Event::SessionEnded { by });
+        let mut transitions = Vec::new();
         for member in self.presence.clear() {
             out.push(Effect::Persist(Persist::ParticipantLeft { user: member.user_id, at: now.wall }));
+            transitions.push(self.transition(member.user_id, Some(member.room), None, now));
         }
         for room in self.rooms.values_mut() {
             room.members.clear();
         }
+        let open: Vec<RoomId> = self.rooms.values().filter(|r| r.breakout.is_some()).map(|r| r.chat.id).collect();
+        self.rooms.retain(|_, room| room.breakout.is_none());
+        let mut changes = vec![BreakoutChange::Transitions(transitions)];
+        if !open.is_empty() {
+            changes.push(BreakoutChange::CloseRooms { rooms: open, at: now.wall });
+        }
+        out.push(Effect::Persist(Persist::Breakout { changes, reply: None }));
         self.lobby.clear();
         self.conns.clear();
         out.extend(everyone.into_iter().map(Effect::Detach));
@@ -830,16 +1143,36 @@ impl Command {
             | Self::Edit { conn, request_id, .. }
             | Self::Delete { conn, request_id, .. }
             | Self::FetchHistory { conn, request_id, .. } => (Some(*conn), request_id.clone()),
+            Self::CreateRooms { conn, request_id, .. }
+            | Self::UpdateRoom { conn, request_id, .. }
+            | Self::DeleteRoom { conn, request_id, .. }
+            | Self::SetBreakoutOptions { conn, request_id, .. }
+            | Self::Plan { conn, request_id, .. }
+            | Self::Open { conn, request_id, .. }
+            | Self::Move { conn, request_id, .. }
+            | Self::Assign { conn, request_id, .. }
+            | Self::Swap { conn, request_id, .. }
+            | Self::Select { conn, request_id, .. }
+            | Self::Close { conn, request_id, .. }
+            | Self::Broadcast { conn, request_id, .. }
+            | Self::AskForHelp { conn, request_id }
+            | Self::ResolveHelp { conn, request_id, .. } => (Some(*conn), request_id.clone()),
             Self::Typing { conn, .. } => (Some(*conn), None),
-            Self::Disconnect { .. } | Self::Posted { .. } | Self::Changed { .. } => (None, None),
+            Self::Disconnect { .. }
+            | Self::Posted { .. }
+            | Self::Changed { .. }
+            | Self::Tick
+            | Self::Persisted { .. } => (None, None),
         }
     }
 }
+
+mod breakouts;
+mod chat;
 
 fn send(out: &mut Vec<Effect>, to: Audience, event: Event) {
     out.push(Effect::Send { to, event });
 }
 
-mod chat;
 #[cfg(test)]
 mod tests;

@@ -59,7 +59,7 @@ fn fixture(session_type: SessionType, lobby_enabled: bool) -> Fixture {
     ];
     let room = RoomId::from(id);
     let chat = RoomChat::new(room, MAIN_ROOM_NAME.into(), 0, vec![], 10);
-    let state = SessionState::new(session, participants, chat, ChatLimits::default());
+    let state = SessionState::new(session, participants, chat, vec![], Default::default(), ChatLimits::default());
     Fixture { state, host, org, invited, room }
 }
 

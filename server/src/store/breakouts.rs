@@ -1,0 +1,215 @@
+//! Breakout rooms and room transitions: rows, reads, and the changes the writer commits.
+
+use chrono::{DateTime, Utc};
+use convene_protocol::{AssignmentMode, RoomId, SessionId, UserId};
+use uuid::Uuid;
+
+use super::{Store, StoreError, with_db};
+
+/// A row of `breakout_rooms`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BreakoutRoomRecord {
+    pub id: RoomId,
+    pub main_session_id: SessionId,
+    pub room_name: String,
+    pub max_participants: u32,
+    pub assignment_mode: AssignmentMode,
+    pub created_by: UserId,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What kind of change of room a transition records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransitionType {
+    Join,
+    Leave,
+    Move,
+}
+
+impl TransitionType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Join => "join",
+            Self::Leave => "leave",
+            Self::Move => "move",
+        }
+    }
+}
+
+/// A row of `breakout_room_transitions`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransitionRecord {
+    pub session_id: SessionId,
+    pub user_id: UserId,
+    pub from_room: Option<RoomId>,
+    pub to_room: Option<RoomId>,
+    pub transition_type: TransitionType,
+    pub at: DateTime<Utc>,
+}
+
+/// One change to breakout rooms; a command's changes commit together.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BreakoutChange {
+    CreateRooms(Vec<BreakoutRoomRecord>),
+    UpdateRoom { room: RoomId, name: String, max_participants: u32 },
+    DeleteRoom(RoomId),
+    CloseRooms { rooms: Vec<RoomId>, at: DateTime<Utc> },
+    Transitions(Vec<TransitionRecord>),
+}
+
+#[derive(sqlx::FromRow)]
+struct RoomRow {
+    id: Uuid,
+    main_session_id: Uuid,
+    room_name: String,
+    max_participants: i32,
+    assignment_mode: String,
+    created_by: Uuid,
+    created_at: DateTime<Utc>,
+}
+
+#[derive(sqlx::FromRow)]
+struct TransitionRow {
+    session_id: Uuid,
+    user_id: Uuid,
+    from_room_id: Option<Uuid>,
+    to_room_id: Option<Uuid>,
+    transition_type: String,
+    transitioned_at: DateTime<Utc>,
+}
+
+fn parse_mode(value: &str) -> Result<AssignmentMode, StoreError> {
+    match value {
+        "automatic" => Ok(AssignmentMode::Automatic),
+        "manual" => Ok(AssignmentMode::Manual),
+        "self_select" => Ok(AssignmentMode::SelfSelect),
+        other => Err(StoreError::Corrupt(format!("assignment_mode {other:?}"))),
+    }
+}
+
+fn parse_transition(value: &str) -> Result<TransitionType, StoreError> {
+    match value {
+        "join" => Ok(TransitionType::Join),
+        "leave" => Ok(TransitionType::Leave),
+        "move" => Ok(TransitionType::Move),
+        other => Err(StoreError::Corrupt(format!("transition_type {other:?}"))),
+    }
+}
+
+impl Store {
+    /// The session's breakout rooms that are not closed, oldest first.
+    pub async fn active_breakout_rooms(&self, session: SessionId) -> Result<Vec<BreakoutRoomRecord>, StoreError> {
+        let rows: Vec<RoomRow> = with_db!(&self.db, pool => {
+            sqlx::query_as(
+                "SELECT id, main_session_id, room_name, max_participants, assignment_mode, created_by, created_at \
+                 FROM breakout_rooms WHERE main_session_id = $1 AND status = 'active' ORDER BY created_at, room_name",
+            )
+            .bind(session.0)
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter()
+            .map(|row| {
+                Ok(BreakoutRoomRecord {
+                    id: RoomId(row.id),
+                    main_session_id: SessionId(row.main_session_id),
+                    room_name: row.room_name,
+                    max_participants: u32::try_from(row.max_participants).unwrap_or(1),
+                    assignment_mode: parse_mode(&row.assignment_mode)?,
+                    created_by: UserId(row.created_by),
+                    created_at: row.created_at,
+                })
+            })
+            .collect()
+    }
+
+    /// Every transition of a session, in the order they happened.
+    pub async fn transitions(&self, session: SessionId) -> Result<Vec<TransitionRecord>, StoreError> {
+        let rows: Vec<TransitionRow> = with_db!(&self.db, pool => {
+            sqlx::query_as(
+                "SELECT session_id, user_id, from_room_id, to_room_id, transition_type, transitioned_at \
+                 FROM breakout_room_transitions WHERE session_id = $1 ORDER BY id",
+            )
+            .bind(session.0)
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter()
+            .map(|row| {
+                Ok(TransitionRecord {
+                    session_id: SessionId(row.session_id),
+                    user_id: UserId(row.user_id),
+                    from_room: row.from_room_id.map(RoomId),
+                    to_room: row.to_room_id.map(RoomId),
+                    transition_type: parse_transition(&row.transition_type)?,
+                    at: row.transitioned_at,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Applies breakout changes inside the writer's transaction.
+macro_rules! apply_breakout_changes {
+    ($tx:expr, $changes:expr) => {
+        for change in $changes {
+            match change {
+                $crate::store::BreakoutChange::CreateRooms(rooms) => {
+                    for room in rooms {
+                        sqlx::query(
+                            "INSERT INTO breakout_rooms (id, main_session_id, room_name, max_participants, \
+                             assignment_mode, status, created_by, created_at) VALUES ($1, $2, $3, $4, $5, 'active', $6, $7)",
+                        )
+                        .bind(room.id.0)
+                        .bind(room.main_session_id.0)
+                        .bind(&room.room_name)
+                        .bind(i32::try_from(room.max_participants).unwrap_or(i32::MAX))
+                        .bind(room.assignment_mode.as_str())
+                        .bind(room.created_by.0)
+                        .bind(room.created_at)
+                        .execute(&mut *$tx)
+                        .await?;
+                    }
+                }
+                $crate::store::BreakoutChange::UpdateRoom { room, name, max_participants } => {
+                    sqlx::query("UPDATE breakout_rooms SET room_name = $2, max_participants = $3 WHERE id = $1")
+                        .bind(room.0)
+                        .bind(name)
+                        .bind(i32::try_from(max_participants.to_owned()).unwrap_or(i32::MAX))
+                        .execute(&mut *$tx)
+                        .await?;
+                }
+                $crate::store::BreakoutChange::DeleteRoom(room) => {
+                    sqlx::query("DELETE FROM breakout_rooms WHERE id = $1").bind(room.0).execute(&mut *$tx).await?;
+                }
+                $crate::store::BreakoutChange::CloseRooms { rooms, at } => {
+                    for room in rooms {
+                        sqlx::query("UPDATE breakout_rooms SET status = 'closed', closed_at = $2 WHERE id = $1")
+                            .bind(room.0)
+                            .bind(at.to_owned())
+                            .execute(&mut *$tx)
+                            .await?;
+                    }
+                }
+                $crate::store::BreakoutChange::Transitions(rows) => {
+                    for chunk in rows.chunks(1000) {
+                        let mut insert = sqlx::QueryBuilder::new(
+                            "INSERT INTO breakout_room_transitions (session_id, user_id, from_room_id, to_room_id, \
+                             transition_type, transitioned_at) ",
+                        );
+                        insert.push_values(chunk, |mut row, t| {
+                            row.push_bind(t.session_id.0)
+                                .push_bind(t.user_id.0)
+                                .push_bind(t.from_room.map(|r| r.0))
+                                .push_bind(t.to_room.map(|r| r.0))
+                                .push_bind(t.transition_type.as_str())
+                                .push_bind(t.at);
+                        });
+                        insert.build().execute(&mut *$tx).await?;
+                    }
+                }
+            }
+        }
+    };
+}
+pub(super) use apply_breakout_changes;
