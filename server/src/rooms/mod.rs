@@ -1,6 +1,7 @@
 //! Rooms: what makes a breakout room (capacity, mode, timers) and how people are split between
 //! rooms. Pure data and functions; the session state machine uses them.
 
+pub mod attendance;
 pub mod plan;
 
 use std::time::Instant;

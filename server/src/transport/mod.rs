@@ -27,6 +27,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/v1/ws", get(ws::upgrade))
         .route("/v1/sessions", post(http::create_session))
+        .route("/v1/sessions/{id}/transitions", get(http::transitions))
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz))
         .route("/metrics", get(http::metrics))
