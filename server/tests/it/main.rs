@@ -6,6 +6,7 @@ mod common;
 mod auth;
 mod bad_input;
 mod binary;
+mod breakouts;
 mod chat;
 mod durability;
 mod http;

@@ -29,19 +29,19 @@ impl SessionState {
     /// open; else in their planned room or, in automatic mode, the least full room, while the
     /// breakouts are open; else the main room.
     pub(super) fn placement_for(&self, user: UserId, session_role: convene_protocol::SessionRole) -> RoomId {
-        let open_breakout = |room: &RoomId| self.rooms.get(room).is_some_and(|r| r.breakout.is_some());
-        if let Some(room) = self.breakouts.last_room.get(&user).filter(|room| open_breakout(room)) {
+        // Hosts do not count against capacity; for everyone else the room must have a place.
+        let has_space = |room: &RoomId| {
+            self.rooms
+                .get(room)
+                .and_then(|r| r.breakout.as_ref())
+                .is_some_and(|b| session_role.is_host() || self.participants_in(*room) < b.max_participants)
+        };
+        if let Some(room) = self.breakouts.last_room.get(&user).filter(|room| has_space(room)) {
             return *room;
         }
         if !self.breakouts.open || session_role.is_host() {
             return self.main_room;
         }
-        let has_space = |room: &RoomId| {
-            self.rooms
-                .get(room)
-                .and_then(|r| r.breakout.as_ref().map(|b| self.participants_in(*room) < b.max_participants))
-                .unwrap_or(false)
-        };
         let planned = self.breakouts.manual.get(&user).or_else(|| self.breakouts.automatic.get(&user));
         if let Some(room) = planned.filter(|room| has_space(room)) {
             return *room;
@@ -486,18 +486,11 @@ impl SessionState {
             present
         };
         if automatic {
-            let mut manual_counts: HashMap<RoomId, u32> = HashMap::new();
-            for room in self.breakouts.manual.values() {
-                *manual_counts.entry(*room).or_default() += 1;
-            }
+            // Manual choices are passed as fixed: the split counts them against capacity itself.
             let rooms = self
                 .rooms
                 .values()
-                .filter_map(|r| r.breakout.as_ref().map(|b| (r.chat.id, b.max_participants)))
-                .map(|(room, max)| Slot {
-                    room,
-                    capacity: max.saturating_sub(manual_counts.get(&room).copied().unwrap_or(0)),
-                })
+                .filter_map(|r| r.breakout.as_ref().map(|b| Slot { room: r.chat.id, capacity: b.max_participants }))
                 .collect();
             let request = SplitRequest {
                 rooms,
