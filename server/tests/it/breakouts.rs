@@ -27,6 +27,8 @@ on_both_backends!(
     late_joiners_in_automatic_mode_go_to_the_least_full_room,
     participants_cannot_run_breakouts,
     random_concurrent_changes_keep_every_rule,
+    presence_moves_with_the_person,
+    the_transitions_endpoint_reports_history_and_attendance,
 );
 
 /// A group session with a host and `n` participants, all joined.
@@ -668,5 +670,78 @@ async fn random_concurrent_changes_keep_every_rule(backend: Backend) -> Result<(
         let history = last_left_from.get(user).copied().flatten();
         ensure!(history == Some(live), "seed {seed}: history ends in {history:?}, the live state had {live}");
     }
+    Ok(())
+}
+
+async fn presence_moves_with_the_person(backend: Backend) -> Result<()> {
+    let mut f = fixture(backend, 3).await?;
+    let rooms = create_rooms(&mut f, 1, 5, "manual").await?;
+    let (mover, stayer, waiting) = (f.people[0].0.id, f.people[1].0.id, f.people[2].0.id);
+    assert_eq!(request(&mut f.host_client, mv(f.session, waiting, f.main, rooms[0])).await?, Ok(()));
+    assert_eq!(request(&mut f.host_client, mv(f.session, mover, f.main, rooms[0])).await?, Ok(()));
+    // The one already in the room sees the newcomer join it.
+    let joined = f.people[2]
+        .1
+        .recv_until(|m| match m {
+            ServerMessage::RoomPresence { room_id, joined, .. } if room_id == rooms[0] && !joined.is_empty() => {
+                Some(joined)
+            }
+            _ => None,
+        })
+        .await?;
+    assert_eq!(joined.iter().map(|m| m.user_id).collect::<Vec<_>>(), [mover]);
+    // The one left behind in the main room sees them leave it.
+    let left = f.people[1]
+        .1
+        .recv_until(|m| match m {
+            ServerMessage::RoomPresence { room_id, left, .. } if room_id == f.main && left.contains(&mover) => {
+                Some(left)
+            }
+            _ => None,
+        })
+        .await?;
+    assert!(!left.contains(&stayer));
+    // The mover hears of the move once, with its new room's members.
+    let (room, _, members, _) = moved(&mut f.people[0].1).await?;
+    assert_eq!((room, members), (rooms[0], 2));
+    ensure!(
+        !f.people[0]
+            .1
+            .sync()
+            .await?
+            .iter()
+            .any(|m| matches!(m, ServerMessage::Moved { .. } | ServerMessage::RoomPresence { .. })),
+        "told twice"
+    );
+    Ok(())
+}
+
+async fn the_transitions_endpoint_reports_history_and_attendance(backend: Backend) -> Result<()> {
+    let mut f = fixture(backend, 1).await?;
+    let rooms = create_rooms(&mut f, 1, 5, "manual").await?;
+    let user = f.people[0].0.id;
+    assert_eq!(request(&mut f.host_client, mv(f.session, user, f.main, rooms[0])).await?, Ok(()));
+    let url = f.server.http(&format!("/v1/sessions/{}/transitions", f.session));
+    let http = reqwest::Client::new();
+    let reply: Value = http.get(&url).bearer_auth(f.host.token()).send().await?.json().await?;
+    let mine: Vec<&Value> =
+        reply["transitions"].as_array().into_iter().flatten().filter(|t| t["user_id"] == json!(user)).collect();
+    let kinds: Vec<&str> = mine.iter().filter_map(|t| t["transition_type"].as_str()).collect();
+    assert_eq!(kinds, ["join", "move"], "{reply}");
+    assert_eq!(mine[1]["to_room_id"], json!(rooms[0]));
+    let rooms_attended: HashSet<String> = reply["attendance"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["user_id"] == json!(user))
+        .filter_map(|a| a["room_id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(rooms_attended, HashSet::from([f.main.to_string(), rooms[0].to_string()]));
+
+    let participant = http.get(&url).bearer_auth(f.people[0].0.token()).send().await?;
+    assert_eq!(participant.status(), 403);
+    let outsider = TestUser::new(Role::Admin, Some(Uuid::new_v4()));
+    assert_eq!(http.get(&url).bearer_auth(outsider.token()).send().await?.status(), 404);
+    assert_eq!(http.get(&url).send().await?.status(), 401);
     Ok(())
 }

@@ -285,3 +285,156 @@ fn ending_tells_everyone_detaches_everyone_and_stops() {
     let rejoin = join(&mut f.state, 4, f.host);
     assert_eq!(outcome(&rejoin, 4), Some(Outcome::Refused(ErrorCode::Gone)));
 }
+
+/// Creates `count` rooms of `max` as the host on conn 1; returns their ids.
+fn create_rooms(f: &mut Fixture, count: u32, max: u32) -> Vec<RoomId> {
+    let effects = apply(
+        &mut f.state,
+        Command::CreateRooms {
+            conn: ConnId(1),
+            request_id: None,
+            names: vec![],
+            count: Some(count),
+            max_participants: max,
+            mode: convene_protocol::AssignmentMode::Manual,
+        },
+    );
+    effects
+        .iter()
+        .find_map(|e| match e {
+            Effect::Send { event: Event::BreakoutsChanged { rooms, .. }, .. } => {
+                Some(rooms.iter().map(|r| r.id).collect())
+            }
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+fn refusal(effects: &[Effect]) -> Option<ErrorCode> {
+    effects.iter().find_map(|e| match e {
+        Effect::Send { event: Event::Failed { error, .. }, .. } => Some(error.code()),
+        _ => None,
+    })
+}
+
+fn moved_users(effects: &[Effect]) -> Vec<UserId> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send { to: Audience::User(user), event: Event::Moved { .. } } => Some(*user),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn moves_are_checked_as_a_whole_before_anyone_moves() {
+    let mut f = fixture(SessionType::Group, false);
+    join(&mut f.state, 1, f.host);
+    let people: Vec<Identity> = (0..3).map(|_| identity(Role::Patient, f.org)).collect();
+    for (i, person) in people.iter().enumerate() {
+        join(&mut f.state, 10 + i as u64, *person);
+    }
+    let rooms = create_rooms(&mut f, 2, 2);
+    let (a, b, c) = (people[0].user_id, people[1].user_id, people[2].user_id);
+    let main = f.room;
+    let cases: Vec<(&str, Command, Option<ErrorCode>, usize)> = vec![
+        (
+            "three into a room of two",
+            Command::Assign {
+                conn: ConnId(1),
+                request_id: None,
+                assignments: vec![(a, rooms[0]), (b, rooms[0]), (c, rooms[0])],
+            },
+            Some(ErrorCode::Full),
+            0,
+        ),
+        (
+            "a person named twice",
+            Command::Assign { conn: ConnId(1), request_id: None, assignments: vec![(a, rooms[0]), (a, rooms[1])] },
+            Some(ErrorCode::Invalid),
+            0,
+        ),
+        (
+            "an unknown room",
+            Command::Move { conn: ConnId(1), request_id: None, user: a, from: main, to: RoomId(Uuid::new_v4()) },
+            Some(ErrorCode::NotFound),
+            0,
+        ),
+        (
+            "two into a room of two",
+            Command::Assign { conn: ConnId(1), request_id: None, assignments: vec![(a, rooms[0]), (b, rooms[0])] },
+            None,
+            2,
+        ),
+        (
+            "a move from where they no longer are",
+            Command::Move { conn: ConnId(1), request_id: None, user: a, from: main, to: rooms[1] },
+            Some(ErrorCode::Conflict),
+            0,
+        ),
+        (
+            "a third into the full room",
+            Command::Move { conn: ConnId(1), request_id: None, user: c, from: main, to: rooms[0] },
+            Some(ErrorCode::Full),
+            0,
+        ),
+        ("a swap keeps counts", Command::Swap { conn: ConnId(1), request_id: None, a, b: c }, None, 2),
+        (
+            "a participant moving others",
+            Command::Move { conn: ConnId(10), request_id: None, user: b, from: rooms[0], to: rooms[1] },
+            Some(ErrorCode::Forbidden),
+            0,
+        ),
+    ];
+    for (name, command, error, moved) in cases {
+        let effects = apply(&mut f.state, command);
+        assert_eq!(refusal(&effects), error, "{name}");
+        assert_eq!(moved_users(&effects).len(), moved, "{name}");
+        if error.is_some() {
+            assert!(!effects.iter().any(|e| matches!(e, Effect::Persist(_))), "{name}: a refusal writes nothing");
+        }
+    }
+}
+
+#[test]
+fn a_timer_warns_ahead_then_closes_its_room_on_the_sessions_clock() {
+    let mut f = fixture(SessionType::Group, false);
+    join(&mut f.state, 1, f.host);
+    let person = identity(Role::Patient, f.org);
+    join(&mut f.state, 2, person);
+    let rooms = create_rooms(&mut f, 1, 5);
+    apply(
+        &mut f.state,
+        Command::Assign { conn: ConnId(1), request_id: None, assignments: vec![(person.user_id, rooms[0])] },
+    );
+    let start = Now::current();
+    let mut out = Vec::new();
+    f.state.apply(Command::Open { conn: ConnId(1), request_id: None, timer_secs: Some(120) }, start, &mut out);
+    let at = |secs: u64| Now {
+        wall: start.wall + chrono::Duration::seconds(secs as i64),
+        mono: start.mono + std::time::Duration::from_secs(secs),
+    };
+    // The default countdown is 60 s: the warning is due at 60 s, the close at 120 s.
+    assert_eq!(f.state.next_deadline(), Some(at(60).mono));
+
+    let mut out = Vec::new();
+    f.state.apply(Command::Tick, at(60), &mut out);
+    let warned = out.iter().find_map(|e| match e {
+        Effect::Send { event: Event::RoomClosing { seconds_left, .. }, .. } => Some(*seconds_left),
+        _ => None,
+    });
+    assert_eq!(warned, Some(60));
+    assert!(moved_users(&out).is_empty(), "nobody moves before the end");
+    assert_eq!(f.state.next_deadline(), Some(at(120).mono));
+
+    let mut out = Vec::new();
+    f.state.apply(Command::Tick, at(120), &mut out);
+    assert_eq!(moved_users(&out), [person.user_id]);
+    let stored = out.iter().any(|e| {
+        matches!(e, Effect::Persist(Persist::Breakout { changes, .. })
+            if changes.iter().any(|c| matches!(c, crate::store::BreakoutChange::CloseRooms { .. })))
+    });
+    assert!(stored, "the close is written with its transitions");
+    assert_eq!(f.state.next_deadline(), None);
+}
