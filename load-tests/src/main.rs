@@ -8,6 +8,9 @@
 //!   measures send-to-receive latency and checks that sequence numbers arrive gapless, in order.
 //! - `chat`: S senders post as fast as their window of unacknowledged messages allows; measures
 //!   acknowledged (committed) messages per second and acknowledgement latency.
+//! - `breakout`: one session of P participants; the host opens an automatic plan into R rooms,
+//!   moves people one at a time, then closes all rooms; reports how long each phase took to
+//!   reach the last participant's `moved` event, and checks the stored transitions.
 
 mod client;
 mod scenarios;
@@ -51,6 +54,7 @@ enum Scenario {
     Connect(scenarios::connect::Options),
     Fanout(scenarios::fanout::Options),
     Chat(scenarios::chat::Options),
+    Breakout(scenarios::breakout::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -63,6 +67,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Connect(options) => scenarios::connect::run(&cli.common, &secret, options).await,
             Scenario::Fanout(options) => scenarios::fanout::run(&cli.common, &secret, options).await,
             Scenario::Chat(options) => scenarios::chat::run(&cli.common, &secret, options).await,
+            Scenario::Breakout(options) => scenarios::breakout::run(&cli.common, &secret, options).await,
         }
     })?;
     #[allow(clippy::print_stdout)]

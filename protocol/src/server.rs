@@ -144,11 +144,11 @@ pub enum ServerMessage {
         user_id: UserId,
         active: bool,
     },
-    /// To the person moved: their new room, with its members and its chat position.
+    /// To the people moved: their new room, with its members and its chat position. Everyone one
+    /// request moves into the same room gets the same frame.
     Moved {
         session_id: SessionId,
         room: RoomView,
-        from_room_id: RoomId,
         reason: MoveReason,
         members: Vec<MemberView>,
     },

@@ -1,5 +1,6 @@
 //! The scenarios, and the report every run ends with.
 
+pub mod breakout;
 pub mod chat;
 pub mod connect;
 pub mod fanout;
@@ -29,6 +30,22 @@ pub struct Report {
     pub server_rss_kb: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_rss_kb_per_connection: Option<f64>,
+    /// Per-phase latencies, for scenarios with phases.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<Phase>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transitions_stored: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transitions_expected: Option<u64>,
+}
+
+/// One phase of a scenario: how many events it waited for and how long they took.
+#[derive(Debug, Default, Serialize)]
+pub struct Phase {
+    pub name: &'static str,
+    pub events: usize,
+    #[serde(flatten)]
+    pub latency: Latency,
 }
 
 /// Parses `10s`, `500ms`, `2m` or a bare number of seconds.

@@ -64,10 +64,9 @@ pub fn to_wire(session_id: SessionId, event: Event) -> ServerMessage {
         Event::Typed { room, user, active } => {
             ServerMessage::Typing { session_id, room_id: room, user_id: user, active }
         }
-        Event::Moved { room, from, reason, members } => ServerMessage::Moved {
+        Event::Moved { room, reason, members } => ServerMessage::Moved {
             session_id,
             room: room_view(room),
-            from_room_id: from,
             reason,
             members: members.iter().map(member_view).collect(),
         },

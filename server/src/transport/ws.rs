@@ -21,7 +21,7 @@ use convene_protocol::{ConnId, ErrorCode, PROTOCOL_VERSION, ServerMessage};
 use futures_util::SinkExt as _;
 use serde::Deserialize;
 use tokio::time::Instant;
-use tracing::{Instrument as _, debug, info_span};
+use tracing::{Instrument as _, debug, info_span, warn};
 
 use crate::auth::Identity;
 use crate::handlers::{ConnCtx, dispatch};
@@ -35,6 +35,10 @@ const READ_BUFFER_BYTES: usize = 1024;
 /// Outgoing bytes gathered before a write is forced. Frames are flushed explicitly after each
 /// batch, so this only caps how much one batch holds before going out.
 const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+/// Largest amount of outgoing data tungstenite may hold. Server frames can be large (the
+/// snapshot of a thousand-member session is some 200 KB); what bounds a connection's outgoing
+/// memory is its queue of frames and the write timeout, so this cap only catches a runaway frame.
+const MAX_WRITE_BUFFER_BYTES: usize = 16 * 1024 * 1024;
 /// Queued frames taken per batch: enough to amortise the write syscall, few enough that reading
 /// is not starved while a busy room drains.
 const OUTBOUND_BATCH: usize = 64;
@@ -73,7 +77,7 @@ pub async fn upgrade(
     upgrade
         .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(WRITE_BUFFER_BYTES)
-        .max_write_buffer_size(WRITE_BUFFER_BYTES + max + 1024)
+        .max_write_buffer_size(MAX_WRITE_BUFFER_BYTES)
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| {
@@ -173,7 +177,10 @@ async fn serve(socket: &mut WebSocket, ctx: &mut ConnCtx, mut queue: ConnQueue) 
                 tokio::select! {
                     result = tokio::time::timeout(WRITE_TIMEOUT, write) => match result {
                         Ok(Ok(())) => {}
-                        Ok(Err(_)) => return None,
+                        Ok(Err(err)) => {
+                            log_write_error(&err);
+                            return None;
+                        }
                         Err(_) => return Some(CloseReason::Slow),
                     },
                     () = &mut closed => return closer.reason(),
@@ -215,6 +222,18 @@ async fn write_batch(socket: &mut WebSocket, batch: &mut Vec<Frame>) -> Result<(
         socket.feed(Message::Text(frame.into_text())).await?;
     }
     socket.flush().await
+}
+
+/// A peer going away is routine; anything else failing a write is worth a warning.
+fn log_write_error(err: &axum::Error) {
+    use std::error::Error as _;
+    match err.source().and_then(|source| source.downcast_ref::<tungstenite::Error>()) {
+        Some(tungstenite::Error::Io(_) | tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed)
+        | None => {
+            debug!(error = %err, "write failed; the client went away");
+        }
+        Some(other) => warn!(error = %other, "write failed; dropping the connection"),
+    }
 }
 
 /// Sleeps until the token expires.

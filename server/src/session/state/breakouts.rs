@@ -209,10 +209,20 @@ impl SessionState {
             self.breakouts.help.remove(&user);
             send(out, Audience::Hosts, Event::HelpResolved { user });
         }
-        for (user, from, to) in moved {
+        // One frame per destination room: everyone a command moves into a room hears the same
+        // thing, so a whole session returning to the main room costs one encoding, not one each.
+        let mut movers: BTreeMap<RoomId, Vec<UserId>> = BTreeMap::new();
+        for (user, _from, to) in moved {
+            movers.entry(to).or_default().push(user);
+        }
+        for (to, users) in movers {
             let Some(room) = self.room_summary(to) else { continue };
             let members = self.room_members(to);
-            send(out, Audience::User(user), Event::Moved { room, from, reason, members });
+            let audience = match users.as_slice() {
+                [user] => Audience::User(*user),
+                _ => Audience::Users(users),
+            };
+            send(out, audience, Event::Moved { room, reason, members });
         }
         let affected: Vec<RoomId> = arrived.keys().chain(departed.keys()).copied().collect();
         for room in &affected {

@@ -240,6 +240,8 @@ pub enum Audience {
     RoomAndHosts(RoomId),
     /// Every device of one person.
     User(UserId),
+    /// Every device of these people.
+    Users(Vec<UserId>),
     /// Every admitted member.
     Session,
     SessionExcept(UserId),
@@ -354,7 +356,7 @@ pub enum Event {
     MessageEdited(MessageRecord),
     MessageDeleted { message: MessageRecord, by: UserId },
     Typed { room: RoomId, user: UserId, active: bool },
-    Moved { room: RoomSummary, from: RoomId, reason: MoveReason, members: Vec<Member> },
+    Moved { room: RoomSummary, reason: MoveReason, members: Vec<Member> },
     RoomPresence { room: RoomId, joined: Vec<Member>, left: Vec<UserId> },
     BreakoutsChanged { open: bool, rooms: Vec<BreakoutView>, closed: Vec<RoomId> },
     RoomClosing { room: RoomId, seconds_left: u32, closes_at: DateTime<Utc> },
@@ -670,6 +672,7 @@ impl SessionState {
                     member_conns(member);
                 }
             }
+            Audience::Users(users) => users.iter().filter_map(|user| self.presence.get(*user)).for_each(member_conns),
             Audience::Session => self.presence.members().for_each(member_conns),
             Audience::SessionExcept(user) => {
                 self.presence.members().filter(|m| m.user_id != *user).for_each(member_conns);

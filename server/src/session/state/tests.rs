@@ -320,9 +320,10 @@ fn refusal(effects: &[Effect]) -> Option<ErrorCode> {
 fn moved_users(effects: &[Effect]) -> Vec<UserId> {
     effects
         .iter()
-        .filter_map(|e| match e {
-            Effect::Send { to: Audience::User(user), event: Event::Moved { .. } } => Some(*user),
-            _ => None,
+        .flat_map(|e| match e {
+            Effect::Send { to: Audience::User(user), event: Event::Moved { .. } } => vec![*user],
+            Effect::Send { to: Audience::Users(users), event: Event::Moved { .. } } => users.clone(),
+            _ => vec![],
         })
         .collect()
 }
