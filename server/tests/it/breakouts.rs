@@ -518,10 +518,7 @@ async fn random_concurrent_changes_keep_every_rule(backend: Backend) -> Result<(
     let seed: u64 = rand::random();
     let mut f = fixture(backend, 12).await?;
     let rooms = create_rooms(&mut f, 4, 3, "manual").await?;
-    let capacity: HashMap<RoomId, u32> = rooms.iter().map(|r| (*r, 3)).collect();
     let people: Vec<UserId> = f.people.iter().map(|(u, _)| u.id).collect();
-    let mut all_rooms = rooms.clone();
-    all_rooms.push(f.main);
     let co_host = TestUser::new(Role::Admin, f.host.org);
     let mut co = Client::connect(&f.server, &co_host).await?;
     co.join(f.session).await?;
@@ -550,29 +547,39 @@ async fn random_concurrent_changes_keep_every_rule(backend: Backend) -> Result<(
     }
 
     let run_host = |mut client: Client, salt: u64| {
-        let (people, all_rooms, capacity) = (people.clone(), all_rooms.clone(), capacity.clone());
+        let (people, main) = (people.clone(), f.main);
+        let mut known: Vec<RoomId> = rooms.clone();
         async move {
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ salt);
             let mut believed: HashMap<UserId, RoomId> = HashMap::new();
-            let (mut ok, mut refused) = (0, 0);
+            let (mut ok, mut refused, mut closed_rooms) = (0, 0, 0);
             for step in 0..60 {
                 let user = people[rng.random_range(0..people.len())];
-                let to = all_rooms[rng.random_range(0..all_rooms.len())];
-                let from = believed.get(&user).copied().unwrap_or(all_rooms[all_rooms.len() - 1]);
-                let body = match rng.random_range(0..10) {
-                    0 => {
-                        json!({"type": "swap_participants", "session_id": session, "user_a": user, "user_b": people[rng.random_range(0..people.len())]})
-                    }
-                    1 => {
-                        json!({"type": "assign_participants", "session_id": session, "assignments": [{"user_id": user, "room_id": to}, {"user_id": people[rng.random_range(0..people.len())], "room_id": to}]})
-                    }
-                    2 if step % 20 == 19 => {
-                        json!({"type": "close_breakout_rooms", "session_id": session, "room_ids": [all_rooms[rng.random_range(0..all_rooms.len() - 1)]], "countdown_secs": 0})
-                    }
-                    _ => {
-                        json!({"type": "move_participant", "session_id": session, "user_id": user, "from_room_id": from, "to_room_id": to})
+                let other = people[rng.random_range(0..people.len())];
+                let mut targets = known.clone();
+                targets.push(main);
+                let to = targets[rng.random_range(0..targets.len())];
+                let from = believed.get(&user).copied().unwrap_or(main);
+                let body = if step % 15 == 14 && !known.is_empty() {
+                    // Close a room at once (its members return to main), then open a new one.
+                    let room = known[rng.random_range(0..known.len())];
+                    json!({"type": "close_breakout_rooms", "session_id": session, "room_ids": [room], "countdown_secs": 0})
+                } else if step % 15 == 0 && step > 0 {
+                    json!({"type": "create_breakout_rooms", "session_id": session, "count": 1, "max_participants": 3})
+                } else {
+                    match rng.random_range(0..10) {
+                        0 => {
+                            json!({"type": "swap_participants", "session_id": session, "user_a": user, "user_b": other})
+                        }
+                        1 => {
+                            json!({"type": "assign_participants", "session_id": session, "assignments": [{"user_id": user, "room_id": to}, {"user_id": other, "room_id": to}]})
+                        }
+                        _ => {
+                            json!({"type": "move_participant", "session_id": session, "user_id": user, "from_room_id": from, "to_room_id": to})
+                        }
                     }
                 };
+                let closing = body["type"] == "close_breakout_rooms";
                 let id = format!("h{salt}-{step}");
                 let mut body = body;
                 body["request_id"] = json!(id);
@@ -581,18 +588,20 @@ async fn random_concurrent_changes_keep_every_rule(backend: Backend) -> Result<(
                     match client.recv().await? {
                         ServerMessage::BreakoutsChanged { rooms, closed, .. } => {
                             for room in rooms {
-                                ensure!(
-                                    room.participants <= capacity.get(&room.room_id).copied().unwrap_or(0),
-                                    "over capacity: {room:?}"
-                                );
+                                ensure!(room.participants <= room.max_participants, "over capacity: {room:?}");
+                                if !known.contains(&room.room_id) {
+                                    known.push(room.room_id);
+                                }
                                 for member in &room.members {
                                     believed.insert(*member, room.room_id);
                                 }
                             }
+                            known.retain(|room| !closed.contains(room));
                             believed.retain(|_, room| !closed.contains(room));
                         }
                         ServerMessage::Ok { request_id: Some(r) } if r.as_str() == id => {
                             ok += 1;
+                            closed_rooms += u32::from(closing);
                             break;
                         }
                         ServerMessage::Error(e) if e.request_id.as_ref().is_some_and(|r| r.as_str() == id) => {
@@ -610,12 +619,13 @@ async fn random_concurrent_changes_keep_every_rule(backend: Backend) -> Result<(
                     }
                 }
             }
-            Ok::<(u32, u32), anyhow::Error>((ok, refused))
+            Ok::<(u32, u32, u32), anyhow::Error>((ok, refused, closed_rooms))
         }
     };
     let (one, two) = tokio::join!(run_host(f.host_client, 1), run_host(co, 2));
     let (one, two) = (one.map_err(|e| anyhow!("seed {seed}: {e}"))?, two.map_err(|e| anyhow!("seed {seed}: {e}"))?);
     ensure!(one.0 + two.0 > 10, "seed {seed}: too few changes succeeded: {one:?} {two:?}");
+    ensure!(one.2 + two.2 >= 2, "seed {seed}: rooms were closed too rarely: {one:?} {two:?}");
     let mut clients = Vec::new();
     for reader in readers {
         clients.push(reader.await??);
