@@ -46,6 +46,24 @@ pub struct NewMessage {
     pub created_at: DateTime<Utc>,
 }
 
+impl NewMessage {
+    /// The message as stored with sequence number `seq`.
+    pub fn stored(&self, seq: i64) -> MessageRecord {
+        MessageRecord {
+            id: self.id,
+            session_id: self.session_id,
+            room_id: self.room_id,
+            seq,
+            sender_id: self.sender_id,
+            client_msg_id: self.client_msg_id.clone(),
+            body: self.body.clone(),
+            created_at: self.created_at,
+            edited_at: None,
+            deleted_at: None,
+        }
+    }
+}
+
 /// A stored chat message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MessageRecord {

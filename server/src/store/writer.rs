@@ -320,7 +320,7 @@ impl Store {
                             return Err(StoreError::Corrupt(format!("no sequence returned for room {}", message.room_id)));
                         };
                         *next += 1;
-                        let record = stored(message, *next - 1);
+                        let record = message.stored(*next - 1);
                         inserts.push(record.clone());
                         OpResult::Inserted(record)
                     }
@@ -428,20 +428,5 @@ impl Store {
             tx.commit().await?;
             Ok(results)
         })
-    }
-}
-
-fn stored(message: &NewMessage, seq: i64) -> MessageRecord {
-    MessageRecord {
-        id: message.id,
-        session_id: message.session_id,
-        room_id: message.room_id,
-        seq,
-        sender_id: message.sender_id,
-        client_msg_id: message.client_msg_id.clone(),
-        body: message.body.clone(),
-        created_at: message.created_at,
-        edited_at: None,
-        deleted_at: None,
     }
 }

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::*;
 use crate::chat::RoomChat;
 use crate::config::ChatLimits;
-use crate::store::{InsertOutcome, MessageRecord, ParticipantRecord, SessionRecord};
+use crate::store::{InsertOutcome, ParticipantRecord, SessionRecord};
 
 struct Fixture {
     state: SessionState,
@@ -171,18 +171,7 @@ fn a_message_is_announced_only_after_its_commit_and_a_retry_waits_for_it() {
     let retry = apply(&mut f.state, post(1));
     assert!(retry.is_empty(), "a retry while pending neither writes nor announces: {retry:?}");
 
-    let stored = MessageRecord {
-        id: message.id,
-        session_id: message.session_id,
-        room_id: message.room_id,
-        seq: 1,
-        sender_id: message.sender_id,
-        client_msg_id: message.client_msg_id.clone(),
-        body: message.body.clone(),
-        created_at: message.created_at,
-        edited_at: None,
-        deleted_at: None,
-    };
+    let stored = message.stored(1);
     let posted = Command::Posted {
         room: f.room,
         sender: f.host.user_id,
