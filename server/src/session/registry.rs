@@ -110,13 +110,13 @@ impl Registry {
             };
             breakout_rooms.push((chat, breakout));
         }
-        // Where each person was last, so that after a restart a participant returns to their room.
+        // Where each person was last, so that after a restart (which writes everyone's leave) a
+        // participant returns to their breakout room if it is still open.
         let mut last_room = HashMap::new();
         for transition in self.deps.store.transitions(id).await? {
-            match transition.to_room {
-                Some(room) => last_room.insert(transition.user_id, room),
-                None => last_room.remove(&transition.user_id),
-            };
+            if let Some(room) = transition.to_room {
+                last_room.insert(transition.user_id, room);
+            }
         }
         let state = SessionState::new(session, participants, chat, breakout_rooms, last_room, self.deps.limits);
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);

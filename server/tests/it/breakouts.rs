@@ -29,6 +29,7 @@ on_both_backends!(
     random_concurrent_changes_keep_every_rule,
     presence_moves_with_the_person,
     the_transitions_endpoint_reports_history_and_attendance,
+    after_a_restart_people_rejoin_the_breakout_room_they_were_in,
 );
 
 /// A group session with a host and `n` participants, all joined.
@@ -753,5 +754,21 @@ async fn the_transitions_endpoint_reports_history_and_attendance(backend: Backen
     let outsider = TestUser::new(Role::Admin, Some(Uuid::new_v4()));
     assert_eq!(http.get(&url).bearer_auth(outsider.token()).send().await?.status(), 404);
     assert_eq!(http.get(&url).send().await?.status(), 401);
+    Ok(())
+}
+
+async fn after_a_restart_people_rejoin_the_breakout_room_they_were_in(backend: Backend) -> Result<()> {
+    let mut f = fixture(backend, 1).await?;
+    let rooms = create_rooms(&mut f, 1, 5, "manual").await?;
+    let user = f.people[0].0.clone();
+    assert_eq!(request(&mut f.host_client, mv(f.session, user.id, f.main, rooms[0])).await?, Ok(()));
+    drop(f.host_client);
+    drop(f.people);
+    let db = f.server.stop().await?;
+    let server = TestServer::start_on(db, |_| {}).await?;
+    let mut client = Client::connect(&server, &user).await?;
+    let joined = client.join(f.session).await?;
+    assert_eq!(joined.you.room_id, rooms[0]);
+    assert!(joined.rooms.iter().any(|r| r.room_id == rooms[0] && r.max_participants == Some(5)));
     Ok(())
 }

@@ -9,6 +9,11 @@
 //! - A chat message is announced to the room and acknowledged only after its commit
 //!   ([`Command::Posted`]); a retried client message id is acknowledged again, never re-posted.
 
+mod breakouts;
+mod chat;
+#[cfg(test)]
+mod tests;
+
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
@@ -1170,12 +1175,6 @@ impl Command {
     }
 }
 
-mod breakouts;
-mod chat;
-
 fn send(out: &mut Vec<Effect>, to: Audience, event: Event) {
     out.push(Effect::Send { to, event });
 }
-
-#[cfg(test)]
-mod tests;
