@@ -13,6 +13,8 @@ pub struct Config {
     pub database_url: Option<String>,
     /// Checked by `/readyz` when set.
     pub redis_url: Option<String>,
+    /// How the embedded SQLite database syncs commits (ignored for Postgres).
+    pub sqlite_durability: crate::store::SqliteDurability,
     /// HS256 secret; without it the server runs in dev mode with a generated one.
     pub jwt_secret: Option<String>,
     /// When set, tokens must carry this `iss`.
@@ -60,6 +62,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             database_url: None,
             redis_url: None,
+            sqlite_durability: crate::store::SqliteDurability::Full,
             jwt_secret: None,
             jwt_issuer: None,
             allowed_origins: Vec::new(),

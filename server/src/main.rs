@@ -58,6 +58,10 @@ struct ServeArgs {
     /// postgres://… or sqlite:…; without it, SQLite in the data directory.
     #[arg(long, env = "DATABASE_URL", global = true)]
     database_url: Option<String>,
+    /// SQLite commit durability: `full` (synced every commit) or `normal` (survives a killed
+    /// process; a power loss may lose the latest commits).
+    #[arg(long, env = "CONVENE_SQLITE_SYNC", default_value = "full", value_parser = parse_durability, global = true)]
+    sqlite_sync: convene_server::store::SqliteDurability,
     /// redis://…; checked by /readyz.
     #[arg(long, env = "REDIS_URL", global = true)]
     redis_url: Option<String>,
@@ -99,6 +103,7 @@ impl ServeArgs {
             data_dir: self.data_dir.clone(),
             database_url: self.database_url.clone(),
             redis_url: self.redis_url.clone(),
+            sqlite_durability: self.sqlite_sync,
             jwt_secret: self.jwt_secret.clone(),
             jwt_issuer: self.jwt_issuer.clone(),
             allowed_origins: self.allowed_origins.iter().filter(|o| !o.is_empty()).cloned().collect(),
@@ -112,6 +117,14 @@ impl ServeArgs {
             },
             ..Config::default()
         }
+    }
+}
+
+fn parse_durability(text: &str) -> Result<convene_server::store::SqliteDurability, String> {
+    match text {
+        "full" => Ok(convene_server::store::SqliteDurability::Full),
+        "normal" => Ok(convene_server::store::SqliteDurability::Normal),
+        other => Err(format!("{other:?} is not full or normal")),
     }
 }
 

@@ -61,7 +61,7 @@ pub fn jwt_secret(config: &Config) -> Result<Vec<u8>, AuthError> {
 
 /// Opens the database and applies migrations: what `convene migrate` does.
 pub async fn open_store(config: &Config) -> Result<Store, StoreError> {
-    let store = Store::connect(config.database_url.as_deref(), &config.data_dir).await?;
+    let store = Store::connect_with(config.database_url.as_deref(), &config.data_dir, config.sqlite_durability).await?;
     store.migrate().await?;
     Ok(store)
 }

@@ -25,6 +25,15 @@ impl Store {
     /// Opens `database_url` (a `postgres://` or `sqlite:` URL) or, without one, the embedded
     /// SQLite database `convene.db` in `data_dir`, creating the directory and file as needed.
     pub async fn connect(database_url: Option<&str>, data_dir: &Path) -> Result<Self, StoreError> {
+        Self::connect_with(database_url, data_dir, SqliteDurability::default()).await
+    }
+
+    /// Like [`Store::connect`], choosing how SQLite syncs its commits.
+    pub async fn connect_with(
+        database_url: Option<&str>,
+        data_dir: &Path,
+        durability: SqliteDurability,
+    ) -> Result<Self, StoreError> {
         let db = match database_url {
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
                 let pool = PgPoolOptions::new()
@@ -34,11 +43,11 @@ impl Store {
                     .await?;
                 Db::Postgres(pool)
             }
-            Some(url) => Db::Sqlite(open_sqlite(SqliteConnectOptions::from_str(url)?).await?),
+            Some(url) => Db::Sqlite(open_sqlite(SqliteConnectOptions::from_str(url)?, durability).await?),
             None => {
                 std::fs::create_dir_all(data_dir).map_err(|err| StoreError::Database(err.into()))?;
                 let options = SqliteConnectOptions::new().filename(data_dir.join("convene.db"));
-                Db::Sqlite(open_sqlite(options).await?)
+                Db::Sqlite(open_sqlite(options, durability).await?)
             }
         };
         Ok(Self { db })
@@ -55,13 +64,32 @@ impl Store {
     }
 }
 
-async fn open_sqlite(options: SqliteConnectOptions) -> Result<sqlx::SqlitePool, StoreError> {
-    // WAL lets readers proceed during a commit; synchronous=FULL makes every acknowledged commit
-    // survive not only a killed process but a lost machine.
+/// How SQLite makes commits durable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SqliteDurability {
+    /// Every commit is synced to disk before it is acknowledged: it survives a killed process and
+    /// a lost machine. The default.
+    #[default]
+    Full,
+    /// Commits reach the operating system before they are acknowledged and are synced at
+    /// checkpoints: they survive a killed process, but a power loss may take the latest ones.
+    /// Much lower commit latency.
+    Normal,
+}
+
+async fn open_sqlite(
+    options: SqliteConnectOptions,
+    durability: SqliteDurability,
+) -> Result<sqlx::SqlitePool, StoreError> {
+    // WAL lets readers proceed during a commit.
+    let synchronous = match durability {
+        SqliteDurability::Full => SqliteSynchronous::Full,
+        SqliteDurability::Normal => SqliteSynchronous::Normal,
+    };
     let options = options
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Full)
+        .synchronous(synchronous)
         .foreign_keys(true)
         .busy_timeout(SQLITE_BUSY_TIMEOUT);
     Ok(SqlitePoolOptions::new()

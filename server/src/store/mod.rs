@@ -20,6 +20,7 @@ pub mod writer;
 use sqlx::{PgPool, SqlitePool};
 
 pub use breakouts::{BreakoutChange, BreakoutRoomRecord, TransitionRecord, TransitionType};
+pub use connect::SqliteDurability;
 pub use messages::HistoryQuery;
 pub use records::{
     EditOutcome, HistoryPage, InsertOutcome, MessageRecord, NewMessage, ParticipantRecord, SessionRecord,

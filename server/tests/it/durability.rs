@@ -26,7 +26,16 @@ async fn concurrent_migrations_on_postgres_apply_once() -> Result<()> {
 
 /// Starts the real binary on a free port; returns it and the address it printed.
 async fn spawn_binary(db: &TestDb, data_dir: &std::path::Path) -> Result<(Child, std::net::SocketAddr)> {
+    spawn_binary_with(db, data_dir, "full").await
+}
+
+async fn spawn_binary_with(
+    db: &TestDb,
+    data_dir: &std::path::Path,
+    sqlite_sync: &str,
+) -> Result<(Child, std::net::SocketAddr)> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_convene"))
+        .env("CONVENE_SQLITE_SYNC", sqlite_sync)
         .env("CONVENE_BIND", "127.0.0.1:0")
         .env("DATABASE_URL", &db.url)
         .env("CONVENE_JWT_SECRET", SECRET)
@@ -56,9 +65,20 @@ async fn spawn_binary(db: &TestDb, data_dir: &std::path::Path) -> Result<(Child,
 }
 
 async fn acknowledged_messages_survive_sigkill(backend: Backend) -> Result<()> {
+    acknowledged_messages_survive_sigkill_with(backend, "full").await
+}
+
+/// `normal` promises less than `full` (a power loss may take the latest commits), but a killed
+/// process must still lose nothing acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_messages_survive_sigkill_with_sqlite_sync_normal() -> Result<()> {
+    acknowledged_messages_survive_sigkill_with(Backend::Sqlite, "normal").await
+}
+
+async fn acknowledged_messages_survive_sigkill_with(backend: Backend, sqlite_sync: &str) -> Result<()> {
     let db = TestDb::new(backend).await?;
     let data_dir = tempfile::tempdir()?;
-    let (mut child, addr) = spawn_binary(&db, data_dir.path()).await?;
+    let (mut child, addr) = spawn_binary_with(&db, data_dir.path(), sqlite_sync).await?;
     let host = TestUser::new(Role::Therapist, None);
     let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/v1/ws?access_token={}", host.token())).await?;
     let mut client = Client { ws };
