@@ -171,9 +171,11 @@ async fn opening_a_plan_moves_everyone_at_once_and_records_transitions(backend: 
     let mut f = fixture(backend, 6).await?;
     let rooms = create_rooms(&mut f, 3, 2, "automatic").await?;
     let (first, second) = (f.people[0].0.id, f.people[1].0.id);
+    let (apart_a, apart_b) = (f.people[2].0.id, f.people[3].0.id);
     f.host_client
         .send_json(json!({"type": "plan_breakouts", "request_id": "p", "session_id": f.session, "automatic": true,
-            "assignments": [{"user_id": first, "room_id": rooms[2]}], "keep_together": [[first, second]]}))
+            "assignments": [{"user_id": first, "room_id": rooms[2]}], "keep_together": [[first, second]],
+            "keep_apart": [[apart_a, apart_b]]}))
         .await?;
     let (plan, unassigned) = f
         .host_client
@@ -187,6 +189,7 @@ async fn opening_a_plan_moves_everyone_at_once_and_records_transitions(backend: 
     let planned: HashMap<UserId, RoomId> = plan.iter().map(|a| (a.user_id, a.room_id)).collect();
     assert_eq!(planned.get(&first), Some(&rooms[2]), "the manual choice stands");
     assert_eq!(planned.get(&second), Some(&rooms[2]), "the pair stays together");
+    assert_ne!(planned.get(&apart_a), planned.get(&apart_b), "the other pair stays apart");
 
     assert_eq!(request(&mut f.host_client, json!({"type": "open_breakouts", "session_id": f.session})).await?, Ok(()));
     for (user, client) in &mut f.people {
