@@ -296,17 +296,9 @@ impl Store {
             // last sequence, so this batch's messages take the numbers just below it.
             let mut next_seq: HashMap<RoomId, i64> = HashMap::with_capacity(per_room.len());
             if !per_room.is_empty() {
-                let mut advance = sqlx::QueryBuilder::new("INSERT INTO room_sequences (room_id, session_id, last_seq) ");
-                advance.push_values(&per_room, |mut row, (room, (session, count))| {
-                    row.push_bind(room.0).push_bind(session.0).push_bind(*count);
-                });
-                advance.push(
-                    " ON CONFLICT (room_id) DO UPDATE SET last_seq = room_sequences.last_seq + excluded.last_seq \
-                     RETURNING room_id, last_seq",
-                );
-                let advanced: Vec<(uuid::Uuid, i64)> = advance.build_query_as().fetch_all(&mut *tx).await?;
-                for (room, last) in advanced {
-                    let room = RoomId(room);
+                let counts: Vec<(RoomId, SessionId, i64)> =
+                    per_room.iter().map(|(room, (session, count))| (*room, *session, *count)).collect();
+                for (room, last) in BatchRows::advance_sequences(&mut *tx, &counts).await? {
                     let count = per_room.get(&room).map_or(0, |(_, count)| *count);
                     next_seq.insert(room, last - count + 1);
                 }
@@ -409,24 +401,97 @@ impl Store {
                 };
                 results.push(result);
             }
-            for chunk in inserts.chunks(MAX_BATCH) {
-                let mut insert = sqlx::QueryBuilder::new(
-                    "INSERT INTO room_messages (id, session_id, room_id, seq, sender_id, client_msg_id, body, created_at) ",
-                );
-                insert.push_values(chunk, |mut row, message| {
-                    row.push_bind(message.id.0)
-                        .push_bind(message.session_id.0)
-                        .push_bind(message.room_id.0)
-                        .push_bind(message.seq)
-                        .push_bind(message.sender_id.0)
-                        .push_bind(message.client_msg_id.as_str())
-                        .push_bind(message.body.as_str())
-                        .push_bind(message.created_at);
-                });
-                insert.build().execute(&mut *tx).await?;
+            if !inserts.is_empty() {
+                BatchRows::insert_messages(&mut *tx, &inserts).await?;
             }
             tx.commit().await?;
             Ok(results)
         })
+    }
+}
+
+/// How each backend writes a batch's rows. Postgres binds whole columns as arrays, so one prepared
+/// statement serves every batch size; SQLite, whose statements are cheap to prepare, takes
+/// multi-row `VALUES`.
+trait BatchRows {
+    /// Adds each count to its room's counter; returns every room's new last sequence.
+    async fn advance_sequences(
+        &mut self,
+        counts: &[(RoomId, SessionId, i64)],
+    ) -> Result<Vec<(RoomId, i64)>, sqlx::Error>;
+    async fn insert_messages(&mut self, messages: &[MessageRecord]) -> Result<(), sqlx::Error>;
+}
+
+const ADVANCE_CONFLICT: &str = " ON CONFLICT (room_id) DO UPDATE SET last_seq = room_sequences.last_seq + excluded.last_seq RETURNING room_id, last_seq";
+
+impl BatchRows for sqlx::PgConnection {
+    async fn advance_sequences(
+        &mut self,
+        counts: &[(RoomId, SessionId, i64)],
+    ) -> Result<Vec<(RoomId, i64)>, sqlx::Error> {
+        let rooms: Vec<uuid::Uuid> = counts.iter().map(|(room, _, _)| room.0).collect();
+        let sessions: Vec<uuid::Uuid> = counts.iter().map(|(_, session, _)| session.0).collect();
+        let added: Vec<i64> = counts.iter().map(|(_, _, count)| *count).collect();
+        let sql = format!(
+            "INSERT INTO room_sequences (room_id, session_id, last_seq) \
+             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::bigint[]){ADVANCE_CONFLICT}"
+        );
+        let rows: Vec<(uuid::Uuid, i64)> =
+            sqlx::query_as(&sql).bind(rooms).bind(sessions).bind(added).fetch_all(&mut *self).await?;
+        Ok(rows.into_iter().map(|(room, last)| (RoomId(room), last)).collect())
+    }
+
+    async fn insert_messages(&mut self, messages: &[MessageRecord]) -> Result<(), sqlx::Error> {
+        let column = |f: fn(&MessageRecord) -> uuid::Uuid| messages.iter().map(f).collect::<Vec<_>>();
+        sqlx::query(
+            "INSERT INTO room_messages (id, session_id, room_id, seq, sender_id, client_msg_id, body, created_at) \
+             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::bigint[], $5::uuid[], $6::text[], $7::text[], $8::timestamptz[])",
+        )
+        .bind(column(|m| m.id.0))
+        .bind(column(|m| m.session_id.0))
+        .bind(column(|m| m.room_id.0))
+        .bind(messages.iter().map(|m| m.seq).collect::<Vec<_>>())
+        .bind(column(|m| m.sender_id.0))
+        .bind(messages.iter().map(|m| m.client_msg_id.as_str()).collect::<Vec<_>>())
+        .bind(messages.iter().map(|m| m.body.as_str()).collect::<Vec<_>>())
+        .bind(messages.iter().map(|m| m.created_at).collect::<Vec<_>>())
+        .execute(&mut *self)
+        .await?;
+        Ok(())
+    }
+}
+
+impl BatchRows for sqlx::SqliteConnection {
+    async fn advance_sequences(
+        &mut self,
+        counts: &[(RoomId, SessionId, i64)],
+    ) -> Result<Vec<(RoomId, i64)>, sqlx::Error> {
+        let mut advance = sqlx::QueryBuilder::new("INSERT INTO room_sequences (room_id, session_id, last_seq) ");
+        advance.push_values(counts, |mut row, (room, session, count)| {
+            row.push_bind(room.0).push_bind(session.0).push_bind(*count);
+        });
+        advance.push(ADVANCE_CONFLICT);
+        let rows: Vec<(uuid::Uuid, i64)> = advance.build_query_as().fetch_all(&mut *self).await?;
+        Ok(rows.into_iter().map(|(room, last)| (RoomId(room), last)).collect())
+    }
+
+    async fn insert_messages(&mut self, messages: &[MessageRecord]) -> Result<(), sqlx::Error> {
+        for chunk in messages.chunks(MAX_BATCH) {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO room_messages (id, session_id, room_id, seq, sender_id, client_msg_id, body, created_at) ",
+            );
+            insert.push_values(chunk, |mut row, message| {
+                row.push_bind(message.id.0)
+                    .push_bind(message.session_id.0)
+                    .push_bind(message.room_id.0)
+                    .push_bind(message.seq)
+                    .push_bind(message.sender_id.0)
+                    .push_bind(message.client_msg_id.as_str())
+                    .push_bind(message.body.as_str())
+                    .push_bind(message.created_at);
+            });
+            insert.build().execute(&mut *self).await?;
+        }
+        Ok(())
     }
 }
