@@ -1,18 +1,21 @@
 //! Access tokens: verifying the JWTs clients present, and minting development tokens.
 //!
 //! Tokens follow Supabase Auth: `sub` is the user, `aud` is `authenticated`, the user's role and
-//! organization come from `app_metadata`, which only the backend can set. The algorithm is pinned
-//! (HS256 with the configured secret); `exp` and `nbf` are both checked, so a token whose `alg` is
-//! `none`, or that is expired, not yet valid or signed with another key is refused. Token text is
-//! never logged.
+//! organization come from `app_metadata`, which only the backend can set. Algorithms are pinned:
+//! HS256 with the configured secret, and RS256 or ES256 with the keys of a configured JWKS, each key
+//! bound to its own algorithm. `exp` and `nbf` are both checked, so a token whose `alg` is `none`,
+//! or that is expired, not yet valid or signed with another key is refused. Token text is never
+//! logged.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::{Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use convene_protocol::{AppMetadata, Claims, OrgId, Role, SUPABASE_AUDIENCE, UserId};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
-use tracing::info;
+use tracing::{info, warn};
 use uuid::Uuid;
 
 /// Clock skew tolerated on `exp` and `nbf`, between the issuer's clock and ours.
@@ -21,6 +24,11 @@ const CLOCK_LEEWAY: Duration = Duration::from_secs(5);
 const USER_DB_ROLE: &str = "authenticated";
 /// Where dev mode keeps its generated secret, inside the data directory.
 const DEV_SECRET_FILE: &str = "dev-jwt-secret";
+/// A token naming a key the JWKS does not have triggers a refetch (keys rotate), at most this
+/// often, so that tokens with made-up key ids cannot make the server hammer the issuer.
+const JWKS_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+/// How long fetching the JWKS may take.
+const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Who a verified token speaks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +48,14 @@ pub enum AuthError {
     Invalid(#[from] jsonwebtoken::errors::Error),
     #[error("the token is not a signed-in user's (role {0:?})")]
     NotAUser(String),
+    #[error("tokens signed with {0:?} are not accepted")]
+    AlgorithmNotAccepted(Algorithm),
+    #[error("the token names no key id (kid)")]
+    MissingKeyId,
+    #[error("no key with that id is published")]
+    UnknownKey,
+    #[error("the JWKS could not be fetched: {0}")]
+    JwksFetch(String),
     #[error("the dev secret could not be read or created at {path}: {source}")]
     DevSecret {
         path: PathBuf,
@@ -48,37 +64,47 @@ pub enum AuthError {
     },
 }
 
-/// Verifies access tokens against one pinned algorithm and key.
-#[derive(Clone)]
+/// Verifies access tokens: HS256 against a secret, RS256 and ES256 against a JWKS.
 pub struct Verifier {
-    key: DecodingKey,
-    validation: Validation,
+    secret: Option<DecodingKey>,
+    jwks: Option<Jwks>,
+    issuer: Option<String>,
 }
 
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The key stays out of debug output.
-        f.debug_struct("Verifier").field("algorithms", &self.validation.algorithms).finish_non_exhaustive()
+        // Keys stay out of debug output.
+        f.debug_struct("Verifier")
+            .field("hs256", &self.secret.is_some())
+            .field("jwks", &self.jwks.as_ref().map(|jwks| &jwks.url))
+            .finish_non_exhaustive()
     }
 }
 
 impl Verifier {
-    /// A verifier for HS256 tokens signed with `secret`, optionally requiring an issuer.
-    pub fn hs256(secret: &[u8], issuer: Option<&str>) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_audience(&[SUPABASE_AUDIENCE]);
-        validation.set_required_spec_claims(&["exp", "sub", "aud"]);
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.leeway = CLOCK_LEEWAY.as_secs();
-        if let Some(issuer) = issuer {
-            validation.set_issuer(&[issuer]);
-        }
-        Self { key: DecodingKey::from_secret(secret), validation }
+    /// A verifier accepting HS256 tokens signed with `secret` (when given) and RS256/ES256 tokens
+    /// signed with a key of `jwks` (when given), optionally requiring an issuer.
+    pub fn new(secret: Option<&[u8]>, jwks: Option<Jwks>, issuer: Option<&str>) -> Self {
+        Self { secret: secret.map(DecodingKey::from_secret), jwks, issuer: issuer.map(str::to_owned) }
     }
 
-    pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)?.claims;
+    /// A verifier for HS256 tokens signed with `secret`.
+    pub fn hs256(secret: &[u8], issuer: Option<&str>) -> Self {
+        Self::new(Some(secret), None, issuer)
+    }
+
+    pub async fn verify(&self, token: &str) -> Result<Identity, AuthError> {
+        let header = jsonwebtoken::decode_header(token)?;
+        let key = match header.alg {
+            Algorithm::HS256 => self.secret.clone().ok_or(AuthError::AlgorithmNotAccepted(header.alg))?,
+            Algorithm::RS256 | Algorithm::ES256 => {
+                let jwks = self.jwks.as_ref().ok_or(AuthError::AlgorithmNotAccepted(header.alg))?;
+                let kid = header.kid.as_deref().ok_or(AuthError::MissingKeyId)?;
+                jwks.key(kid, header.alg).await?
+            }
+            other => return Err(AuthError::AlgorithmNotAccepted(other)),
+        };
+        let claims = jsonwebtoken::decode::<Claims>(token, &key, &self.validation(header.alg))?.claims;
         if claims.role != USER_DB_ROLE {
             return Err(AuthError::NotAUser(claims.role));
         }
@@ -88,6 +114,119 @@ impl Verifier {
             organization_id: claims.app_metadata.organization_id.map(OrgId),
             expires_at: claims.exp,
         })
+    }
+
+    /// The checks for one pinned algorithm.
+    fn validation(&self, algorithm: Algorithm) -> Validation {
+        let mut validation = Validation::new(algorithm);
+        validation.set_audience(&[SUPABASE_AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "sub", "aud"]);
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.leeway = CLOCK_LEEWAY.as_secs();
+        if let Some(issuer) = &self.issuer {
+            validation.set_issuer(&[issuer]);
+        }
+        validation
+    }
+}
+
+/// The keys published at a JWKS URL (Supabase: `/auth/v1/.well-known/jwks.json`), fetched at start
+/// and again when a token names a key not yet known.
+pub struct Jwks {
+    url: String,
+    client: reqwest::Client,
+    keys: RwLock<HashMap<String, (Algorithm, DecodingKey)>>,
+    last_fetch: Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for Jwks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jwks").field("url", &self.url).finish_non_exhaustive()
+    }
+}
+
+impl Jwks {
+    pub fn new(url: &str) -> Result<Self, AuthError> {
+        let client = reqwest::Client::builder()
+            .timeout(JWKS_FETCH_TIMEOUT)
+            .build()
+            .map_err(|err| AuthError::JwksFetch(err.to_string()))?;
+        Ok(Self { url: url.to_owned(), client, keys: RwLock::default(), last_fetch: Mutex::default() })
+    }
+
+    /// Fetches the key set and replaces the known keys with it. Keys of unsupported types or
+    /// algorithms are skipped.
+    pub async fn refresh(&self) -> Result<usize, AuthError> {
+        let fetch = async {
+            let response = self.client.get(&self.url).send().await?.error_for_status()?;
+            response.json::<jsonwebtoken::jwk::JwkSet>().await
+        };
+        let set = fetch.await.map_err(|err| AuthError::JwksFetch(err.to_string()))?;
+        let mut keys = HashMap::new();
+        for jwk in &set.keys {
+            let Some(kid) = jwk.common.key_id.clone() else { continue };
+            let Some(algorithm) = key_algorithm(jwk) else { continue };
+            match DecodingKey::from_jwk(jwk) {
+                Ok(key) => {
+                    keys.insert(kid, (algorithm, key));
+                }
+                Err(err) => warn!(kid, error = %err, "skipping a JWKS key"),
+            }
+        }
+        let count = keys.len();
+        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = keys;
+        Ok(count)
+    }
+
+    /// The key `kid`, provided it is bound to `algorithm`; refetches the set (rate-limited) when
+    /// the key is unknown, since keys rotate.
+    async fn key(&self, kid: &str, algorithm: Algorithm) -> Result<DecodingKey, AuthError> {
+        if let Some(found) = self.lookup(kid) {
+            return pinned(found, algorithm);
+        }
+        // Only refetches caused by unknown keys count against the limit, so a key rotated just
+        // after start is still picked up at once.
+        let may_fetch = {
+            let mut last = self.last_fetch.lock().unwrap_or_else(PoisonError::into_inner);
+            let allowed = last.is_none_or(|at| at.elapsed() >= JWKS_REFETCH_INTERVAL);
+            if allowed {
+                *last = Some(Instant::now());
+            }
+            allowed
+        };
+        if may_fetch {
+            self.refresh().await?;
+            if let Some(found) = self.lookup(kid) {
+                return pinned(found, algorithm);
+            }
+        }
+        Err(AuthError::UnknownKey)
+    }
+
+    fn lookup(&self, kid: &str) -> Option<(Algorithm, DecodingKey)> {
+        self.keys.read().unwrap_or_else(PoisonError::into_inner).get(kid).cloned()
+    }
+}
+
+/// A key is used only with the algorithm it is published for.
+fn pinned((bound, key): (Algorithm, DecodingKey), algorithm: Algorithm) -> Result<DecodingKey, AuthError> {
+    if bound == algorithm { Ok(key) } else { Err(AuthError::AlgorithmNotAccepted(algorithm)) }
+}
+
+/// The algorithm a published key is for: its `alg` when given, else what its type implies.
+fn key_algorithm(jwk: &jsonwebtoken::jwk::Jwk) -> Option<Algorithm> {
+    use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, KeyAlgorithm};
+    let implied = match &jwk.algorithm {
+        AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => Algorithm::ES256,
+        AlgorithmParameters::RSA(_) => Algorithm::RS256,
+        _ => return None,
+    };
+    match jwk.common.key_algorithm {
+        None => Some(implied),
+        Some(KeyAlgorithm::ES256) if implied == Algorithm::ES256 => Some(Algorithm::ES256),
+        Some(KeyAlgorithm::RS256) if implied == Algorithm::RS256 => Some(Algorithm::RS256),
+        Some(_) => None,
     }
 }
 
@@ -169,17 +308,18 @@ mod tests {
         claims
     }
 
-    #[test]
-    fn accepts_a_supabase_style_token_and_ignores_user_metadata() {
+    #[tokio::test]
+    async fn accepts_a_supabase_style_token_and_ignores_user_metadata() {
         let verifier = Verifier::hs256(b"secret", None);
         let identity = verifier
             .verify(&token(b"secret", &Header::default(), &claims(60, None, "authenticated", "authenticated")))
+            .await
             .expect("valid");
         assert_eq!(identity.role, Role::Therapist);
     }
 
-    #[test]
-    fn refuses_tokens_that_must_not_pass() {
+    #[tokio::test]
+    async fn refuses_tokens_that_must_not_pass() {
         let verifier = Verifier::hs256(b"secret", None);
         let unsigned = {
             let header = base64_url(br#"{"alg":"none","typ":"JWT"}"#);
@@ -207,15 +347,15 @@ mod tests {
             ("garbage", "not.a.token".to_owned()),
         ];
         for (name, token) in cases {
-            assert!(verifier.verify(&token).is_err(), "{name} was accepted");
+            assert!(verifier.verify(&token).await.is_err(), "{name} was accepted");
         }
     }
 
-    #[test]
-    fn minted_tokens_verify_with_the_same_secret() {
+    #[tokio::test]
+    async fn minted_tokens_verify_with_the_same_secret() {
         let user = Uuid::new_v4();
         let token = mint(b"s3cret", user, Role::Mentor, None, Duration::from_secs(60)).expect("mints");
-        let identity = Verifier::hs256(b"s3cret", None).verify(&token).expect("verifies");
+        let identity = Verifier::hs256(b"s3cret", None).verify(&token).await.expect("verifies");
         assert_eq!((identity.user_id, identity.role), (UserId(user), Role::Mentor));
     }
 

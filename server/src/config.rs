@@ -17,6 +17,9 @@ pub struct Config {
     pub sqlite_durability: crate::store::SqliteDurability,
     /// HS256 secret; without it the server runs in dev mode with a generated one.
     pub jwt_secret: Option<String>,
+    /// A JWKS URL (Supabase: `https://<project>.supabase.co/auth/v1/.well-known/jwks.json`):
+    /// RS256 and ES256 tokens are verified with its keys.
+    pub jwks_url: Option<String>,
     /// When set, tokens must carry this `iss`.
     pub jwt_issuer: Option<String>,
     /// Allowed `Origin` values for WebSocket upgrades; empty allows any (and requests without one).
@@ -64,6 +67,7 @@ impl Default for Config {
             redis_url: None,
             sqlite_durability: crate::store::SqliteDurability::Full,
             jwt_secret: None,
+            jwks_url: None,
             jwt_issuer: None,
             allowed_origins: Vec::new(),
             heartbeat_timeout: Duration::from_secs(30),

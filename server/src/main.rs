@@ -68,6 +68,9 @@ struct ServeArgs {
     /// HS256 secret for access tokens (Supabase's JWT secret); without it, dev mode.
     #[arg(long, env = "CONVENE_JWT_SECRET", hide_env_values = true, global = true)]
     jwt_secret: Option<String>,
+    /// JWKS URL whose keys verify RS256/ES256 tokens (Supabase: …/auth/v1/.well-known/jwks.json).
+    #[arg(long, env = "CONVENE_JWKS_URL", global = true)]
+    jwks_url: Option<String>,
     /// Required `iss` of access tokens.
     #[arg(long, env = "CONVENE_JWT_ISSUER", global = true)]
     jwt_issuer: Option<String>,
@@ -105,6 +108,7 @@ impl ServeArgs {
             redis_url: self.redis_url.clone(),
             sqlite_durability: self.sqlite_sync,
             jwt_secret: self.jwt_secret.clone(),
+            jwks_url: self.jwks_url.clone(),
             jwt_issuer: self.jwt_issuer.clone(),
             allowed_origins: self.allowed_origins.iter().filter(|o| !o.is_empty()).cloned().collect(),
             heartbeat_timeout: self.heartbeat_timeout,

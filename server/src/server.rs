@@ -59,6 +59,30 @@ pub fn jwt_secret(config: &Config) -> Result<Vec<u8>, AuthError> {
     }
 }
 
+/// The token verifier: HS256 with the configured secret, RS256/ES256 with the configured JWKS,
+/// and dev mode's generated secret when neither is configured.
+async fn verifier(config: &Config) -> Result<Verifier, AuthError> {
+    let jwks = match &config.jwks_url {
+        Some(url) => {
+            let jwks = auth::Jwks::new(url)?;
+            // An issuer briefly unreachable must not keep the server down: keys are fetched again
+            // when a token needs them.
+            match jwks.refresh().await {
+                Ok(keys) => info!(keys, "fetched the JWKS"),
+                Err(err) => warn!(error = %err, "could not fetch the JWKS at start; will retry on demand"),
+            }
+            Some(jwks)
+        }
+        None => None,
+    };
+    let secret = match (&config.jwt_secret, &jwks) {
+        (Some(secret), _) => Some(secret.as_bytes().to_vec()),
+        (None, Some(_)) => None,
+        (None, None) => Some(jwt_secret(config)?),
+    };
+    Ok(Verifier::new(secret.as_deref(), jwks, config.jwt_issuer.as_deref()))
+}
+
 /// Opens the database and applies migrations: what `convene migrate` does.
 pub async fn open_store(config: &Config) -> Result<Store, StoreError> {
     let store = Store::connect_with(config.database_url.as_deref(), &config.data_dir, config.sqlite_durability).await?;
@@ -69,7 +93,7 @@ pub async fn open_store(config: &Config) -> Result<Store, StoreError> {
 /// Serves on `listener` until `shutdown` is cancelled, then shuts down gracefully.
 pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationToken) -> Result<(), ServerError> {
     let store = open_store(&config).await?;
-    let verifier = Verifier::hs256(&jwt_secret(&config)?, config.jwt_issuer.as_deref());
+    let verifier = verifier(&config).await?;
     let redis = config.redis_url.as_deref().map(RedisProbe::new).transpose()?;
     let metrics = Arc::new(Metrics::default());
 

@@ -82,7 +82,7 @@ pub async fn create_session(State(app): State<Arc<App>>, headers: HeaderMap, bod
     let Some(token) = bearer_token(&headers) else {
         return error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "a bearer token is required");
     };
-    let identity = match app.verifier.verify(token) {
+    let identity = match app.verifier.verify(token).await {
         Ok(identity) => identity,
         Err(_) => return error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "the token is not valid"),
     };
@@ -140,7 +140,11 @@ pub async fn transitions(
     axum::extract::Path(session_id): axum::extract::Path<uuid::Uuid>,
     headers: HeaderMap,
 ) -> Response {
-    let Some(identity) = bearer_token(&headers).and_then(|token| app.verifier.verify(token).ok()) else {
+    let verified = match bearer_token(&headers) {
+        Some(token) => app.verifier.verify(token).await.ok(),
+        None => None,
+    };
+    let Some(identity) = verified else {
         return error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "a valid bearer token is required");
     };
     let session_id = convene_protocol::SessionId(session_id);

@@ -63,7 +63,11 @@ pub async fn upgrade(
         return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
     }
     let token = params.access_token.as_deref().or_else(|| bearer_token(&headers));
-    let identity = match token.map(|token| app.verifier.verify(token)) {
+    let verified = match token {
+        Some(token) => Some(app.verifier.verify(token).await),
+        None => None,
+    };
+    let identity = match verified {
         Some(Ok(identity)) => identity,
         Some(Err(err)) => {
             debug!(reason = %err, "refused a connection");

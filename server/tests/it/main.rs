@@ -10,6 +10,7 @@ mod breakouts;
 mod chat;
 mod durability;
 mod http;
+mod jwks;
 mod presence;
 mod resume;
 mod sessions;
