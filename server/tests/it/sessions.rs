@@ -175,7 +175,9 @@ async fn participants_cannot_act_as_hosts(backend: Backend) -> Result<()> {
     // Nothing reached the host but the member's arrival, and the session is still live.
     let seen = host_client.sync().await?;
     ensure!(seen.iter().all(|m| matches!(m, ServerMessage::MemberJoined { .. })), "host saw {seen:?}");
-    let (record, _) = server.db.store().await?.load_session(session.id).await?.unwrap_or_else(|| unreachable!());
+    // The session's start is bookkeeping nobody waits on; a graceful stop flushes it.
+    let db = server.stop().await?;
+    let (record, _) = db.store().await?.load_session(session.id).await?.unwrap_or_else(|| unreachable!());
     assert_eq!(record.status, SessionStatus::Active);
     assert!(!record.lobby_enabled);
     Ok(())
