@@ -43,14 +43,6 @@ impl Frame {
     pub fn into_text(self) -> Utf8Bytes {
         Utf8Bytes::clone(&self.0)
     }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
 }
 
 /// Why the server closed a connection; each maps to a WebSocket close code.

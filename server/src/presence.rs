@@ -44,14 +44,6 @@ impl Presence {
         self.members.values()
     }
 
-    pub fn len(&self) -> usize {
-        self.members.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
-    }
-
     /// Adds a device of `user`, making them a member in `room` if they were not one.
     pub fn add_device(
         &mut self,

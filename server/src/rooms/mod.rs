@@ -38,7 +38,8 @@ pub struct Breakout {
     pub closes: Option<Deadline>,
 }
 
-/// Checks a room name given by a host.
+/// Checks a room name given by a host (a session's or a breakout room's): trimmed, 1 to 100
+/// characters, none of them control characters.
 pub fn valid_room_name(name: &str) -> Option<String> {
     let name = name.trim();
     let ok = !name.is_empty() && name.chars().count() <= MAX_ROOM_NAME_CHARS && !name.chars().any(char::is_control);

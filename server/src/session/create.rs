@@ -6,10 +6,9 @@ use chrono::{DateTime, Utc};
 use convene_protocol::{ErrorCode, SessionId, SessionRole, SessionStatus, SessionType, UserId};
 
 use crate::auth::Identity;
+use crate::rooms::valid_room_name;
 use crate::store::{ParticipantRecord, SessionRecord, Store, StoreError};
 
-/// Longest room name, in characters.
-pub const MAX_ROOM_NAME_CHARS: usize = 100;
 /// Most invitees one session may name.
 pub const MAX_INVITEES: usize = 1_000;
 
@@ -74,11 +73,7 @@ fn plan(
     let id = SessionId::new_v4();
     let room_name = match spec.room_name {
         Some(name) => {
-            let name = name.trim().to_owned();
-            if name.is_empty() || name.chars().count() > MAX_ROOM_NAME_CHARS || name.chars().any(char::is_control) {
-                return Err(CreateError::Invalid("room_name must be 1 to 100 printable characters"));
-            }
-            name
+            valid_room_name(&name).ok_or(CreateError::Invalid("room_name must be 1 to 100 printable characters"))?
         }
         None => format!("session-{}", id.0.simple()),
     };
