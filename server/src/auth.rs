@@ -50,6 +50,8 @@ pub enum AuthError {
     NotAUser(String),
     #[error("tokens signed with {0:?} are not accepted")]
     AlgorithmNotAccepted(Algorithm),
+    #[error("the token's issuer (iss) is missing or not the configured one")]
+    WrongIssuer,
     #[error("the token names no key id (kid)")]
     MissingKeyId,
     #[error("no key with that id is published")]
@@ -105,6 +107,12 @@ impl Verifier {
             other => return Err(AuthError::AlgorithmNotAccepted(other)),
         };
         let claims = jsonwebtoken::decode::<Claims>(token, &key, &self.validation(header.alg))?.claims;
+        // The library checks `iss` only when the token has one; a configured issuer must be there.
+        if let Some(issuer) = &self.issuer
+            && claims.iss.as_deref() != Some(issuer.as_str())
+        {
+            return Err(AuthError::WrongIssuer);
+        }
         if claims.role != USER_DB_ROLE {
             return Err(AuthError::NotAUser(claims.role));
         }
@@ -125,6 +133,7 @@ impl Verifier {
         validation.validate_nbf = true;
         validation.leeway = CLOCK_LEEWAY.as_secs();
         if let Some(issuer) = &self.issuer {
+            validation.set_required_spec_claims(&["exp", "sub", "aud", "iss"]);
             validation.set_issuer(&[issuer]);
         }
         validation

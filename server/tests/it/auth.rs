@@ -15,6 +15,7 @@ on_both_backends!(
     tokens_are_accepted_in_the_query_or_a_bearer_header,
     origins_outside_the_allow_list_get_403,
     connections_close_with_4001_when_their_token_expires,
+    a_configured_issuer_is_required,
 );
 
 /// The HTTP status the upgrade was answered with (101 when it succeeded).
@@ -105,5 +106,27 @@ async fn connections_close_with_4001_when_their_token_expires(backend: Backend) 
     let (ws, _) = tokio_tungstenite::connect_async(format!("{}?access_token={token}", server.ws_url())).await?;
     let mut client = crate::common::Client { ws };
     assert_eq!(client.closed_with().await?, Some(4001));
+    Ok(())
+}
+
+async fn a_configured_issuer_is_required(backend: Backend) -> Result<()> {
+    const ISSUER: &str = "https://project.supabase.co/auth/v1";
+    let server = TestServer::start_with(backend, |config| config.jwt_issuer = Some(ISSUER.to_owned())).await?;
+    let with_iss = |iss: serde_json::Value| {
+        let mut claims = claims(600, -10);
+        claims["iss"] = iss;
+        claims
+    };
+    let cases = [
+        ("no iss", claims(600, -10), 401),
+        ("null iss", with_iss(serde_json::Value::Null), 401),
+        ("another iss", with_iss("https://elsewhere.example".into()), 401),
+        ("iss as a list", with_iss(serde_json::json!([ISSUER])), 401),
+        ("the configured iss", with_iss(ISSUER.into()), 101),
+    ];
+    for (name, claims, status) in cases {
+        let url = format!("{}?access_token={}", server.ws_url(), signed(SECRET, &Header::default(), &claims));
+        assert_eq!(upgrade_status(url.into_client_request()?).await, status, "{name}");
+    }
     Ok(())
 }
