@@ -60,6 +60,8 @@ pub enum CloseReason {
     TooBig,
     /// The client broke the protocol at the WebSocket level.
     ProtocolError,
+    /// A text frame was not valid UTF-8.
+    InvalidText,
 }
 
 impl CloseReason {
@@ -71,6 +73,7 @@ impl CloseReason {
             Self::TokenExpired => 4001,
             Self::TooBig => 1009,
             Self::ProtocolError => 1002,
+            Self::InvalidText => 1007,
         }
     }
 
@@ -82,6 +85,7 @@ impl CloseReason {
             Self::TokenExpired => "token expired",
             Self::TooBig => "frame too large",
             Self::ProtocolError => "protocol error",
+            Self::InvalidText => "text frame is not valid UTF-8",
         }
     }
 }

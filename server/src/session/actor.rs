@@ -217,18 +217,16 @@ impl Actor {
                 let message = to_wire(self.state.session().id, event);
                 let Some(frame) = Frame::encode(&message) else { return };
                 let mut sent = 0u64;
-                let mut slow = Vec::new();
+                let mut gone = Vec::new();
                 self.state.for_each_conn(&to, |conn| match self.links.get(&conn) {
                     Some(link) if link.try_send(frame.clone()) => sent += 1,
-                    Some(_) => slow.push(conn),
+                    Some(_) => gone.push(conn),
                     None => {}
                 });
                 self.deps.metrics.frames_out.fetch_add(sent, Ordering::Relaxed);
-                if !slow.is_empty() {
-                    self.deps.metrics.slow_disconnects.fetch_add(slow.len() as u64, Ordering::Relaxed);
-                }
-                // A connection closed as slow leaves the session now, not when its task notices.
-                self.followups.extend(slow.into_iter().map(|conn| Command::Disconnect { conn }));
+                // A connection closed as slow (or already ended) leaves the session now, not when
+                // its task notices. The connection's task counts why it closed, once.
+                self.followups.extend(gone.into_iter().map(|conn| Command::Disconnect { conn }));
             }
             Effect::Persist(persist) => self.persist(persist),
             Effect::ReadHistory { conn, request_id, room, query, limit } => {

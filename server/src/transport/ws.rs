@@ -121,6 +121,9 @@ async fn run(mut socket: WebSocket, conn_id: ConnId, identity: Identity, app: Ar
     let mut ctx = ConnCtx { conn_id, identity, link, app: app.clone(), sessions: HashMap::new() };
     let reason = serve(&mut socket, &mut ctx, queue).await;
     debug!(?reason, "connection ending");
+    if reason == Some(CloseReason::Slow) {
+        app.metrics.slow_disconnects.fetch_add(1, Ordering::Relaxed);
+    }
     for handle in ctx.sessions.values() {
         if handle.send(Mail::Command(Command::Disconnect { conn: conn_id })).await.is_err() {
             debug!(session_id = %handle.id, "session already stopped");
@@ -253,6 +256,7 @@ fn classify(err: &axum::Error) -> Option<CloseReason> {
     match err.source().and_then(|source| source.downcast_ref::<tungstenite::Error>()) {
         Some(tungstenite::Error::Capacity(_)) => Some(CloseReason::TooBig),
         Some(tungstenite::Error::Protocol(_)) => Some(CloseReason::ProtocolError),
+        Some(tungstenite::Error::Utf8(_)) => Some(CloseReason::InvalidText),
         _ => None,
     }
 }

@@ -14,6 +14,7 @@ on_both_backends!(
     requests_for_sessions_not_joined_are_forbidden,
     refused_requests_store_and_broadcast_nothing,
     oversized_frames_close_the_connection_with_1009,
+    text_frames_with_invalid_utf8_close_the_connection_with_1007,
     clients_that_stop_reading_are_disconnected_as_slow,
 );
 
@@ -128,6 +129,21 @@ async fn oversized_frames_close_the_connection_with_1009(backend: Backend) -> Re
     Ok(())
 }
 
+async fn text_frames_with_invalid_utf8_close_the_connection_with_1007(backend: Backend) -> Result<()> {
+    use futures_util::SinkExt as _;
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    let server = TestServer::start(backend).await?;
+    let mut client = Client::connect(&server, &TestUser::new(Role::Patient, None)).await?;
+    let invalid = vec![b'{', 0xff, 0xfe, b'}'];
+    client
+        .ws
+        .send(tokio_tungstenite::tungstenite::Message::Frame(Frame::message(invalid, OpCode::Data(Data::Text), true)))
+        .await?;
+    assert_eq!(client.closed_with().await?, Some(1007));
+    Ok(())
+}
+
 async fn clients_that_stop_reading_are_disconnected_as_slow(backend: Backend) -> Result<()> {
     let server = TestServer::start_with(backend, |config| {
         config.chat.burst = 1_000_000;
@@ -166,6 +182,12 @@ async fn clients_that_stop_reading_are_disconnected_as_slow(backend: Backend) ->
                 .iter()
                 .any(|m| matches!(m, ServerMessage::MemberLeft { user_id, .. } if *user_id == reader.id))
         {
+            // More events for the closed connection must not count it again.
+            host_client
+                .send_json(json!({"type": "set_status", "request_id": "s", "session_id": session.id, "status": "away"}))
+                .await?;
+            host_client.sync().await?;
+            assert_eq!(server.metric("convene_slow_disconnects_total").await?, 1.0);
             return Ok(());
         }
     }

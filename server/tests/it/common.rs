@@ -143,6 +143,17 @@ impl TestServer {
         Ok(self.db.clone())
     }
 
+    /// The value of one unlabelled series at `GET /metrics`.
+    pub async fn metric(&self, name: &str) -> Result<f64> {
+        let text = reqwest::get(self.http("/metrics")).await?.text().await?;
+        text.lines()
+            .find_map(|line| line.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .with_context(|| format!("no series {name} in /metrics"))?
+            .trim()
+            .parse()
+            .with_context(|| format!("the value of {name}"))
+    }
+
     /// Creates a session over HTTP as `host`.
     pub async fn create_session(&self, host: &TestUser, body: serde_json::Value) -> Result<SessionView> {
         let response =
