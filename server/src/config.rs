@@ -31,12 +31,32 @@ pub struct Config {
     /// Largest WebSocket frame or message accepted; larger ones close the connection with 1009.
     pub max_frame_bytes: usize,
     pub chat: ChatLimits,
+    /// How many connections this node and each user may hold, and how large a request may be.
+    pub limits: ConnectionLimits,
     /// How long a session with nobody connected stays loaded before it is released.
     pub session_idle_grace: Duration,
     /// Instant sessions not started within this time after creation expire.
     pub instant_session_ttl: Duration,
     /// How often expired instant sessions are swept.
     pub sweep_interval: Duration,
+}
+
+/// Limits on connections, checked before the WebSocket upgrade.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// WebSocket connections this node holds at most; beyond it upgrades get 503. Keep it below
+    /// the process's open-file limit, which every socket (and the database pool) draws on.
+    pub max_connections: usize,
+    /// WebSocket connections one user may hold on this node at once; beyond it upgrades get 429.
+    pub max_sockets_per_user: u32,
+    /// Largest HTTP request head (request line and headers); larger ones get 431.
+    pub max_header_bytes: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self { max_connections: 10_000, max_sockets_per_user: 10, max_header_bytes: 16 * 1024 }
+    }
 }
 
 /// Limits on room chat.
@@ -74,6 +94,7 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             max_frame_bytes: 64 * 1024,
             chat: ChatLimits::default(),
+            limits: ConnectionLimits::default(),
             session_idle_grace: Duration::from_secs(60),
             instant_session_ttl: Duration::from_secs(24 * 60 * 60),
             sweep_interval: Duration::from_secs(60),

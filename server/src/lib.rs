@@ -18,5 +18,5 @@ pub mod session;
 pub mod store;
 pub mod transport;
 
-pub use config::{ChatLimits, Config};
+pub use config::{ChatLimits, Config, ConnectionLimits};
 pub use server::{ServerError, open_store, run};

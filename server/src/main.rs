@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use convene_protocol::Role;
 use convene_server::config::parse_duration;
-use convene_server::{ChatLimits, Config, auth, open_store, run};
+use convene_server::{ChatLimits, Config, ConnectionLimits, auth, open_store, run};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use uuid::Uuid;
@@ -95,6 +95,19 @@ struct ServeArgs {
     /// Messages per room kept for resuming clients.
     #[arg(long, env = "CONVENE_RESUME_WINDOW", default_value_t = 500, global = true)]
     resume_window: usize,
+    /// WebSocket connections this node holds at most (default: the open-file limit less a
+    /// reserve for the database, Redis and sockets in their handshake).
+    #[arg(long, env = "CONVENE_MAX_CONNECTIONS", global = true)]
+    max_connections: Option<usize>,
+    /// WebSocket connections one user may hold on this node at once.
+    #[arg(long, env = "CONVENE_MAX_SOCKETS_PER_USER", default_value_t = 10, global = true)]
+    max_sockets_per_user: u32,
+    /// Largest HTTP request head (request line and headers), in bytes; at least 8192.
+    #[arg(long, env = "CONVENE_MAX_HEADER_BYTES", default_value_t = 16 * 1024, global = true)]
+    max_header_bytes: usize,
+    /// Time a client has to send its HTTP request head, upgrade included.
+    #[arg(long, env = "CONVENE_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
+    handshake_timeout: Duration,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "CONVENE_LOG_JSON", global = true)]
     log_json: bool,
@@ -112,6 +125,12 @@ impl ServeArgs {
             jwt_issuer: self.jwt_issuer.clone(),
             allowed_origins: self.allowed_origins.iter().filter(|o| !o.is_empty()).cloned().collect(),
             heartbeat_timeout: self.heartbeat_timeout,
+            handshake_timeout: self.handshake_timeout,
+            limits: ConnectionLimits {
+                max_connections: self.max_connections.unwrap_or_else(default_max_connections),
+                max_sockets_per_user: self.max_sockets_per_user,
+                max_header_bytes: self.max_header_bytes,
+            },
             max_frame_bytes: self.max_frame_bytes,
             chat: ChatLimits {
                 max_body_bytes: self.max_message_bytes,
@@ -173,6 +192,19 @@ async fn serve(bind: &str, config: Config) -> anyhow::Result<()> {
     });
     run(listener, config, shutdown).await?;
     Ok(())
+}
+
+/// Descriptors kept for everything but WebSocket connections: the database pool, Redis, log
+/// files, and sockets still in their HTTP handshake.
+const RESERVED_DESCRIPTORS: u64 = 1024 + 512;
+
+/// The open-file limit (raised to its hard limit) less the reserve.
+fn default_max_connections() -> usize {
+    raise_fd_limit();
+    match rlimit::getrlimit(rlimit::Resource::NOFILE) {
+        Ok((soft, _hard)) => usize::try_from(soft.saturating_sub(RESERVED_DESCRIPTORS).max(64)).unwrap_or(usize::MAX),
+        Err(_) => ConnectionLimits::default().max_connections,
+    }
 }
 
 /// Raises the soft open-file limit to the hard limit: every connection is a descriptor.

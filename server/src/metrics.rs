@@ -20,6 +20,7 @@ pub struct Metrics {
     pub frames_out: AtomicU64,
     pub chat_messages_stored: AtomicU64,
     pub slow_disconnects: AtomicU64,
+    pub sockets_refused: AtomicU64,
     pub write_failures: AtomicU64,
     pub persist_latency: Histogram,
 }
@@ -82,6 +83,11 @@ impl Metrics {
                 "convene_slow_disconnects_total",
                 "Connections closed because they did not read fast enough.",
                 &self.slow_disconnects,
+            ),
+            (
+                "convene_sockets_refused_total",
+                "Sockets closed on accept because the node held too many.",
+                &self.sockets_refused,
             ),
             (
                 "convene_write_failures_total",

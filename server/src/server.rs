@@ -6,7 +6,7 @@
 //! drain its queue and close the database. Everything acknowledged is on disk when `run` returns.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -20,6 +20,7 @@ use crate::metrics::Metrics;
 use crate::session::{Registry, SessionDeps};
 use crate::store::{Store, StoreError, Writer};
 use crate::transport;
+use crate::transport::gate::Gate;
 
 /// What every connection shares.
 #[derive(Debug)]
@@ -31,6 +32,10 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     pub redis: Option<RedisProbe>,
     pub conn_ids: AtomicU64,
+    /// Admission of WebSocket connections (per node, per user).
+    pub gate: Arc<Gate>,
+    /// TCP sockets accepted and not yet closed, upgraded or not.
+    pub sockets: Arc<AtomicUsize>,
     /// Accepted sockets and WebSocket connections.
     pub conn_tracker: TaskTracker,
     /// Fires when the server begins to shut down.
@@ -114,6 +119,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
     });
     session_tracker.spawn(sweep_expired_sessions(store.clone(), config.sweep_interval, session_shutdown.clone()));
 
+    let gate = Gate::new(config.limits);
     let app = Arc::new(App {
         config,
         verifier,
@@ -122,6 +128,8 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         metrics,
         redis,
         conn_ids: AtomicU64::new(1),
+        gate,
+        sockets: Arc::new(AtomicUsize::new(0)),
         conn_tracker: TaskTracker::new(),
         shutdown,
     });

@@ -4,10 +4,12 @@
 //! within the handshake timeout, so a client that opens a socket and sends nothing cannot hold
 //! it. WebSocket connections continue on the same tracker after the upgrade.
 
+pub mod gate;
 mod http;
 mod ws;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Router;
@@ -22,6 +24,12 @@ use crate::server::App;
 /// Pause after a failed accept (typically: out of file descriptors) before trying again, so the
 /// loop does not spin while descriptors are exhausted.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+/// Sockets still in their HTTP handshake, beyond the WebSocket cap, that the node accepts at
+/// once. Each holds at most one request head for at most the handshake timeout; a flood of
+/// half-open sockets beyond this is closed on accept instead of exhausting file descriptors.
+const HANDSHAKE_HEADROOM: usize = 1024;
+/// hyper refuses read buffers under 8 KiB.
+const MIN_HEADER_BUFFER: usize = 8 * 1024;
 
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
@@ -50,15 +58,23 @@ pub async fn serve(listener: TcpListener, app: Arc<App>) {
                 continue;
             }
         };
+        let sockets = Arc::clone(&app.sockets);
+        if sockets.fetch_add(1, Ordering::AcqRel) >= app.config.limits.max_connections + HANDSHAKE_HEADROOM {
+            sockets.fetch_sub(1, Ordering::AcqRel);
+            app.metrics.sockets_refused.fetch_add(1, Ordering::Relaxed);
+            debug!(%peer, "too many sockets; closing on accept");
+            continue;
+        }
         if let Err(err) = stream.set_nodelay(true) {
             debug!(error = %err, %peer, "could not disable Nagle");
         }
         let service = TowerToHyperService::new(router.clone());
         let shutdown = app.shutdown.clone();
         let handshake_timeout = app.config.handshake_timeout;
+        let max_head = app.config.limits.max_header_bytes.max(MIN_HEADER_BUFFER);
         app.conn_tracker.spawn(async move {
             let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.timer(TokioTimer::new()).header_read_timeout(handshake_timeout);
+            builder.timer(TokioTimer::new()).header_read_timeout(handshake_timeout).max_buf_size(max_head);
             let conn = builder.serve_connection(TokioIo::new(stream), service).with_upgrades();
             tokio::pin!(conn);
             let result = tokio::select! {
@@ -71,6 +87,7 @@ pub async fn serve(listener: TcpListener, app: Arc<App>) {
             if let Err(err) = result {
                 debug!(error = %err, %peer, "http connection ended with an error");
             }
+            sockets.fetch_sub(1, Ordering::AcqRel);
         });
     }
 }

@@ -28,6 +28,7 @@ use crate::handlers::{ConnCtx, dispatch};
 use crate::outbound::{CloseReason, ConnLink, ConnQueue, Frame};
 use crate::server::App;
 use crate::session::{Command, Mail};
+use crate::transport::gate::Permit;
 
 /// Bytes read from the socket at a time. Small, because it is allocated for every connection and
 /// zeroed before every read; client frames are small, and larger ones are read in pieces.
@@ -75,6 +76,13 @@ pub async fn upgrade(
         }
         None => return (StatusCode::UNAUTHORIZED, "an access token is required").into_response(),
     };
+    let permit = match app.gate.admit(identity.user_id) {
+        Ok(permit) => permit,
+        Err(refusal) => {
+            debug!(user_id = %identity.user_id, %refusal, "refused a connection");
+            return (refusal.status(), refusal.to_string()).into_response();
+        }
+    };
     let conn_id = ConnId(app.conn_ids.fetch_add(1, Ordering::Relaxed));
     let max = app.config.max_frame_bytes;
     let tracker = app.conn_tracker.clone();
@@ -86,7 +94,7 @@ pub async fn upgrade(
         .max_frame_size(max)
         .on_upgrade(move |socket| {
             let span = info_span!("conn", conn_id = %conn_id, user_id = %identity.user_id);
-            tracker.track_future(run(socket, conn_id, identity, app).instrument(span))
+            tracker.track_future(run(socket, permit, conn_id, identity, app).instrument(span))
         })
 }
 
@@ -106,7 +114,7 @@ fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
         .is_some_and(|origin| allowed.iter().any(|a| a == origin))
 }
 
-async fn run(mut socket: WebSocket, conn_id: ConnId, identity: Identity, app: Arc<App>) {
+async fn run(mut socket: WebSocket, permit: Permit, conn_id: ConnId, identity: Identity, app: Arc<App>) {
     app.metrics.connections_open.fetch_add(1, Ordering::Relaxed);
     app.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
     let (link, queue) = ConnLink::new(conn_id, identity.user_id);
@@ -120,6 +128,9 @@ async fn run(mut socket: WebSocket, conn_id: ConnId, identity: Identity, app: Ar
     link.send(&hello);
     let mut ctx = ConnCtx { conn_id, identity, link, app: app.clone(), sessions: HashMap::new() };
     let reason = serve(&mut socket, &mut ctx, queue).await;
+    // The place is given back before the client hears of the end (the close handshake or the
+    // socket closing), so a client that reconnects at once is not refused for its old socket.
+    drop(permit);
     debug!(?reason, "connection ending");
     if reason == Some(CloseReason::Slow) {
         app.metrics.slow_disconnects.fetch_add(1, Ordering::Relaxed);

@@ -16,6 +16,9 @@ on_both_backends!(
     origins_outside_the_allow_list_get_403,
     connections_close_with_4001_when_their_token_expires,
     a_configured_issuer_is_required,
+    oversized_request_headers_are_refused_with_431,
+    sockets_per_user_are_capped_with_429,
+    connections_per_node_are_capped_with_503,
 );
 
 /// The HTTP status the upgrade was answered with (101 when it succeeded).
@@ -128,5 +131,48 @@ async fn a_configured_issuer_is_required(backend: Backend) -> Result<()> {
         let url = format!("{}?access_token={}", server.ws_url(), signed(SECRET, &Header::default(), &claims));
         assert_eq!(upgrade_status(url.into_client_request()?).await, status, "{name}");
     }
+    Ok(())
+}
+
+async fn oversized_request_headers_are_refused_with_431(backend: Backend) -> Result<()> {
+    let server = TestServer::start(backend).await?;
+    let user = TestUser::new(Role::Patient, None);
+    let mut request = format!("{}?access_token={}", server.ws_url(), user.token()).into_client_request()?;
+    request.headers_mut().insert("cookie", HeaderValue::from_str(&format!("c={}", "x".repeat(100 * 1024)))?);
+    assert_eq!(upgrade_status(request).await, 431);
+    // A normal upgrade still works.
+    let request = format!("{}?access_token={}", server.ws_url(), user.token()).into_client_request()?;
+    assert_eq!(upgrade_status(request).await, 101);
+    Ok(())
+}
+
+async fn sockets_per_user_are_capped_with_429(backend: Backend) -> Result<()> {
+    let server = TestServer::start_with(backend, |config| config.limits.max_sockets_per_user = 3).await?;
+    let user = TestUser::new(Role::Patient, None);
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(crate::common::Client::connect(&server, &user).await?);
+    }
+    let url = format!("{}?access_token={}", server.ws_url(), user.token());
+    assert_eq!(upgrade_status(url.clone().into_client_request()?).await, 429);
+    // Another user is not affected, and a closed socket frees its place.
+    crate::common::Client::connect(&server, &TestUser::new(Role::Patient, None)).await?;
+    // The server gives the place back before it answers the close, so once the close is
+    // answered a new socket fits.
+    let mut first = open.remove(0);
+    first.ws.close(None).await?;
+    first.closed_with().await?;
+    assert_eq!(upgrade_status(url.into_client_request()?).await, 101);
+    Ok(())
+}
+
+async fn connections_per_node_are_capped_with_503(backend: Backend) -> Result<()> {
+    let server = TestServer::start_with(backend, |config| config.limits.max_connections = 2).await?;
+    let _a = crate::common::Client::connect(&server, &TestUser::new(Role::Patient, None)).await?;
+    let _b = crate::common::Client::connect(&server, &TestUser::new(Role::Patient, None)).await?;
+    let url = format!("{}?access_token={}", server.ws_url(), TestUser::new(Role::Patient, None).token());
+    assert_eq!(upgrade_status(url.into_client_request()?).await, 503);
+    // Plain HTTP keeps working while the node is full.
+    assert!(reqwest::get(server.http("/healthz")).await?.status().is_success());
     Ok(())
 }
