@@ -2,6 +2,7 @@
 //! request; everything downstream works with these types and never sees JSON.
 
 use serde::{Deserialize, Serialize};
+use strum::{EnumDiscriminants, EnumIter, IntoStaticStr};
 
 use crate::ErrorCode;
 use crate::breakout::{
@@ -12,9 +13,12 @@ use crate::breakout::{
 use crate::ids::{ClientMsgId, MessageId, RequestId, RoomId, SessionId, UserId};
 use crate::server::{PresenceStatus, SessionType};
 
-/// Every request a client may send, tagged by `type`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Every request a client may send, tagged by `type`. [`ClientMessageKind`] names the kinds
+/// without their payloads (and can list them all, so tests cover a kind the day it is added).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, EnumDiscriminants)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[strum_discriminants(name(ClientMessageKind), derive(Hash, EnumIter, IntoStaticStr))]
+#[strum_discriminants(strum(serialize_all = "snake_case"))]
 pub enum ClientMessage {
     Ping(Ping),
     CreateSession(CreateSession),
@@ -190,9 +194,13 @@ pub struct FetchHistory {
     pub limit: Option<u32>,
 }
 
-/// Says the caller started or stopped typing; ephemeral, never stored.
+/// Says the caller started or stopped typing; ephemeral, never stored. Repeats of the same
+/// state are coalesced: the room hears a change, and a refresh of `active` at most every few
+/// seconds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Typing {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<RequestId>,
     pub session_id: SessionId,
     pub room_id: RoomId,
     pub active: bool,
@@ -242,7 +250,7 @@ impl ClientMessage {
             Self::EditMessage(m) => m.request_id.as_ref(),
             Self::DeleteMessage(m) => m.request_id.as_ref(),
             Self::FetchHistory(m) => m.request_id.as_ref(),
-            Self::Typing(_) => None,
+            Self::Typing(m) => m.request_id.as_ref(),
             Self::CreateBreakoutRooms(m) => m.request_id.as_ref(),
             Self::UpdateBreakoutRoom(m) => m.request_id.as_ref(),
             Self::DeleteBreakoutRoom(m) => m.request_id.as_ref(),
@@ -262,36 +270,7 @@ impl ClientMessage {
 
     /// The message's `type` tag, for logs and metrics.
     pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Ping(_) => "ping",
-            Self::CreateSession(_) => "create_session",
-            Self::JoinSession(_) => "join_session",
-            Self::LeaveSession(_) => "leave_session",
-            Self::EndSession(_) => "end_session",
-            Self::AdmitParticipant(_) => "admit_participant",
-            Self::DenyParticipant(_) => "deny_participant",
-            Self::SetLobby(_) => "set_lobby",
-            Self::SetStatus(_) => "set_status",
-            Self::SendMessage(_) => "send_message",
-            Self::EditMessage(_) => "edit_message",
-            Self::DeleteMessage(_) => "delete_message",
-            Self::FetchHistory(_) => "fetch_history",
-            Self::Typing(_) => "typing",
-            Self::CreateBreakoutRooms(_) => "create_breakout_rooms",
-            Self::UpdateBreakoutRoom(_) => "update_breakout_room",
-            Self::DeleteBreakoutRoom(_) => "delete_breakout_room",
-            Self::SetBreakoutOptions(_) => "set_breakout_options",
-            Self::PlanBreakouts(_) => "plan_breakouts",
-            Self::OpenBreakouts(_) => "open_breakouts",
-            Self::MoveParticipant(_) => "move_participant",
-            Self::AssignParticipants(_) => "assign_participants",
-            Self::SwapParticipants(_) => "swap_participants",
-            Self::SelectRoom(_) => "select_room",
-            Self::CloseBreakoutRooms(_) => "close_breakout_rooms",
-            Self::Broadcast(_) => "broadcast",
-            Self::AskForHelp(_) => "ask_for_help",
-            Self::ResolveHelp(_) => "resolve_help",
-        }
+        ClientMessageKind::from(self).into()
     }
 }
 
@@ -329,6 +308,16 @@ mod tests {
             assert_eq!(err.code, ErrorCode::Invalid, "{text}");
             assert_eq!(err.request_id.as_ref().map(RequestId::as_str), request_id, "{text}");
         }
+    }
+
+    #[test]
+    fn kinds_are_the_wire_tags() {
+        use strum::IntoEnumIterator as _;
+        let kinds: Vec<&str> = ClientMessageKind::iter().map(<&str>::from).collect();
+        assert_eq!(kinds.len(), 28);
+        assert!(kinds.contains(&"join_session") && kinds.contains(&"resolve_help"));
+        let ping = ClientMessage::parse(r#"{"type":"ping"}"#).expect("parses");
+        assert_eq!(ping.kind(), "ping");
     }
 
     #[test]

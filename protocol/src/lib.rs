@@ -23,8 +23,9 @@ pub use breakout::{
 };
 pub use claims::{AppMetadata, Claims, Role, SUPABASE_AUDIENCE};
 pub use client::{
-    AdmitParticipant, ClientMessage, CreateSession, DeleteMessage, DenyParticipant, EditMessage, EndSession,
-    FetchHistory, JoinSession, LeaveSession, ParseError, Ping, RoomCursor, SendMessage, SetLobby, SetStatus, Typing,
+    AdmitParticipant, ClientMessage, ClientMessageKind, CreateSession, DeleteMessage, DenyParticipant, EditMessage,
+    EndSession, FetchHistory, JoinSession, LeaveSession, ParseError, Ping, RoomCursor, SendMessage, SetLobby,
+    SetStatus, Typing,
 };
 pub use error::ErrorCode;
 pub use ids::{ClientMsgId, ConnId, MessageId, OrgId, RequestId, RoomId, SessionId, UserId};

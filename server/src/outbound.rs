@@ -8,6 +8,8 @@
 
 use std::sync::{Arc, OnceLock};
 
+use dashmap::DashMap;
+
 use axum::extract::ws::Utf8Bytes;
 use convene_protocol::{ConnId, ServerMessage, UserId};
 use tokio::sync::mpsc;
@@ -160,5 +162,27 @@ impl ConnLink {
 
     pub fn close(&self, reason: CloseReason) {
         self.closer.close(reason);
+    }
+}
+
+/// Every connection of this node, by id: how a session reaches a connection it does not hold,
+/// such as one whose join it refused, to answer its requests.
+#[derive(Debug, Default)]
+pub struct Connections {
+    links: DashMap<ConnId, ConnLink>,
+}
+
+impl Connections {
+    pub fn insert(&self, link: ConnLink) {
+        self.links.insert(link.conn_id, link);
+    }
+
+    pub fn remove(&self, conn: ConnId) {
+        self.links.remove(&conn);
+    }
+
+    /// The link of a connection that is still open on this node.
+    pub fn get(&self, conn: ConnId) -> Option<ConnLink> {
+        self.links.get(&conn).map(|link| link.clone())
     }
 }

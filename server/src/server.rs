@@ -17,6 +17,7 @@ use crate::auth::{self, AuthError, Verifier};
 use crate::bus::redis::{RedisError, RedisProbe};
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::outbound::Connections;
 use crate::session::{Registry, SessionDeps};
 use crate::store::{Store, StoreError, Writer};
 use crate::transport;
@@ -31,6 +32,8 @@ pub struct App {
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
     pub redis: Option<RedisProbe>,
+    /// This node's connections by id.
+    pub connections: Arc<Connections>,
     pub conn_ids: AtomicU64,
     /// Admission of WebSocket connections (per node, per user).
     pub gate: Arc<Gate>,
@@ -106,12 +109,14 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
     let writer_shutdown = CancellationToken::new();
     let writer = Writer::spawn(store.clone(), metrics.clone(), &writer_tracker, writer_shutdown.clone());
 
+    let connections = Arc::new(Connections::default());
     let session_tracker = TaskTracker::new();
     let session_shutdown = CancellationToken::new();
     let registry = Registry::new(SessionDeps {
         store: store.clone(),
         writer,
         metrics: metrics.clone(),
+        connections: connections.clone(),
         limits: config.chat,
         idle_grace: config.session_idle_grace,
         tracker: session_tracker.clone(),
@@ -127,6 +132,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         registry,
         metrics,
         redis,
+        connections,
         conn_ids: AtomicU64::new(1),
         gate,
         sockets: Arc::new(AtomicUsize::new(0)),

@@ -4,7 +4,7 @@
 use convene_protocol::JoinSession;
 
 use super::{ConnCtx, HandlerError};
-use crate::session::Mail;
+use crate::session::{Mail, SessionError};
 
 /// Rooms a resume may name: far more than a session has, few enough to bound the work.
 const MAX_RESUME_ROOMS: usize = 64;
@@ -25,6 +25,10 @@ pub async fn handle(ctx: &mut ConnCtx, request: JoinSession) -> Result<(), Handl
     // An actor that stops just as the mail arrives hands back the mail; the next one takes it.
     for _attempt in 0..2 {
         let handle = ctx.app.registry.get(request.session_id).await?;
+        if handle.organization_id != ctx.identity.organization_id {
+            // Another organization's session: indistinguishable from one that does not exist.
+            return Err(SessionError::NotFound.into());
+        }
         match handle.send(mail).await {
             Ok(()) => {
                 ctx.sessions.insert(request.session_id, handle);

@@ -150,9 +150,16 @@ impl ConnCtx {
         self.link.send(message);
     }
 
-    /// Hands a command to a session this connection is in.
+    /// Hands a command to the session's actor, which answers it. Sessions of another
+    /// organization are answered here: they do not exist for this caller.
     async fn forward(&mut self, session_id: SessionId, command: Command) -> Result<(), HandlerError> {
-        let handle = self.sessions.get(&session_id).ok_or(SessionError::NotMember)?;
+        let handle = match self.sessions.get(&session_id) {
+            Some(handle) => handle.clone(),
+            None => self.app.registry.get(session_id).await?,
+        };
+        if handle.organization_id != self.identity.organization_id {
+            return Err(SessionError::NotFound.into());
+        }
         if handle.send(Mail::Command(command)).await.is_err() {
             // The actor stopped: the session ended, or it was released with nobody attached.
             self.sessions.remove(&session_id);

@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use convene_protocol::{ClientMsgId, ConnId, RequestId, RoomId, ServerMessage, SessionId};
+use convene_protocol::{ClientMsgId, ConnId, OrgId, RequestId, RoomId, ServerMessage, SessionId};
 use futures_util::stream::{FuturesOrdered, StreamExt as _};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{Instrument as _, debug, error, info_span, warn};
@@ -48,14 +48,17 @@ pub enum Mail {
 #[derive(Clone, Debug)]
 pub struct SessionHandle {
     pub id: SessionId,
+    /// The session's organization, which never changes: requests from other organizations are
+    /// answered `not_found` without troubling the actor.
+    pub organization_id: Option<OrgId>,
     pub(super) generation: u64,
     tx: mpsc::Sender<Mail>,
 }
 
 impl SessionHandle {
-    pub(super) fn new(id: SessionId, generation: u64) -> (Self, mpsc::Receiver<Mail>) {
+    pub(super) fn new(id: SessionId, organization_id: Option<OrgId>, generation: u64) -> (Self, mpsc::Receiver<Mail>) {
         let (tx, rx) = mpsc::channel(MAILBOX_CAPACITY);
-        (Self { id, generation, tx }, rx)
+        (Self { id, organization_id, generation, tx }, rx)
     }
 
     /// Delivers mail, waiting for room in the mailbox. Gives the mail back if the actor stopped.
@@ -221,7 +224,12 @@ impl Actor {
                 self.state.for_each_conn(&to, |conn| match self.links.get(&conn) {
                     Some(link) if link.try_send(frame.clone()) => sent += 1,
                     Some(_) => gone.push(conn),
-                    None => {}
+                    // A connection the session does not hold (its join was refused, or it left)
+                    // is named only by replies to its own requests: reach it through the node.
+                    None => match self.deps.connections.get(conn) {
+                        Some(link) if link.try_send(frame.clone()) => sent += 1,
+                        Some(_) | None => debug!(%conn, "reply to a connection that is gone"),
+                    },
                 });
                 self.deps.metrics.frames_out.fetch_add(sent, Ordering::Relaxed);
                 // A connection closed as slow (or already ended) leaves the session now, not when

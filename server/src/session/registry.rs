@@ -21,6 +21,7 @@ use super::state::{MAIN_ROOM_NAME, SessionState};
 use crate::chat::RoomChat;
 use crate::config::ChatLimits;
 use crate::metrics::Metrics;
+use crate::outbound::Connections;
 use crate::rooms::Breakout;
 use crate::store::{HistoryQuery, Store, StoreError, Writer};
 
@@ -30,6 +31,8 @@ pub struct SessionDeps {
     pub store: Store,
     pub writer: Writer,
     pub metrics: Arc<Metrics>,
+    /// This node's connections, for replies to connections a session does not hold.
+    pub connections: Arc<Connections>,
     pub limits: ChatLimits,
     /// How long an actor with no connections waits before releasing its session.
     pub idle_grace: Duration,
@@ -120,7 +123,7 @@ impl Registry {
         }
         let state = SessionState::new(session, participants, chat, breakout_rooms, last_room, self.deps.limits);
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);
-        let (handle, mailbox) = SessionHandle::new(id, generation);
+        let (handle, mailbox) = SessionHandle::new(id, state.session().organization_id, generation);
         let actor = Actor::new(state, self.deps.clone(), self.clone(), generation);
         self.deps.tracker.spawn(actor.run(mailbox));
         Ok(handle)

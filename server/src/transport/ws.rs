@@ -126,11 +126,13 @@ async fn run(mut socket: WebSocket, permit: Permit, conn_id: ConnId, identity: I
         heartbeat_interval_ms: u64::try_from(app.config.heartbeat_interval().as_millis()).unwrap_or(u64::MAX),
     };
     link.send(&hello);
+    app.connections.insert(link.clone());
     let mut ctx = ConnCtx { conn_id, identity, link, app: app.clone(), sessions: HashMap::new() };
     let reason = serve(&mut socket, &mut ctx, queue).await;
     // The place is given back before the client hears of the end (the close handshake or the
     // socket closing), so a client that reconnects at once is not refused for its old socket.
     drop(permit);
+    app.connections.remove(conn_id);
     debug!(?reason, "connection ending");
     if reason == Some(CloseReason::Slow) {
         app.metrics.slow_disconnects.fetch_add(1, Ordering::Relaxed);

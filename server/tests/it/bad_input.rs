@@ -12,6 +12,7 @@ use crate::on_both_backends;
 on_both_backends!(
     malformed_frames_get_invalid_and_the_connection_stays_open,
     requests_for_sessions_not_joined_are_forbidden,
+    requests_for_another_organizations_session_are_not_found,
     refused_requests_store_and_broadcast_nothing,
     oversized_frames_close_the_connection_with_1009,
     text_frames_with_invalid_utf8_close_the_connection_with_1007,
@@ -74,6 +75,26 @@ async fn requests_for_sessions_not_joined_are_forbidden(backend: Backend) -> Res
     for attempt in attempts {
         outsider.send_json(attempt.clone()).await?;
         let error = outsider.expect_error(ErrorCode::Forbidden).await?;
+        assert_eq!(error.request_id.map(|r| r.as_str().to_owned()), Some("a".to_owned()), "{attempt}");
+    }
+    Ok(())
+}
+
+async fn requests_for_another_organizations_session_are_not_found(backend: Backend) -> Result<()> {
+    let server = TestServer::start(backend).await?;
+    let (_host, _host_client, session) = group_session(&server).await?;
+    let mut stranger = Client::connect(&server, &TestUser::new(Role::Therapist, Some(Uuid::new_v4()))).await?;
+    let attempts = [
+        json!({"type": "join_session", "request_id": "a", "session_id": session.id}),
+        json!({"type": "send_message", "request_id": "a", "session_id": session.id, "room_id": session.main_room_id, "client_msg_id": "c", "body": "hi"}),
+        json!({"type": "fetch_history", "request_id": "a", "session_id": session.id, "room_id": session.main_room_id}),
+        json!({"type": "end_session", "request_id": "a", "session_id": session.id}),
+        json!({"type": "move_participant", "request_id": "a", "session_id": session.id, "user_id": Uuid::new_v4(),
+            "from_room_id": session.main_room_id, "to_room_id": Uuid::new_v4()}),
+    ];
+    for attempt in attempts {
+        stranger.send_json(attempt.clone()).await?;
+        let error = stranger.expect_error(ErrorCode::NotFound).await?;
         assert_eq!(error.request_id.map(|r| r.as_str().to_owned()), Some("a".to_owned()), "{attempt}");
     }
     Ok(())

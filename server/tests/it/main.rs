@@ -11,6 +11,7 @@ mod chat;
 mod durability;
 mod http;
 mod jwks;
+mod one_reply;
 mod presence;
 mod resume;
 mod sessions;

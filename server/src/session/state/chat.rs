@@ -43,12 +43,14 @@ impl SessionState {
     pub(super) fn typing(
         &mut self,
         conn: ConnId,
+        request_id: Option<RequestId>,
         room: RoomId,
         active: bool,
         out: &mut Vec<Effect>,
     ) -> Result<(), SessionError> {
         let user = self.reader_of(conn, room)?.user_id;
         send(out, Audience::RoomExcept(room, user), Event::Typed { room, user, active });
+        send(out, Audience::Conn(conn), Event::Succeeded { request_id });
         Ok(())
     }
 

@@ -114,6 +114,7 @@ pub enum Command {
     },
     Typing {
         conn: ConnId,
+        request_id: Option<RequestId>,
         room: RoomId,
         active: bool,
     },
@@ -700,7 +701,7 @@ impl SessionState {
                 self.detach(conn, now, out);
                 Ok(())
             }
-            Command::End { conn, .. } => self.end(conn, now, out),
+            Command::End { conn, request_id } => self.end(conn, request_id, now, out),
             Command::Admit { conn, request_id, user } => self.admit(conn, request_id, user, now, out),
             Command::Deny { conn, request_id, user } => self.deny(conn, request_id, user, out),
             Command::SetLobby { conn, request_id, enabled } => self.set_lobby(conn, request_id, enabled, out),
@@ -714,7 +715,7 @@ impl SessionState {
             Command::Delete { conn, request_id, room, message_id } => {
                 self.delete(conn, request_id, room, message_id, now, out)
             }
-            Command::Typing { conn, room, active } => self.typing(conn, room, active, out),
+            Command::Typing { conn, request_id, room, active } => self.typing(conn, request_id, room, active, out),
             Command::FetchHistory { conn, request_id, room, query, limit } => self
                 .reader_of(conn, room)
                 .map(|_| out.push(Effect::ReadHistory { conn, request_id, room, query, limit })),
@@ -973,13 +974,20 @@ impl SessionState {
         out.push(Effect::Detach(conn));
     }
 
-    fn end(&mut self, conn: ConnId, now: Now, out: &mut Vec<Effect>) -> Result<(), SessionError> {
+    fn end(
+        &mut self,
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        now: Now,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), SessionError> {
         let by = self.host_of(conn)?.user_id;
         self.session.status = SessionStatus::Ended;
         self.session.ended_at = Some(now.wall);
         out.push(Effect::Persist(Persist::SessionEnded { at: now.wall }));
         let everyone: Vec<ConnId> = self.conns.keys().copied().collect();
         send(out, Audience::Conns(everyone.clone()), Event::SessionEnded { by });
+        send(out, Audience::Conn(conn), Event::Succeeded { request_id });
         let mut transitions = Vec::new();
         for member in self.presence.clear() {
             out.push(Effect::Persist(Persist::ParticipantLeft { user: member.user_id, at: now.wall }));
@@ -1165,7 +1173,7 @@ impl Command {
             | Self::Broadcast { conn, request_id, .. }
             | Self::AskForHelp { conn, request_id }
             | Self::ResolveHelp { conn, request_id, .. } => (Some(*conn), request_id.clone()),
-            Self::Typing { conn, .. } => (Some(*conn), None),
+            Self::Typing { conn, request_id, .. } => (Some(*conn), request_id.clone()),
             Self::Disconnect { .. }
             | Self::Posted { .. }
             | Self::Changed { .. }

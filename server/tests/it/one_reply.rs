@@ -1,0 +1,213 @@
+//! Every request gets exactly one reply naming it, whatever state the connection is in.
+//!
+//! The kinds come from the protocol crate ([`ClientMessageKind`]), and [`example`] matches on
+//! them exhaustively: a new kind does not compile until this test sends it in every state.
+
+use anyhow::{Context as _, Result, bail, ensure};
+use convene_protocol::{ClientMessageKind, ErrorCode, RequestId, Role, ServerMessage, SessionId, UserId};
+use serde_json::{Value, json};
+use strum::IntoEnumIterator as _;
+use uuid::Uuid;
+
+use crate::common::{Backend, Client, TestServer, TestUser};
+use crate::on_both_backends;
+
+on_both_backends!(every_request_gets_exactly_one_reply_in_every_state);
+
+/// Where the probing connection stands when it sends the request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Standing {
+    NeverJoined,
+    InLobby,
+    Denied,
+    /// Its join was refused: the session belongs to another organization.
+    Refused,
+    Joined,
+    JoinedAsHost,
+    Left,
+    SessionEnded,
+}
+
+const STANDINGS: [Standing; 8] = [
+    Standing::NeverJoined,
+    Standing::InLobby,
+    Standing::Denied,
+    Standing::Refused,
+    Standing::Joined,
+    Standing::JoinedAsHost,
+    Standing::Left,
+    Standing::SessionEnded,
+];
+
+/// The request a probe sends for each kind, naming the session, its main room and another
+/// person in it.
+fn example(kind: ClientMessageKind, session: SessionId, other: UserId) -> Value {
+    let room = session.0;
+    let elsewhere = Uuid::new_v4();
+    let body = match kind {
+        ClientMessageKind::Ping => json!({}),
+        ClientMessageKind::CreateSession => json!({"session_type": "group"}),
+        ClientMessageKind::JoinSession
+        | ClientMessageKind::LeaveSession
+        | ClientMessageKind::EndSession
+        | ClientMessageKind::OpenBreakouts
+        | ClientMessageKind::AskForHelp => json!({"session_id": session}),
+        ClientMessageKind::AdmitParticipant | ClientMessageKind::DenyParticipant | ClientMessageKind::ResolveHelp => {
+            json!({"session_id": session, "user_id": other})
+        }
+        ClientMessageKind::SetLobby => json!({"session_id": session, "enabled": true}),
+        ClientMessageKind::SetStatus => json!({"session_id": session, "status": "away"}),
+        ClientMessageKind::SendMessage => {
+            json!({"session_id": session, "room_id": room, "client_msg_id": "m1", "body": "hello"})
+        }
+        ClientMessageKind::EditMessage => {
+            json!({"session_id": session, "room_id": room, "message_id": Uuid::new_v4(), "body": "edited"})
+        }
+        ClientMessageKind::DeleteMessage => {
+            json!({"session_id": session, "room_id": room, "message_id": Uuid::new_v4()})
+        }
+        ClientMessageKind::FetchHistory => json!({"session_id": session, "room_id": room}),
+        ClientMessageKind::Typing => json!({"session_id": session, "room_id": room, "active": true}),
+        ClientMessageKind::CreateBreakoutRooms => json!({"session_id": session, "count": 2, "max_participants": 5}),
+        ClientMessageKind::UpdateBreakoutRoom => json!({"session_id": session, "room_id": elsewhere, "name": "x"}),
+        ClientMessageKind::DeleteBreakoutRoom | ClientMessageKind::SelectRoom => {
+            json!({"session_id": session, "room_id": elsewhere})
+        }
+        ClientMessageKind::SetBreakoutOptions => json!({"session_id": session, "allow_self_select": true}),
+        ClientMessageKind::PlanBreakouts => json!({"session_id": session, "automatic": true}),
+        ClientMessageKind::MoveParticipant => json!({"session_id": session, "user_id": other,
+            "from_room_id": room, "to_room_id": elsewhere}),
+        ClientMessageKind::AssignParticipants => {
+            json!({"session_id": session, "assignments": [{"user_id": other, "room_id": elsewhere}]})
+        }
+        ClientMessageKind::SwapParticipants => json!({"session_id": session, "user_a": other, "user_b": other}),
+        ClientMessageKind::CloseBreakoutRooms => json!({"session_id": session}),
+        ClientMessageKind::Broadcast => json!({"session_id": session, "body": "to everyone"}),
+    };
+    let mut request = body;
+    request["type"] = json!(<&str>::from(kind));
+    request["request_id"] = json!(PROBE);
+    request
+}
+
+const PROBE: &str = "probe";
+
+/// The request id a reply names, for every message that answers a request.
+fn reply_to(message: &ServerMessage) -> Option<&RequestId> {
+    match message {
+        ServerMessage::Pong { request_id }
+        | ServerMessage::Ok { request_id }
+        | ServerMessage::SessionCreated { request_id, .. }
+        | ServerMessage::Joined { request_id, .. }
+        | ServerMessage::LobbyWaiting { request_id, .. }
+        | ServerMessage::Left { request_id, .. }
+        | ServerMessage::MessageAck { request_id, .. }
+        | ServerMessage::History { request_id, .. }
+        | ServerMessage::BreakoutPlan { request_id, .. } => request_id.as_ref(),
+        ServerMessage::Error(error) => error.request_id.as_ref(),
+        _ => None,
+    }
+}
+
+/// A connection put in `standing`, the session it stands in, and another person of it. The
+/// other connections are kept open for the probe's lifetime.
+struct Probe {
+    client: Client,
+    session: SessionId,
+    other: UserId,
+    _others: Vec<Client>,
+}
+
+async fn prepare(server: &TestServer, standing: Standing) -> Result<Probe> {
+    let org = Some(Uuid::new_v4());
+    let host = TestUser::new(Role::Therapist, org);
+    let lobby = matches!(standing, Standing::InLobby | Standing::Denied);
+    let session = server.create_session(&host, json!({"session_type": "group", "lobby_enabled": lobby})).await?;
+    let mut host_client = Client::connect(server, &host).await?;
+    host_client.join(session.id).await?;
+    let participant_org = if standing == Standing::Refused { Some(Uuid::new_v4()) } else { org };
+    let participant = TestUser::new(Role::Patient, participant_org);
+    let mut client = Client::connect(server, &participant).await?;
+    let join = json!({"type": "join_session", "request_id": "j", "session_id": session.id});
+    match standing {
+        Standing::NeverJoined => {}
+        Standing::InLobby => {
+            client.send_json(join).await?;
+            client.recv_until(|m| matches!(m, ServerMessage::LobbyWaiting { .. }).then_some(())).await?;
+        }
+        Standing::Denied => {
+            client.send_json(join).await?;
+            client.recv_until(|m| matches!(m, ServerMessage::LobbyWaiting { .. }).then_some(())).await?;
+            host_client.recv_until(|m| matches!(m, ServerMessage::LobbyEntered { .. }).then_some(())).await?;
+            host_client
+                .send_json(json!({"type": "deny_participant", "session_id": session.id, "user_id": participant.id}))
+                .await?;
+            client.recv_until(|m| matches!(m, ServerMessage::Denied { .. }).then_some(())).await?;
+        }
+        Standing::Refused => {
+            client.send_json(join).await?;
+            client.expect_error(ErrorCode::NotFound).await?;
+        }
+        Standing::Joined | Standing::JoinedAsHost => {
+            client.join(session.id).await?;
+        }
+        Standing::Left => {
+            client.join(session.id).await?;
+            client.send_json(json!({"type": "leave_session", "session_id": session.id})).await?;
+            client.recv_until(|m| matches!(m, ServerMessage::Left { .. }).then_some(())).await?;
+        }
+        Standing::SessionEnded => {
+            client.join(session.id).await?;
+            host_client.send_json(json!({"type": "end_session", "session_id": session.id})).await?;
+            client.recv_until(|m| matches!(m, ServerMessage::SessionEnded { .. }).then_some(())).await?;
+        }
+    }
+    client.sync().await?;
+    host_client.sync().await?;
+    Ok(if standing == Standing::JoinedAsHost {
+        Probe { client: host_client, session: session.id, other: participant.id, _others: vec![client] }
+    } else {
+        Probe { client, session: session.id, other: host.id, _others: vec![host_client] }
+    })
+}
+
+/// Sends the request and counts the replies that name it, up to a ping sent right after.
+async fn replies(probe: &mut Probe, request: Value) -> Result<usize> {
+    probe.client.send_json(request).await?;
+    let mut count = 0;
+    // The first reply may follow events the request caused; wait for it, then for the ping.
+    loop {
+        let message = probe.client.recv().await?;
+        if reply_to(&message).is_some_and(|r| r.as_str() == PROBE) {
+            count += 1;
+            break;
+        }
+    }
+    for message in probe.client.sync().await? {
+        if reply_to(&message).is_some_and(|r| r.as_str() == PROBE) {
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+async fn every_request_gets_exactly_one_reply_in_every_state(backend: Backend) -> Result<()> {
+    let server = TestServer::start(backend).await?;
+    let mut probed = 0;
+    for standing in STANDINGS {
+        for kind in ClientMessageKind::iter() {
+            let mut probe = prepare(&server, standing).await.with_context(|| format!("preparing {standing:?}"))?;
+
+            let request = example(kind, probe.session, probe.other);
+            let count = replies(&mut probe, request)
+                .await
+                .with_context(|| format!("{kind:?} while {standing:?} got no reply"))?;
+            if count != 1 {
+                bail!("{kind:?} while {standing:?} got {count} replies");
+            }
+            probed += 1;
+        }
+    }
+    ensure!(probed == STANDINGS.len() * ClientMessageKind::iter().count());
+    Ok(())
+}
