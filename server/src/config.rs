@@ -31,6 +31,8 @@ pub struct Config {
     /// Largest WebSocket frame or message accepted; larger ones close the connection with 1009.
     pub max_frame_bytes: usize,
     pub chat: ChatLimits,
+    /// How long a request waits for the database before it is answered `unavailable`.
+    pub db_timeout: Duration,
     /// How many connections this node and each user may hold, and how large a request may be.
     pub limits: ConnectionLimits,
     /// How long a session with nobody connected stays loaded before it is released.
@@ -94,6 +96,7 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             max_frame_bytes: 64 * 1024,
             chat: ChatLimits::default(),
+            db_timeout: Duration::from_secs(3),
             limits: ConnectionLimits::default(),
             session_idle_grace: Duration::from_secs(60),
             instant_session_ttl: Duration::from_secs(24 * 60 * 60),

@@ -95,6 +95,9 @@ struct ServeArgs {
     /// Messages per room kept for resuming clients.
     #[arg(long, env = "CONVENE_RESUME_WINDOW", default_value_t = 500, global = true)]
     resume_window: usize,
+    /// How long a request waits for the database before it is answered `unavailable`.
+    #[arg(long, env = "CONVENE_DB_TIMEOUT", default_value = "3s", value_parser = parse_duration, global = true)]
+    db_timeout: Duration,
     /// WebSocket connections this node holds at most (default: the open-file limit less a
     /// reserve for the database, Redis and sockets in their handshake).
     #[arg(long, env = "CONVENE_MAX_CONNECTIONS", global = true)]
@@ -126,6 +129,7 @@ impl ServeArgs {
             allowed_origins: self.allowed_origins.iter().filter(|o| !o.is_empty()).cloned().collect(),
             heartbeat_timeout: self.heartbeat_timeout,
             handshake_timeout: self.handshake_timeout,
+            db_timeout: self.db_timeout,
             limits: ConnectionLimits {
                 max_connections: self.max_connections.unwrap_or_else(default_max_connections),
                 max_sockets_per_user: self.max_sockets_per_user,

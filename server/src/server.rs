@@ -107,7 +107,8 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
 
     let writer_tracker = TaskTracker::new();
     let writer_shutdown = CancellationToken::new();
-    let writer = Writer::spawn(store.clone(), metrics.clone(), &writer_tracker, writer_shutdown.clone());
+    let writer =
+        Writer::spawn(store.clone(), metrics.clone(), &writer_tracker, writer_shutdown.clone(), config.db_timeout);
 
     let connections = Arc::new(Connections::default());
     let session_tracker = TaskTracker::new();
@@ -118,6 +119,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         metrics: metrics.clone(),
         connections: connections.clone(),
         limits: config.chat,
+        db_timeout: config.db_timeout,
         idle_grace: config.session_idle_grace,
         tracker: session_tracker.clone(),
         shutdown: session_shutdown.clone(),

@@ -14,8 +14,15 @@ pub async fn handle(ctx: &mut ConnCtx, request: CreateSession) -> Result<(), Han
         lobby_enabled: request.lobby_enabled,
     };
     let app = &ctx.app;
-    let session =
-        create_session(&app.store, &ctx.identity, spec, app.config.instant_session_ttl, chrono::Utc::now()).await?;
+    let session = create_session(
+        &app.store,
+        &ctx.identity,
+        spec,
+        app.config.instant_session_ttl,
+        app.config.db_timeout,
+        chrono::Utc::now(),
+    )
+    .await?;
     ctx.reply(&ServerMessage::SessionCreated { request_id: request.request_id, session: session_view(&session) });
     Ok(())
 }

@@ -85,10 +85,7 @@ impl From<RegistryError> for HandlerError {
     fn from(err: RegistryError) -> Self {
         match err {
             RegistryError::NotFound => Self::Session(SessionError::NotFound),
-            RegistryError::Store(err) => {
-                tracing::warn!(error = %err, "session load failed");
-                Self::Unavailable
-            }
+            RegistryError::Store(_) => Self::Unavailable,
         }
     }
 }

@@ -23,7 +23,7 @@ use super::state::{Command, Effect, Now, Persist, SessionState};
 use super::wire::{chat_message, to_wire};
 use crate::auth::Identity;
 use crate::outbound::{ConnLink, Frame};
-use crate::store::{HistoryQuery, WriteFailed, WriteOp};
+use crate::store::{HistoryQuery, Store, WriteFailed, WriteOp};
 
 /// Mail waiting for one session. Commands from all of a session's connections funnel into this
 /// queue; when it is full a connection waits (its own reads pause) until the actor catches up,
@@ -334,8 +334,9 @@ impl Actor {
         let Some(link) = self.links.get(&conn).cloned() else { return };
         let store = self.deps.store.clone();
         let session_id = self.state.session().id;
+        let bound = self.deps.db_timeout;
         self.deps.tracker.spawn(async move {
-            let reply = match store.history(room, query, limit).await {
+            let reply = match Store::within(bound, store.history(room, query, limit)).await {
                 Ok(page) => ServerMessage::History {
                     request_id,
                     session_id,

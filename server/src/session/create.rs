@@ -44,16 +44,18 @@ impl CreateError {
     }
 }
 
-/// Validates and stores a new session created by `creator`.
+/// Validates and stores a new session created by `creator`, waiting at most `bound` for the
+/// database.
 pub async fn create_session(
     store: &Store,
     creator: &Identity,
     spec: NewSessionSpec,
     instant_ttl: Duration,
+    bound: Duration,
     now: DateTime<Utc>,
 ) -> Result<SessionRecord, CreateError> {
     let (session, participants) = plan(creator, spec, instant_ttl, now)?;
-    match store.insert_session(&session, &participants).await {
+    match Store::within(bound, store.insert_session(&session, &participants)).await {
         Ok(()) => Ok(session),
         Err(StoreError::Conflict) => Err(CreateError::RoomNameTaken),
         Err(err) => Err(CreateError::Store(err)),

@@ -34,6 +34,8 @@ pub struct SessionDeps {
     /// This node's connections, for replies to connections a session does not hold.
     pub connections: Arc<Connections>,
     pub limits: ChatLimits,
+    /// How long loading a session or reading history may wait for the database.
+    pub db_timeout: Duration,
     /// How long an actor with no connections waits before releasing its session.
     pub idle_grace: Duration,
     pub tracker: TaskTracker,
@@ -66,6 +68,9 @@ impl Registry {
     pub async fn get(self: &Arc<Self>, id: SessionId) -> Result<SessionHandle, RegistryError> {
         let slot = self.lock().entry(id).or_default().clone();
         let loaded = slot.get_or_try_init(|| self.start(id)).await.cloned();
+        if let Err(RegistryError::Store(err)) = &loaded {
+            tracing::warn!(error = %err, session_id = %id, "session load failed");
+        }
         if loaded.is_err() {
             // Failures are not cached: the next use tries again.
             let mut slots = self.lock();
@@ -92,7 +97,13 @@ impl Registry {
         id: SessionId,
     ) -> Pin<Box<dyn Future<Output = Result<SessionHandle, RegistryError>> + Send>> {
         let registry = self.clone();
-        Box::pin(async move { registry.load_and_spawn(id).await })
+        Box::pin(async move {
+            let limit = registry.deps.db_timeout;
+            match tokio::time::timeout(limit, registry.clone().load_and_spawn(id)).await {
+                Ok(loaded) => loaded,
+                Err(_elapsed) => Err(RegistryError::Store(StoreError::TimedOut)),
+            }
+        })
     }
 
     async fn load_and_spawn(self: Arc<Self>, id: SessionId) -> Result<SessionHandle, RegistryError> {

@@ -13,8 +13,10 @@ use super::{Db, Store, StoreError};
 const PG_POOL_SIZE: u32 = 10;
 /// SQLite has one writer at a time; a few readers may proceed beside it under WAL.
 const SQLITE_POOL_SIZE: u32 = 4;
-/// How long a request waits for a pooled connection before the database counts as unavailable.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a query waits for a pooled connection (opening one if needed) before it fails. Short,
+/// so that while the database is unreachable each attempt fails fast and the caller's own
+/// deadline (the request timeout, the writer's retries) decides what happens.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long SQLite waits on a lock held by another connection before failing.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 

@@ -72,6 +72,8 @@ pub enum StoreError {
     WriterClosed,
     #[error("the writer's queue is full")]
     WriterBusy,
+    #[error("the database did not answer in time")]
+    TimedOut,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -98,7 +100,7 @@ impl StoreError {
                         | sqlx::Error::WorkerCrashed
                 ) || matches!(err, sqlx::Error::Database(db) if is_transient_sqlstate(db.code().as_deref()))
             }
-            Self::WriterBusy => true,
+            Self::WriterBusy | Self::TimedOut => true,
             _ => false,
         }
     }
@@ -129,6 +131,14 @@ impl Store {
             sqlx::query("SELECT 1").execute(pool).await?;
         });
         Ok(())
+    }
+
+    /// Runs `query`, giving up after `limit`: a request waits at most that long for the database.
+    pub async fn within<T>(
+        limit: std::time::Duration,
+        query: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(limit, query).await.unwrap_or(Err(StoreError::TimedOut))
     }
 
     /// Closes the pool, waiting for connections in use to be returned.

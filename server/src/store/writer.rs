@@ -10,9 +10,13 @@
 //! - Ops are committed in submission order; messages of a room get consecutive sequence numbers
 //!   in that order, allocated in the same transaction, so sequences have no gaps.
 //! - A batch that the database refuses is retried one op at a time, so one bad op fails alone.
-//!   A batch that fails because the database is unreachable is retried with backoff for up to
-//!   [`RETRY_WINDOW`], then failed as unavailable: callers were never acknowledged, so nothing
-//!   acknowledged is lost, and their retries are idempotent.
+//! - Every op has a deadline. An op someone waits on (a message, an edit, a room change) may take
+//!   the writer's request timeout, a few seconds; bookkeeping may take [`RETRY_WINDOW`]. While
+//!   the database is unreachable a batch is retried with backoff, each attempt bounded by the
+//!   nearest deadline in it, and ops whose deadline passed are answered `Unavailable`: never
+//!   acknowledged, so nothing acknowledged is lost. An op whose deadline passed before any
+//!   attempt was certainly not stored; one whose attempt was cut short while committing may have
+//!   been, which is why message sends are idempotent (`client_msg_id`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -38,9 +42,12 @@ pub const WRITER_QUEUE_CAPACITY: usize = 16_384;
 /// Most ops committed in one transaction. Each message binds 7 parameters, so a batch stays far
 /// below the bind limits of Postgres (65,535) and SQLite (32,766).
 pub const MAX_BATCH: usize = 1_000;
-/// How long the writer keeps retrying a batch while the database is unreachable.
+/// How long the writer keeps retrying bookkeeping (nobody waits on it) while the database is
+/// unreachable.
 pub const RETRY_WINDOW: Duration = Duration::from_secs(20);
 const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// The shortest attempt worth making: below it a commit cannot finish, so the op just expires.
+const MIN_ATTEMPT: Duration = Duration::from_millis(50);
 
 /// Why a write was not carried out. Cheap to clone, so one failed batch can answer every op.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -124,26 +131,54 @@ enum OpResult {
 struct Queued {
     op: WriteOp,
     submitted: Instant,
+    /// Past it, the op is answered `Unavailable` instead of being attempted again.
+    deadline: Instant,
+}
+
+impl WriteOp {
+    /// Whether someone waits on the outcome (and so on the request timeout).
+    fn awaited(&self) -> bool {
+        match self {
+            Self::InsertMessage { .. } | Self::EditMessage { .. } | Self::DeleteMessage { .. } => true,
+            Self::Breakout { done, .. } => done.is_some(),
+            _ => false,
+        }
+    }
 }
 
 /// The submitting side of the writer; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Writer {
     tx: mpsc::Sender<Queued>,
+    /// How long an awaited op may take before it is answered `Unavailable`.
+    request_timeout: Duration,
 }
 
 impl Writer {
     /// Starts the writer task on `tracker`. It runs until `shutdown` is cancelled and its queue is
-    /// drained, or until every `Writer` handle is dropped.
-    pub fn spawn(store: Store, metrics: Arc<Metrics>, tracker: &TaskTracker, shutdown: CancellationToken) -> Self {
+    /// drained, or until every `Writer` handle is dropped. Awaited ops are answered within
+    /// `request_timeout` (plus one backoff step), committed or not.
+    pub fn spawn(
+        store: Store,
+        metrics: Arc<Metrics>,
+        tracker: &TaskTracker,
+        shutdown: CancellationToken,
+        request_timeout: Duration,
+    ) -> Self {
         let (tx, rx) = mpsc::channel(WRITER_QUEUE_CAPACITY);
         tracker.spawn(run(store, rx, metrics, shutdown));
-        Self { tx }
+        Self { tx, request_timeout }
+    }
+
+    fn queued(&self, op: WriteOp) -> Queued {
+        let submitted = Instant::now();
+        let allowed = if op.awaited() { self.request_timeout } else { RETRY_WINDOW };
+        Queued { op, submitted, deadline: submitted + allowed }
     }
 
     /// Queues an op without waiting; fails when the queue is full or the writer has stopped.
     pub fn try_submit(&self, op: WriteOp) -> Result<(), StoreError> {
-        self.tx.try_send(Queued { op, submitted: Instant::now() }).map_err(|err| match err {
+        self.tx.try_send(self.queued(op)).map_err(|err| match err {
             mpsc::error::TrySendError::Full(_) => StoreError::WriterBusy,
             mpsc::error::TrySendError::Closed(_) => StoreError::WriterClosed,
         })
@@ -151,7 +186,7 @@ impl Writer {
 
     /// Queues an op, waiting for room in the queue.
     pub async fn submit(&self, op: WriteOp) -> Result<(), StoreError> {
-        self.tx.send(Queued { op, submitted: Instant::now() }).await.map_err(|_| StoreError::WriterClosed)
+        self.tx.send(self.queued(op)).await.map_err(|_| StoreError::WriterClosed)
     }
 }
 
@@ -175,39 +210,63 @@ async fn run(store: Store, mut rx: mpsc::Receiver<Queued>, metrics: Arc<Metrics>
 }
 
 async fn commit_batch(store: &Store, batch: &mut Vec<Queued>, metrics: &Metrics, shutdown: &CancellationToken) {
-    let started = Instant::now();
     let mut backoff = Duration::from_millis(25);
     loop {
-        match store.commit(batch).await {
-            Ok(results) => {
+        expire(batch, metrics);
+        let Some(nearest) = batch.iter().map(|queued| queued.deadline).min() else { return };
+        let budget = nearest.saturating_duration_since(Instant::now()).max(MIN_ATTEMPT);
+        let failure = match tokio::time::timeout(budget, store.commit(batch)).await {
+            Ok(Ok(results)) => {
                 answer(batch.drain(..).zip(results.into_iter().map(Ok)), metrics);
                 return;
             }
-            Err(err) if err.is_transient() => {
-                if shutdown.is_cancelled() || started.elapsed() >= RETRY_WINDOW {
-                    error!(error = %err, ops = batch.len(), "database unavailable; failing batch");
-                    fail_all(batch, WriteFailed::Unavailable, metrics);
-                    return;
-                }
-                warn!(error = %err, ops = batch.len(), retry_in = ?backoff, "database unavailable; retrying batch");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
-            }
-            Err(err) => {
+            Ok(Err(err)) if err.is_transient() => err,
+            Err(_elapsed) => StoreError::TimedOut,
+            Ok(Err(err)) => {
                 warn!(error = %err, ops = batch.len(), "batch refused; committing its ops one by one");
                 for queued in batch.drain(..) {
                     commit_alone(store, queued, metrics).await;
                 }
                 return;
             }
+        };
+        if shutdown.is_cancelled() {
+            error!(error = %failure, ops = batch.len(), "database unavailable while stopping; failing batch");
+            fail_all(batch, WriteFailed::Unavailable, metrics);
+            return;
         }
+        let pause = backoff.min(nearest.saturating_duration_since(Instant::now()));
+        warn!(error = %failure, ops = batch.len(), retry_in = ?pause, "database unavailable; retrying batch");
+        tokio::time::sleep(pause).await;
+        backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
     }
+}
+
+/// Answers `Unavailable` to every op of the batch whose deadline has passed.
+fn expire(batch: &mut Vec<Queued>, metrics: &Metrics) {
+    let now = Instant::now();
+    if batch.iter().all(|queued| queued.deadline > now) {
+        return;
+    }
+    let (expired, waiting): (Vec<Queued>, Vec<Queued>) = batch.drain(..).partition(|queued| queued.deadline <= now);
+    *batch = waiting;
+    warn!(ops = expired.len(), "writes ran out of time; answering unavailable");
+    answer(expired.into_iter().map(|queued| (queued, Err(WriteFailed::Unavailable))), metrics);
 }
 
 /// Commits one op in its own transaction, so that a refused op cannot take others down with it.
 async fn commit_alone(store: &Store, queued: Queued, metrics: &Metrics) {
-    let ops = std::slice::from_ref(&queued);
-    let result = match store.commit(ops).await {
+    let budget = queued.deadline.saturating_duration_since(Instant::now()).max(MIN_ATTEMPT);
+    let result = match tokio::time::timeout(budget, commit_one(store, &queued)).await {
+        Ok(result) => result,
+        Err(_elapsed) => Err(WriteFailed::Unavailable),
+    };
+    answer(std::iter::once((queued, result)), metrics);
+}
+
+async fn commit_one(store: &Store, queued: &Queued) -> Result<OpResult, WriteFailed> {
+    let ops = std::slice::from_ref(queued);
+    match store.commit(ops).await {
         Ok(mut results) => results.pop().ok_or(WriteFailed::Rejected),
         Err(StoreError::Conflict) => match &queued.op {
             // The sender already stored this client message id: answer with the stored message.
@@ -224,8 +283,7 @@ async fn commit_alone(store: &Store, queued: Queued, metrics: &Metrics) {
             error!(error = %err, op = ?queued.op, "write refused");
             Err(if err.is_transient() { WriteFailed::Unavailable } else { WriteFailed::Rejected })
         }
-    };
-    answer(std::iter::once((queued, result)), metrics);
+    }
 }
 
 fn fail_all(batch: &mut Vec<Queued>, failure: WriteFailed, metrics: &Metrics) {

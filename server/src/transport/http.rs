@@ -1,7 +1,7 @@
 //! HTTP endpoints: health, readiness, metrics and session creation.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
@@ -14,6 +14,7 @@ use super::ws::bearer_token;
 use crate::server::App;
 use crate::session::wire::session_view;
 use crate::session::{NewSessionSpec, create_session as create};
+use crate::store::Store;
 
 /// 200 while the process serves requests.
 pub async fn healthz() -> &'static str {
@@ -34,20 +35,29 @@ struct Readiness {
     checks: std::collections::BTreeMap<&'static str, Check>,
 }
 
+/// How long each readiness check may take: checks run side by side, so `/readyz` answers within
+/// a second whatever its dependencies do.
+const READY_CHECK_TIMEOUT: Duration = Duration::from_millis(800);
+
 /// Readiness: `healthy` when every dependency answers, `degraded` when only Redis does not,
 /// `unhealthy` (503) when the database does not.
 pub async fn readyz(State(app): State<Arc<App>>) -> Response {
-    let mut checks = std::collections::BTreeMap::new();
     let started = Instant::now();
-    let database = app.store.ping().await;
-    checks.insert("database", check(database.is_ok(), started, "the database did not answer"));
-    let mut redis_ok = true;
-    if let Some(redis) = &app.redis {
-        let started = Instant::now();
-        redis_ok = redis.ping().await.is_ok();
+    let database = tokio::time::timeout(READY_CHECK_TIMEOUT, app.store.ping());
+    let redis = async {
+        match &app.redis {
+            Some(redis) => Some(tokio::time::timeout(READY_CHECK_TIMEOUT, redis.ping()).await.is_ok_and(|r| r.is_ok())),
+            None => None,
+        }
+    };
+    let (database, redis) = tokio::join!(database, redis);
+    let database_ok = database.is_ok_and(|r| r.is_ok());
+    let mut checks = std::collections::BTreeMap::new();
+    checks.insert("database", check(database_ok, started, "the database did not answer"));
+    if let Some(redis_ok) = redis {
         checks.insert("redis", check(redis_ok, started, "redis did not answer"));
     }
-    let (status, code) = match (database.is_ok(), redis_ok) {
+    let (status, code) = match (database_ok, redis.unwrap_or(true)) {
         (true, true) => ("healthy", StatusCode::OK),
         (true, false) => ("degraded", StatusCode::OK),
         (false, _) => ("unhealthy", StatusCode::SERVICE_UNAVAILABLE),
@@ -96,7 +106,8 @@ pub async fn create_session(State(app): State<Arc<App>>, headers: HeaderMap, bod
         invitees: request.invitees,
         lobby_enabled: request.lobby_enabled,
     };
-    match create(&app.store, &identity, spec, app.config.instant_session_ttl, chrono::Utc::now()).await {
+    let (ttl, bound) = (app.config.instant_session_ttl, app.config.db_timeout);
+    match create(&app.store, &identity, spec, ttl, bound, chrono::Utc::now()).await {
         Ok(session) => (StatusCode::CREATED, Json(session_view(&session))).into_response(),
         Err(err) => {
             let status = match err.code() {
@@ -149,7 +160,8 @@ pub async fn transitions(
     };
     let session_id = convene_protocol::SessionId(session_id);
     let unavailable = || error(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, "the database is unavailable");
-    let (session, participants) = match app.store.load_session(session_id).await {
+    let bound = app.config.db_timeout;
+    let (session, participants) = match Store::within(bound, app.store.load_session(session_id)).await {
         Ok(Some(found)) if found.0.organization_id == identity.organization_id => found,
         Ok(_) => return error(StatusCode::NOT_FOUND, ErrorCode::NotFound, "session not found"),
         Err(_) => return unavailable(),
@@ -159,7 +171,9 @@ pub async fn transitions(
     if !hosts_it && identity.role != convene_protocol::Role::Admin {
         return error(StatusCode::FORBIDDEN, ErrorCode::Forbidden, "only the session's hosts and admins may read this");
     }
-    let Ok(transitions) = app.store.transitions(session_id).await else { return unavailable() };
+    let Ok(transitions) = Store::within(bound, app.store.transitions(session_id)).await else {
+        return unavailable();
+    };
     let attendance = crate::rooms::attendance::attendance(&transitions, chrono::Utc::now())
         .into_iter()
         .map(|a| AttendanceView { user_id: a.user, room_id: a.room, seconds: a.seconds })

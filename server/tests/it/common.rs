@@ -55,6 +55,26 @@ impl TestDb {
         }
     }
 
+    /// Where a Postgres database's server listens: the `host:port` of its URL.
+    pub fn server_addr(&self) -> Result<SocketAddr> {
+        let authority = self.authority().context("not a Postgres URL")?;
+        let host_port = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+        host_port.parse().with_context(|| format!("{host_port} is not an ip:port"))
+    }
+
+    /// The same database reached through `proxy` (Postgres only).
+    pub fn through(&self, proxy: &TcpProxy) -> Result<Self> {
+        let authority = self.authority().context("not a Postgres URL")?;
+        let host_port = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+        let url = self.url.replacen(host_port, &proxy.addr.to_string(), 1);
+        Ok(Self { url, _dir: self._dir.clone() })
+    }
+
+    fn authority(&self) -> Option<&str> {
+        let rest = self.url.strip_prefix("postgres://")?;
+        rest.split('/').next()
+    }
+
     /// A store on this database, for checking what the server persisted.
     pub async fn store(&self) -> Result<Store> {
         Store::connect(Some(&self.url), std::path::Path::new(".")).await.map_err(|e| anyhow!("{e}"))
@@ -336,4 +356,60 @@ macro_rules! on_both_backends {
             )*
         }
     };
+}
+
+/// A TCP proxy between the server and its database, which a test can cut (every connection
+/// through it closed, new ones refused) and restore: a database outage that the shared
+/// Postgres, still serving the other tests, does not notice.
+#[derive(Debug)]
+pub struct TcpProxy {
+    pub addr: SocketAddr,
+    state: std::sync::Arc<ProxyState>,
+    _task: tokio_util::task::AbortOnDropHandle<()>,
+}
+
+#[derive(Debug, Default)]
+struct ProxyState {
+    cut: std::sync::atomic::AtomicBool,
+    /// Cancelled on every cut: every pipe open at that moment ends.
+    pipes: std::sync::Mutex<CancellationToken>,
+}
+
+impl TcpProxy {
+    pub async fn start(target: SocketAddr) -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let state = std::sync::Arc::new(ProxyState::default());
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if shared.cut.load(std::sync::atomic::Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let token = shared.pipes.lock().map(|t| t.clone()).unwrap_or_default();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(target).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        () = token.cancelled() => {}
+                    }
+                });
+            }
+        });
+        Ok(Self { addr, state, _task: tokio_util::task::AbortOnDropHandle::new(task) })
+    }
+
+    /// Closes every connection through the proxy and refuses new ones.
+    pub fn cut(&self) {
+        self.state.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(mut pipes) = self.state.pipes.lock() {
+            pipes.cancel();
+            *pipes = CancellationToken::new();
+        }
+    }
+
+    pub fn restore(&self) {
+        self.state.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
 }

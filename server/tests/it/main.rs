@@ -12,6 +12,7 @@ mod durability;
 mod http;
 mod jwks;
 mod one_reply;
+mod outage;
 mod presence;
 mod resume;
 mod sessions;

@@ -111,7 +111,12 @@ impl SessionState {
         let waiters = room.chat.settle(sender, client_msg_id);
         let (message, fresh) = match result {
             Ok(InsertOutcome::Inserted(message)) => (message, true),
-            Ok(InsertOutcome::Duplicate(message)) => (message, false),
+            // A send whose first attempt was cut short while committing may have been stored
+            // after all: if it is newer than anything announced, it is announced now.
+            Ok(InsertOutcome::Duplicate(message)) => {
+                let unseen = message.seq > room.chat.last_seq();
+                (message, unseen)
+            }
             Err(failure) => {
                 let error = SessionError::from(failure);
                 for waiter in waiters {
