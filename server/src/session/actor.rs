@@ -190,13 +190,10 @@ impl Actor {
         match mail {
             Mail::Join { link, identity, request_id, resume } => {
                 let conn = link.conn_id;
-                // The link is kept before the command runs so the reply can reach it; a refused
-                // join leaves it unattached, and it is dropped below.
+                // The link is kept before the command runs (or waits behind a change in flight);
+                // a refused join detaches it again.
                 self.links.insert(conn, link);
                 self.handle(Command::Join { conn, identity, request_id, resume });
-                if !self.state.is_attached(conn) {
-                    self.links.remove(&conn);
-                }
             }
             Mail::Command(command) => self.handle(command),
         }
@@ -286,22 +283,22 @@ impl Actor {
             Persist::SessionStarted { at } => WriteOp::SessionStarted { session_id, at },
             Persist::SessionEnded { at } => WriteOp::SessionEnded { session_id, at },
             Persist::LobbyChanged { enabled } => WriteOp::LobbyChanged { session_id, enabled },
-            Persist::Breakout { changes, reply: Some(reply) } => {
+            Persist::Staged { changes } => {
                 let (done, outcome) = oneshot::channel();
-                let persisted = move |result| Command::Persisted { reply: Some(reply), result };
+                let committed = |result| Command::Committed { result };
                 match self.deps.writer.try_submit(WriteOp::Breakout { changes, done: Some(done) }) {
                     Ok(()) => self.pending.push_back(Box::pin(async move {
-                        persisted(outcome.await.unwrap_or(Err(WriteFailed::Unavailable)))
+                        committed(outcome.await.unwrap_or(Err(WriteFailed::Unavailable)))
                     })),
                     Err(err) => {
-                        error!(error = %err, "writer refused a breakout change");
+                        error!(error = %err, "writer refused a change of rooms");
                         self.deps.metrics.write_failures.fetch_add(1, Ordering::Relaxed);
-                        self.followups.push_back(persisted(Err(WriteFailed::Unavailable)));
+                        self.followups.push_back(committed(Err(WriteFailed::Unavailable)));
                     }
                 }
                 return;
             }
-            Persist::Breakout { changes, reply: None } => WriteOp::Breakout { changes, done: None },
+            Persist::Breakout { changes } => WriteOp::Breakout { changes, done: None },
         };
         // Bookkeeping is not acknowledged to anyone, so it is not worth stalling the session
         // for; a full queue loses it, loudly.

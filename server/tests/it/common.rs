@@ -413,3 +413,54 @@ impl TcpProxy {
         self.state.cut.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }
+
+/// A database the test can make unreachable and bring back: Postgres through a [`TcpProxy`] it
+/// cuts; SQLite by holding the database's write lock from a connection of its own.
+#[derive(Debug)]
+pub enum Outage {
+    Proxy(TcpProxy),
+    Lock { url: String, held: Option<sqlx::SqliteConnection> },
+}
+
+impl Outage {
+    /// A server on a fresh database that this outage controls.
+    pub async fn server(backend: Backend, configure: impl FnOnce(&mut Config)) -> Result<(TestServer, Self)> {
+        let db = TestDb::new(backend).await?;
+        match backend {
+            Backend::Postgres => {
+                let proxy = TcpProxy::start(db.server_addr()?).await?;
+                let server = TestServer::start_on(db.through(&proxy)?, configure).await?;
+                Ok((server, Self::Proxy(proxy)))
+            }
+            Backend::Sqlite => {
+                let url = db.url.clone();
+                Ok((TestServer::start_on(db, configure).await?, Self::Lock { url, held: None }))
+            }
+        }
+    }
+
+    pub async fn begin(&mut self) -> Result<()> {
+        match self {
+            Self::Proxy(proxy) => proxy.cut(),
+            Self::Lock { url, held } => {
+                let mut conn = sqlx::SqliteConnection::connect(url).await?;
+                sqlx::query("BEGIN EXCLUSIVE").execute(&mut conn).await?;
+                *held = Some(conn);
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn end(&mut self) -> Result<()> {
+        match self {
+            Self::Proxy(proxy) => proxy.restore(),
+            Self::Lock { held, .. } => {
+                if let Some(mut conn) = held.take() {
+                    sqlx::query("ROLLBACK").execute(&mut conn).await?;
+                    conn.close().await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

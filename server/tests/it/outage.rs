@@ -9,7 +9,10 @@ use convene_protocol::{ErrorCode, Role, ServerMessage};
 use convene_server::store::HistoryQuery;
 use serde_json::json;
 
-use crate::common::{Backend, Client, TcpProxy, TestDb, TestServer, TestUser, group_session};
+use crate::common::{Backend, Client, Outage, TcpProxy, TestDb, TestServer, TestUser, group_session};
+use crate::on_both_backends;
+
+on_both_backends!(a_move_that_cannot_be_stored_is_not_announced_and_a_retry_runs_again);
 
 /// The request timeout the server is given here.
 const DB_TIMEOUT: Duration = Duration::from_secs(1);
@@ -81,5 +84,69 @@ async fn a_database_outage_is_refused_in_time_and_loses_nothing() -> Result<()> 
     assert_eq!(bodies, expected, "each message stored exactly once, in order");
     let stored_seqs: Vec<i64> = stored.iter().map(|m| m.seq).collect();
     assert_eq!(stored_seqs, (1..=7).collect::<Vec<i64>>(), "sequence numbers have no gaps");
+    Ok(())
+}
+
+async fn a_move_that_cannot_be_stored_is_not_announced_and_a_retry_runs_again(backend: Backend) -> Result<()> {
+    let (server, mut outage) = Outage::server(backend, |config| config.db_timeout = DB_TIMEOUT).await?;
+    let (host, mut host_client, session) = group_session(&server).await?;
+    let member = TestUser::new(Role::Patient, host.org);
+    let mut member_client = Client::connect(&server, &member).await?;
+    member_client.join(session.id).await?;
+    host_client
+        .send_json(json!({"type": "create_breakout_rooms", "request_id": "rooms", "session_id": session.id,
+            "names": ["Pairs"], "max_participants": 4}))
+        .await?;
+    let room = host_client
+        .recv_until(|m| match m {
+            ServerMessage::BreakoutsChanged { rooms, .. } => rooms.first().map(|r| r.room_id),
+            _ => None,
+        })
+        .await?;
+    host_client.sync().await?;
+    member_client.sync().await?;
+
+    let move_it = json!({"type": "move_participant", "request_id": "mv", "session_id": session.id,
+        "user_id": member.id, "from_room_id": session.main_room_id, "to_room_id": room});
+    outage.begin().await?;
+    host_client.send_json(move_it.clone()).await?;
+    let mut before_reply = Vec::new();
+    let reply = loop {
+        match host_client.recv().await? {
+            ServerMessage::Error(e) if e.request_id.as_ref().is_some_and(|r| r.as_str() == "mv") => break Err(e.code),
+            ServerMessage::Ok { request_id: Some(r) } if r.as_str() == "mv" => break Ok(()),
+            other => before_reply.push(other),
+        }
+    };
+    assert_eq!(reply, Err(ErrorCode::Unavailable));
+    ensure!(before_reply.is_empty(), "the host was told of a move that was not stored: {before_reply:?}");
+    let told = member_client.sync().await?;
+    ensure!(told.is_empty(), "the member was told of a move that was not stored: {told:?}");
+    outage.end().await?;
+
+    // The retry runs again; this time the move is stored, then announced.
+    host_client.send_json(move_it).await?;
+    host_client
+        .recv_until(|m| matches!(m, ServerMessage::Ok { request_id: Some(r) } if r.as_str() == "mv").then_some(()))
+        .await?;
+    let moved = member_client
+        .recv_until(|m| match m {
+            ServerMessage::Moved { room, .. } => Some(room.room_id),
+            _ => None,
+        })
+        .await?;
+    assert_eq!(moved, room);
+
+    let db = server.stop().await?;
+    let moves: Vec<_> = db
+        .store()
+        .await?
+        .transitions(session.id)
+        .await?
+        .into_iter()
+        .filter(|t| t.user_id == member.id && t.from_room.is_some() && t.to_room.is_some())
+        .map(|t| (t.from_room, t.to_room))
+        .collect();
+    assert_eq!(moves, [(Some(session.main_room_id), Some(room))], "one move stored");
     Ok(())
 }

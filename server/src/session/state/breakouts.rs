@@ -2,10 +2,10 @@
 //! countdown, timers, broadcasts and help requests.
 //!
 //! Every change of room goes through [`SessionState::relocate`], which moves presence with the
-//! person (left the old room, joined the new one) and records a transition; the transitions of
-//! one command are committed in one write together with the room changes that caused them.
-//! Moves of several people are checked in full first ([`SessionState::check_moves`]) and then
-//! applied, so they happen all together or not at all.
+//! person (left the old room, joined the new one). A command's changes are checked in full first
+//! ([`SessionState::check_moves`]), then staged (see [`super::staging`]): their transitions and
+//! room rows are committed in one write, and only after that commit are they applied and
+//! announced, all together or not at all.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
@@ -13,8 +13,8 @@ use std::time::Duration;
 use convene_protocol::{AssignmentMode, ConnId, MoveReason, RequestId, RoomId, UserId};
 
 use super::{
-    Audience, BreakoutView, Effect, Event, Help, Now, Overview, Persist, Reply, RoomSummary, SessionError,
-    SessionState, send,
+    Audience, BreakoutView, Change, Effect, Event, Help, Now, Overview, Reply, RoomSummary, SessionError, SessionState,
+    send,
 };
 use crate::chat::RoomChat;
 use crate::rooms::plan::{Slot, SplitRequest, split};
@@ -161,17 +161,10 @@ impl SessionState {
         Ok(())
     }
 
-    /// Applies checked moves: presence moves with each person, the moved hear `moved` with their
-    /// new room's members, those who stayed in an affected room hear a presence diff, hosts hear
-    /// how the rooms look now. Returns the transitions to store.
-    fn relocate(
-        &mut self,
-        moves: &[(UserId, RoomId)],
-        reason: MoveReason,
-        now: Now,
-        out: &mut Vec<Effect>,
-    ) -> Vec<TransitionRecord> {
-        let mut transitions = Vec::new();
+    /// Applies checked and committed moves: presence moves with each person, the moved hear
+    /// `moved` with their new room's members, those who stayed in an affected room hear a
+    /// presence diff, hosts hear how the rooms look now.
+    pub(super) fn relocate(&mut self, moves: &[(UserId, RoomId)], reason: MoveReason, out: &mut Vec<Effect>) {
         let mut arrived: BTreeMap<RoomId, Vec<UserId>> = BTreeMap::new();
         let mut departed: BTreeMap<RoomId, Vec<UserId>> = BTreeMap::new();
         let mut moved = Vec::new();
@@ -190,7 +183,6 @@ impl SessionState {
             self.breakouts.last_room.insert(*user, *to);
             arrived.entry(*to).or_default().push(*user);
             departed.entry(from).or_default().push(*user);
-            transitions.push(self.transition(*user, Some(from), Some(*to), now));
             moved.push((*user, from, *to));
         }
         // A host arriving in a room answers its help requests.
@@ -239,7 +231,17 @@ impl SessionState {
             );
         }
         self.announce_breakouts(&affected, &[], out);
-        transitions
+    }
+
+    /// The transitions `moves` will record, as [`SessionState::relocate`] will carry them out.
+    fn transitions_for(&self, moves: &[(UserId, RoomId)], now: Now) -> Vec<TransitionRecord> {
+        moves
+            .iter()
+            .filter_map(|(user, to)| {
+                let from = self.presence.get(*user)?.room;
+                (from != *to).then(|| self.transition(*user, Some(from), Some(*to), now))
+            })
+            .collect()
     }
 
     fn room_members(&self, room: RoomId) -> Vec<crate::presence::Member> {
@@ -273,8 +275,9 @@ impl SessionState {
         }
     }
 
-    /// Checks, applies and stores a set of moves requested by a host, answering a retry of the
-    /// same request with the first outcome instead of moving again.
+    /// Checks a set of moves requested by a host and stages them, answering a retry of the same
+    /// request with the first outcome instead of moving again. Refusals are remembered at once;
+    /// success only once the moves are committed.
     fn host_moves(
         &mut self,
         conn: ConnId,
@@ -287,16 +290,13 @@ impl SessionState {
         if self.answered_before(conn, host, &request_id, out) {
             return Ok(());
         }
-        let outcome = plan(self).and_then(|moves| self.check_moves(&moves).map(|()| moves));
-        self.remember(host, &request_id, &outcome.as_ref().map(|_| ()).map_err(Clone::clone));
-        let moves = outcome?;
-        let transitions = self.relocate(&moves, MoveReason::Moved, now, out);
-        self.persist(vec![BreakoutChange::Transitions(transitions)], Some(Reply { conn, request_id }), out);
+        let moves = plan(self).and_then(|moves| self.check_moves(&moves).map(|()| moves));
+        let moves = moves.inspect_err(|error| self.remember(host, &request_id, &Err(error.clone())))?;
+        let transitions = self.transitions_for(&moves, now);
+        let change = Change::Relocate { moves, reason: MoveReason::Moved };
+        let reply = Reply { conn, request_id };
+        self.stage(change, vec![BreakoutChange::Transitions(transitions)], Some(reply), Some(host), out);
         Ok(())
-    }
-
-    fn persist(&self, changes: Vec<BreakoutChange>, reply: Option<Reply>, out: &mut Vec<Effect>) {
-        out.push(Effect::Persist(Persist::Breakout { changes, reply }));
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -343,8 +343,6 @@ impl SessionState {
                 ends: None,
                 closes: None,
             };
-            let chat = RoomChat::new(id, name.clone(), 0, Vec::new(), self.limits.resume_window);
-            self.rooms.insert(id, super::Room { chat, members: HashSet::new(), breakout: Some(breakout) });
             records.push(BreakoutRoomRecord {
                 id,
                 main_session_id: self.session.id,
@@ -354,11 +352,21 @@ impl SessionState {
                 created_by: host,
                 created_at: now.wall,
             });
-            created.push(id);
+            created.push((id, breakout));
         }
-        self.announce_breakouts(&created, &[], out);
-        self.persist(vec![BreakoutChange::CreateRooms(records)], Some(Reply { conn, request_id }), out);
+        let changes = vec![BreakoutChange::CreateRooms(records)];
+        self.stage(Change::CreateRooms(created), changes, Some(Reply { conn, request_id }), None, out);
         Ok(())
+    }
+
+    /// Adds committed rooms and tells the hosts.
+    pub(super) fn add_rooms(&mut self, rooms: Vec<(RoomId, Breakout)>, out: &mut Vec<Effect>) {
+        let ids: Vec<RoomId> = rooms.iter().map(|(id, _)| *id).collect();
+        for (id, breakout) in rooms {
+            let chat = RoomChat::new(id, breakout.name.clone(), 0, Vec::new(), self.limits.resume_window);
+            self.rooms.insert(id, super::Room { chat, members: HashSet::new(), breakout: Some(breakout) });
+        }
+        self.announce_breakouts(&ids, &[], out);
     }
 
     pub(super) fn update_room(
@@ -380,23 +388,15 @@ impl SessionState {
             return Err(SessionError::Invalid("max_participants must be 1 to 1000"));
         }
         let participants = self.participants_in(room);
-        let breakout = self.rooms.get_mut(&room).and_then(|r| r.breakout.as_mut()).ok_or(SessionError::NoSuchRoom)?;
+        let breakout = self.rooms.get(&room).and_then(|r| r.breakout.as_ref()).ok_or(SessionError::NoSuchRoom)?;
         if max_participants.is_some_and(|m| m < participants) {
             return Err(SessionError::Conflict("the room holds more participants than that"));
         }
-        if let Some(name) = name {
-            breakout.name = name;
-        }
-        if let Some(max) = max_participants {
-            breakout.max_participants = max;
-        }
-        let change = BreakoutChange::UpdateRoom {
-            room,
-            name: breakout.name.clone(),
-            max_participants: breakout.max_participants,
-        };
-        self.announce_breakouts(&[room], &[], out);
-        self.persist(vec![change], Some(Reply { conn, request_id }), out);
+        let name = name.unwrap_or_else(|| breakout.name.clone());
+        let max_participants = max_participants.unwrap_or(breakout.max_participants);
+        let changes = vec![BreakoutChange::UpdateRoom { room, name: name.clone(), max_participants }];
+        let change = Change::UpdateRoom { room, name, max_participants };
+        self.stage(change, changes, Some(Reply { conn, request_id }), None, out);
         Ok(())
     }
 
@@ -412,11 +412,8 @@ impl SessionState {
         if !r.members.is_empty() {
             return Err(SessionError::Conflict("only an empty room can be deleted"));
         }
-        self.rooms.remove(&room);
-        self.breakouts.manual.retain(|_, r| *r != room);
-        self.breakouts.automatic.retain(|_, r| *r != room);
-        self.announce_breakouts(&[], &[room], out);
-        self.persist(vec![BreakoutChange::DeleteRoom(room)], Some(Reply { conn, request_id }), out);
+        let changes = vec![BreakoutChange::DeleteRoom(room)];
+        self.stage(Change::DeleteRoom(room), changes, Some(Reply { conn, request_id }), None, out);
         Ok(())
     }
 
@@ -553,23 +550,13 @@ impl SessionState {
             .filter_map(|m| self.planned_room(m.user_id).filter(|room| *room != m.room).map(|room| (m.user_id, room)))
             .collect();
         moves.sort();
-        let outcome = self.check_moves(&moves);
-        self.remember(host, &request_id, &outcome);
-        outcome?;
-        self.breakouts.open = true;
-        if let Some(secs) = timer_secs {
-            let length = Duration::from_secs(u64::from(secs));
-            let ends = Deadline { at: now.mono + length, wall: now.wall + chrono::Duration::seconds(i64::from(secs)) };
-            for room in self.rooms.values_mut() {
-                if let Some(breakout) = room.breakout.as_mut() {
-                    breakout.ends = Some(ends);
-                }
-            }
-        }
-        let transitions = self.relocate(&moves, MoveReason::Assigned, now, out);
-        let all: Vec<RoomId> = self.rooms.keys().copied().collect();
-        self.announce_breakouts(&all, &[], out);
-        self.persist(vec![BreakoutChange::Transitions(transitions)], Some(Reply { conn, request_id }), out);
+        self.check_moves(&moves).inspect_err(|error| self.remember(host, &request_id, &Err(error.clone())))?;
+        let ends = timer_secs.map(|secs| Deadline {
+            at: now.mono + Duration::from_secs(u64::from(secs)),
+            wall: now.wall + chrono::Duration::seconds(i64::from(secs)),
+        });
+        let changes = vec![BreakoutChange::Transitions(self.transitions_for(&moves, now))];
+        self.stage(Change::Open { moves, ends }, changes, Some(Reply { conn, request_id }), Some(host), out);
         Ok(())
     }
 
@@ -661,11 +648,11 @@ impl SessionState {
                 }
             }
         }
-        let moves = [(user, room)];
+        let moves = vec![(user, room)];
         self.check_moves(&moves)?;
         let reason = if is_host { MoveReason::Moved } else { MoveReason::Selected };
-        let transitions = self.relocate(&moves, reason, now, out);
-        self.persist(vec![BreakoutChange::Transitions(transitions)], Some(Reply { conn, request_id }), out);
+        let changes = vec![BreakoutChange::Transitions(self.transitions_for(&moves, now))];
+        self.stage(Change::Relocate { moves, reason }, changes, Some(Reply { conn, request_id }), None, out);
         Ok(())
     }
 
@@ -693,8 +680,8 @@ impl SessionState {
         }
         let countdown = countdown_secs.map_or(self.breakouts.options.countdown, |s| Duration::from_secs(u64::from(s)));
         if countdown.is_zero() {
-            let changes = self.close_now(&rooms, now, out);
-            self.persist(changes, Some(Reply { conn, request_id }), out);
+            let changes = self.closing_rows(&rooms, now);
+            self.stage(Change::Close(rooms), changes, Some(Reply { conn, request_id }), None, out);
             return Ok(());
         }
         for room in &rooms {
@@ -721,15 +708,30 @@ impl SessionState {
         send(out, Audience::RoomAndHosts(room), Event::RoomClosing { room, seconds_left, closes_at: closes.wall });
     }
 
-    /// Closes rooms now: their members return to the main room. Returns the changes to store.
-    fn close_now(&mut self, rooms: &[RoomId], now: Now, out: &mut Vec<Effect>) -> Vec<BreakoutChange> {
+    /// Whom closing `rooms` returns to the main room.
+    fn closing_moves(&self, rooms: &[RoomId]) -> Vec<(UserId, RoomId)> {
         let mut moves: Vec<(UserId, RoomId)> = rooms
             .iter()
             .filter_map(|room| self.rooms.get(room))
             .flat_map(|r| r.members.iter().map(|user| (*user, self.main_room)))
             .collect();
         moves.sort();
-        let transitions = self.relocate(&moves, MoveReason::RoomClosed, now, out);
+        moves
+    }
+
+    /// The rows that closing `rooms` now writes: the rooms closed, their members' transitions.
+    fn closing_rows(&self, rooms: &[RoomId], now: Now) -> Vec<BreakoutChange> {
+        let transitions = self.transitions_for(&self.closing_moves(rooms), now);
+        vec![
+            BreakoutChange::CloseRooms { rooms: rooms.to_vec(), at: now.wall },
+            BreakoutChange::Transitions(transitions),
+        ]
+    }
+
+    /// Closes committed rooms: their members return to the main room.
+    pub(super) fn close_now(&mut self, rooms: &[RoomId], out: &mut Vec<Effect>) {
+        let moves = self.closing_moves(rooms);
+        self.relocate(&moves, MoveReason::RoomClosed, out);
         for room in rooms {
             self.rooms.remove(room);
         }
@@ -745,10 +747,6 @@ impl SessionState {
             self.breakouts.open = false;
         }
         self.announce_breakouts(&[], rooms, out);
-        vec![
-            BreakoutChange::CloseRooms { rooms: rooms.to_vec(), at: now.wall },
-            BreakoutChange::Transitions(transitions),
-        ]
     }
 
     pub(super) fn broadcast(
@@ -823,13 +821,17 @@ impl SessionState {
             .collect();
         due.sort();
         if !due.is_empty() {
-            let changes = self.close_now(&due, now, out);
-            self.persist(changes, None, out);
+            let changes = self.closing_rows(&due, now);
+            self.stage(Change::Close(due), changes, None, None, out);
         }
     }
 
-    /// When the session's clock next needs to run, if ever.
+    /// When the session's clock next needs to run, if ever. Not while a change is in flight:
+    /// the clock waits for its commit like any other change of rooms.
     pub fn next_deadline(&self) -> Option<std::time::Instant> {
+        if self.is_staging() {
+            return None;
+        }
         let countdown = self.breakouts.options.countdown;
         self.rooms
             .values()

@@ -11,8 +11,11 @@
 
 mod breakouts;
 mod chat;
+mod staging;
 #[cfg(test)]
 mod tests;
+
+pub use staging::{Change, DEFERRED_CAPACITY};
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Instant;
@@ -211,9 +214,8 @@ pub enum Command {
     },
     /// The session's clock: timers and countdowns that are due fire.
     Tick,
-    /// The outcome of a [`Persist::Breakout`] that someone waits on.
-    Persisted {
-        reply: Option<Reply>,
+    /// The outcome of the [`Persist::Staged`] write of the change in flight.
+    Committed {
         result: Result<(), WriteFailed>,
     },
     /// The outcome of a [`Persist::Message`].
@@ -414,11 +416,15 @@ pub enum Persist {
     LobbyChanged {
         enabled: bool,
     },
-    /// Breakout changes and the transitions they cause, in one transaction; `reply` is told once
-    /// it committed.
+    /// Bookkeeping: transitions of joins and leaves, and what ending a session closes. Nobody
+    /// waits on it.
     Breakout {
         changes: Vec<BreakoutChange>,
-        reply: Option<Reply>,
+    },
+    /// The rows of the change in flight, in one transaction; its outcome comes back as
+    /// [`Command::Committed`], and only then is the change applied and announced.
+    Staged {
+        changes: Vec<BreakoutChange>,
     },
 }
 
@@ -486,6 +492,8 @@ pub enum SessionError {
     Conflict(&'static str),
     #[error("the database is unavailable; retry")]
     Unavailable,
+    #[error("the session is busy; retry")]
+    Busy,
     #[error("the server could not carry out the request")]
     Internal,
 }
@@ -505,7 +513,7 @@ impl SessionError {
             Self::Invalid(_) => ErrorCode::Invalid,
             Self::TooLarge(_) => ErrorCode::TooLarge,
             Self::RateLimited => ErrorCode::RateLimited,
-            Self::Unavailable => ErrorCode::Unavailable,
+            Self::Unavailable | Self::Busy => ErrorCode::Unavailable,
             Self::Internal => ErrorCode::Internal,
         }
     }
@@ -609,6 +617,7 @@ pub struct SessionState {
     limits: ChatLimits,
     rate: HashMap<UserId, RateLimiter>,
     breakouts: Breakouts,
+    staging: staging::Staging,
 }
 
 impl SessionState {
@@ -643,6 +652,7 @@ impl SessionState {
             limits,
             rate: HashMap::new(),
             breakouts: Breakouts { last_room, ..Breakouts::default() },
+            staging: staging::Staging::default(),
         }
     }
 
@@ -691,7 +701,9 @@ impl SessionState {
 
     /// Carries out one command, appending its effects to `out`.
     pub fn apply(&mut self, command: Command, now: Now, out: &mut Vec<Effect>) {
+        let Some(command) = self.defer(command, out) else { return };
         let (conn, request_id) = command.origin();
+        let joining = matches!(command, Command::Join { .. });
         let result = match command {
             Command::Join { conn, identity, request_id, resume } => {
                 self.join(conn, identity, request_id, resume, now, out)
@@ -760,14 +772,8 @@ impl SessionState {
                 self.tick(now, out);
                 Ok(())
             }
-            Command::Persisted { reply, result } => {
-                if let Some(reply) = reply {
-                    let event = match result {
-                        Ok(()) => Event::Succeeded { request_id: reply.request_id },
-                        Err(failure) => Event::Failed { request_id: reply.request_id, error: failure.into() },
-                    };
-                    send(out, Audience::Conn(reply.conn), event);
-                }
+            Command::Committed { result } => {
+                self.committed(result, now, out);
                 Ok(())
             }
             Command::Posted { room, sender, client_msg_id, result } => {
@@ -781,6 +787,10 @@ impl SessionState {
         };
         if let (Err(error), Some(conn)) = (result, conn) {
             send(out, Audience::Conn(conn), Event::Failed { request_id, error });
+            if joining && !self.conns.contains_key(&conn) {
+                // A refused join leaves nothing behind: the actor lets go of the connection.
+                out.push(Effect::Detach(conn));
+            }
         }
     }
 
@@ -867,7 +877,6 @@ impl SessionState {
                 let joined = self.transition(user, None, Some(member.room), now);
                 out.push(Effect::Persist(Persist::Breakout {
                     changes: vec![BreakoutChange::Transitions(vec![joined])],
-                    reply: None,
                 }));
                 send(out, Audience::SessionExcept(user), Event::MemberJoined(member.clone()));
                 self.announce_breakouts(&[member.room], &[], out);
@@ -950,7 +959,6 @@ impl SessionState {
                     let left = self.transition(user, room, None, now);
                     out.push(Effect::Persist(Persist::Breakout {
                         changes: vec![BreakoutChange::Transitions(vec![left])],
-                        reply: None,
                     }));
                     send(out, Audience::SessionExcept(user), Event::MemberLeft { user });
                     if let Some(room) = room {
@@ -1002,7 +1010,7 @@ impl SessionState {
         if !open.is_empty() {
             changes.push(BreakoutChange::CloseRooms { rooms: open, at: now.wall });
         }
-        out.push(Effect::Persist(Persist::Breakout { changes, reply: None }));
+        out.push(Effect::Persist(Persist::Breakout { changes }));
         self.lobby.clear();
         self.conns.clear();
         out.extend(everyone.into_iter().map(Effect::Detach));
@@ -1146,7 +1154,7 @@ impl SessionState {
 
 impl Command {
     /// The connection that asked, and its request id, for error replies.
-    fn origin(&self) -> (Option<ConnId>, Option<RequestId>) {
+    pub(super) fn origin(&self) -> (Option<ConnId>, Option<RequestId>) {
         match self {
             Self::Join { conn, request_id, .. }
             | Self::Leave { conn, request_id }
@@ -1178,7 +1186,7 @@ impl Command {
             | Self::Posted { .. }
             | Self::Changed { .. }
             | Self::Tick
-            | Self::Persisted { .. } => (None, None),
+            | Self::Committed { .. } => (None, None),
         }
     }
 }

@@ -2,14 +2,15 @@
 
 use chrono::Utc;
 use convene_protocol::{
-    ClientMsgId, ConnId, ErrorCode, OrgId, Role, RoomId, SessionId, SessionRole, SessionStatus, SessionType, UserId,
+    ClientMsgId, ConnId, ErrorCode, OrgId, RequestId, Role, RoomId, SessionId, SessionRole, SessionStatus, SessionType,
+    UserId,
 };
 use uuid::Uuid;
 
 use super::*;
 use crate::chat::RoomChat;
 use crate::config::ChatLimits;
-use crate::store::{InsertOutcome, ParticipantRecord, SessionRecord};
+use crate::store::{InsertOutcome, ParticipantRecord, SessionRecord, WriteFailed};
 
 struct Fixture {
     state: SessionState,
@@ -63,7 +64,23 @@ fn fixture(session_type: SessionType, lobby_enabled: bool) -> Fixture {
     Fixture { state, host, org, invited, room }
 }
 
+/// Applies a command as the actor would with a database that commits: a change of rooms it
+/// stages is committed at once.
 fn apply(state: &mut SessionState, command: Command) -> Vec<Effect> {
+    apply_at(state, command, Now::current())
+}
+
+fn apply_at(state: &mut SessionState, command: Command, now: Now) -> Vec<Effect> {
+    let mut out = Vec::new();
+    state.apply(command, now, &mut out);
+    while state.is_staging() {
+        state.apply(Command::Committed { result: Ok(()) }, now, &mut out);
+    }
+    out
+}
+
+/// Applies a command and leaves whatever it stages in flight.
+fn apply_uncommitted(state: &mut SessionState, command: Command) -> Vec<Effect> {
     let mut out = Vec::new();
     state.apply(command, Now::current(), &mut out);
     out
@@ -399,8 +416,7 @@ fn a_timer_warns_ahead_then_closes_its_room_on_the_sessions_clock() {
         Command::Assign { conn: ConnId(1), request_id: None, assignments: vec![(person.user_id, rooms[0])] },
     );
     let start = Now::current();
-    let mut out = Vec::new();
-    f.state.apply(Command::Open { conn: ConnId(1), request_id: None, timer_secs: Some(120) }, start, &mut out);
+    apply_at(&mut f.state, Command::Open { conn: ConnId(1), request_id: None, timer_secs: Some(120) }, start);
     let at = |secs: u64| Now {
         wall: start.wall + chrono::Duration::seconds(secs as i64),
         mono: start.mono + std::time::Duration::from_secs(secs),
@@ -408,8 +424,7 @@ fn a_timer_warns_ahead_then_closes_its_room_on_the_sessions_clock() {
     // The default countdown is 60 s: the warning is due at 60 s, the close at 120 s.
     assert_eq!(f.state.next_deadline(), Some(at(60).mono));
 
-    let mut out = Vec::new();
-    f.state.apply(Command::Tick, at(60), &mut out);
+    let out = apply_at(&mut f.state, Command::Tick, at(60));
     let warned = out.iter().find_map(|e| match e {
         Effect::Send { event: Event::RoomClosing { seconds_left, .. }, .. } => Some(*seconds_left),
         _ => None,
@@ -418,13 +433,126 @@ fn a_timer_warns_ahead_then_closes_its_room_on_the_sessions_clock() {
     assert!(moved_users(&out).is_empty(), "nobody moves before the end");
     assert_eq!(f.state.next_deadline(), Some(at(120).mono));
 
-    let mut out = Vec::new();
-    f.state.apply(Command::Tick, at(120), &mut out);
+    let out = apply_at(&mut f.state, Command::Tick, at(120));
     assert_eq!(moved_users(&out), [person.user_id]);
     let stored = out.iter().any(|e| {
-        matches!(e, Effect::Persist(Persist::Breakout { changes, .. })
+        matches!(e, Effect::Persist(Persist::Staged { changes })
             if changes.iter().any(|c| matches!(c, crate::store::BreakoutChange::CloseRooms { .. })))
     });
     assert!(stored, "the close is written with its transitions");
     assert_eq!(f.state.next_deadline(), None);
+}
+
+fn staged_writes(effects: &[Effect]) -> usize {
+    effects.iter().filter(|e| matches!(e, Effect::Persist(Persist::Staged { .. }))).count()
+}
+
+fn replies(effects: &[Effect], conn: u64) -> Vec<Result<(), ErrorCode>> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send { to: Audience::Conn(c), event: Event::Succeeded { .. } } if *c == ConnId(conn) => {
+                Some(Ok(()))
+            }
+            Effect::Send { to: Audience::Conn(c), event: Event::Failed { error, .. } } if *c == ConnId(conn) => {
+                Some(Err(error.code()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_move_is_announced_only_after_its_commit_and_a_failed_one_changes_nothing() {
+    let mut f = fixture(SessionType::Group, false);
+    join(&mut f.state, 1, f.host);
+    let person = identity(Role::Patient, f.org);
+    join(&mut f.state, 2, person);
+    let rooms = create_rooms(&mut f, 1, 5);
+    let user = person.user_id;
+    let request = RequestId::new("move-1");
+    let move_it = || Command::Move { conn: ConnId(1), request_id: request.clone(), user, from: f.room, to: rooms[0] };
+
+    // Checked and written, but nobody is told and nobody moves yet.
+    let staged = apply_uncommitted(&mut f.state, move_it());
+    assert_eq!(staged_writes(&staged), 1);
+    assert!(moved_users(&staged).is_empty() && replies(&staged, 1).is_empty(), "{staged:?}");
+    assert_eq!(f.state.presence.get(user).map(|m| m.room), Some(f.room));
+
+    // The write fails: the host alone hears why; the person is still where they were.
+    let mut failed = Vec::new();
+    f.state.apply(Command::Committed { result: Err(WriteFailed::Unavailable) }, Now::current(), &mut failed);
+    assert_eq!(replies(&failed, 1), [Err(ErrorCode::Unavailable)]);
+    assert!(moved_users(&failed).is_empty());
+    assert!(failed.iter().all(|e| matches!(e, Effect::Send { to: Audience::Conn(ConnId(1)), .. })), "{failed:?}");
+    assert_eq!(f.state.presence.get(user).map(|m| m.room), Some(f.room));
+
+    // A retry under the same request id runs again, and its commit moves the person.
+    let retried = apply(&mut f.state, move_it());
+    assert_eq!((staged_writes(&retried), moved_users(&retried)), (1, vec![user]));
+    assert_eq!(replies(&retried, 1), [Ok(())]);
+    assert_eq!(f.state.presence.get(user).map(|m| m.room), Some(rooms[0]));
+
+    // Once committed, the same request id is answered from memory: no second move, no write.
+    let again = apply(&mut f.state, move_it());
+    assert_eq!((staged_writes(&again), moved_users(&again).len()), (0, 0));
+    assert_eq!(replies(&again, 1), [Ok(())]);
+}
+
+#[test]
+fn changes_of_rooms_wait_behind_the_one_in_flight_and_see_its_result() {
+    let mut f = fixture(SessionType::Group, false);
+    join(&mut f.state, 1, f.host);
+    let second_host = identity(Role::Admin, f.org);
+    join(&mut f.state, 3, second_host);
+    let person = identity(Role::Patient, f.org);
+    join(&mut f.state, 2, person);
+    let rooms = create_rooms(&mut f, 2, 5);
+    let user = person.user_id;
+    let first = Command::Move { conn: ConnId(1), request_id: None, user, from: f.room, to: rooms[0] };
+    let second = Command::Move { conn: ConnId(3), request_id: None, user, from: f.room, to: rooms[1] };
+    apply_uncommitted(&mut f.state, first);
+    // The second host's move, the person's departure and a chat message arrive meanwhile.
+    let waiting = apply_uncommitted(&mut f.state, second);
+    assert!(waiting.is_empty(), "a second change waits: {waiting:?}");
+    let chat = apply_uncommitted(
+        &mut f.state,
+        Command::Typing { conn: ConnId(2), request_id: None, room: f.room, active: true },
+    );
+    assert_eq!(replies(&chat, 2), [Ok(())], "what changes no room runs at once");
+
+    let mut settled = Vec::new();
+    f.state.apply(Command::Committed { result: Ok(()) }, Now::current(), &mut settled);
+    // The first move happened; the second, checked after it, acted on a stale view.
+    assert_eq!(moved_users(&settled), [user]);
+    assert_eq!(replies(&settled, 1), [Ok(())]);
+    assert_eq!(replies(&settled, 3), [Err(ErrorCode::Conflict)]);
+    assert!(!f.state.is_staging());
+}
+
+#[test]
+fn a_full_deferral_queue_refuses_requests_but_never_a_departure() {
+    let mut f = fixture(SessionType::Group, false);
+    join(&mut f.state, 1, f.host);
+    let person = identity(Role::Patient, f.org);
+    join(&mut f.state, 2, person);
+    let rooms = create_rooms(&mut f, 1, 5);
+    apply_uncommitted(
+        &mut f.state,
+        Command::Move { conn: ConnId(1), request_id: None, user: person.user_id, from: f.room, to: rooms[0] },
+    );
+    let join_waiting = |state: &mut SessionState, conn: u64| {
+        let who = identity(Role::Patient, f.org);
+        apply_uncommitted(state, Command::Join { conn: ConnId(conn), identity: who, request_id: None, resume: vec![] })
+    };
+    for i in 0..DEFERRED_CAPACITY {
+        assert!(join_waiting(&mut f.state, 100 + i as u64).is_empty());
+    }
+    let late = join_waiting(&mut f.state, 99_999);
+    assert_eq!(outcome(&late, 99_999), Some(Outcome::Refused(ErrorCode::Unavailable)));
+    let leaving = apply_uncommitted(&mut f.state, Command::Disconnect { conn: ConnId(2) });
+    assert!(leaving.is_empty(), "a departure waits its turn instead of being refused");
+    let mut settled = Vec::new();
+    f.state.apply(Command::Committed { result: Ok(()) }, Now::current(), &mut settled);
+    assert!(f.state.presence.get(person.user_id).is_none(), "the departure ran after the move");
 }
