@@ -221,17 +221,23 @@ impl ClientMessage {
     pub fn parse(text: &str) -> Result<Self, ParseError> {
         serde_json::from_str(text).map_err(|err| {
             // Only the failure path pays for a second, lenient read that recovers the request id.
-            #[derive(Deserialize)]
-            struct Envelope {
-                #[serde(default)]
-                request_id: Option<serde_json::Value>,
-            }
-            let request_id = serde_json::from_str::<Envelope>(text)
-                .ok()
-                .and_then(|envelope| envelope.request_id)
-                .and_then(|value| value.as_str().and_then(RequestId::new));
+            let request_id = Self::request_id_of(text);
             ParseError { request_id, code: ErrorCode::Invalid, reason: err.to_string() }
         })
+    }
+
+    /// The `request_id` of a frame, read leniently (the rest of the frame may be anything), so
+    /// that a frame refused before it is parsed can still be answered by name.
+    pub fn request_id_of(text: &str) -> Option<RequestId> {
+        #[derive(Deserialize)]
+        struct Envelope {
+            #[serde(default)]
+            request_id: Option<serde_json::Value>,
+        }
+        serde_json::from_str::<Envelope>(text)
+            .ok()
+            .and_then(|envelope| envelope.request_id)
+            .and_then(|value| value.as_str().and_then(RequestId::new))
     }
 
     /// The request id the client attached, if any.

@@ -7,7 +7,6 @@
 //! the database's unique key on `(room, sender, client_msg_id)`.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Instant;
 
 use convene_protocol::{ClientMsgId, ConnId, RequestId, RoomId, UserId};
 
@@ -145,38 +144,11 @@ impl RoomChat {
     }
 }
 
-/// A token bucket: `burst` sends at once, refilled at `rate_per_sec`.
-#[derive(Clone, Copy, Debug)]
-pub struct RateLimiter {
-    tokens: f64,
-    updated: Instant,
-}
-
-impl RateLimiter {
-    pub fn new(burst: u32, now: Instant) -> Self {
-        Self { tokens: f64::from(burst), updated: now }
-    }
-
-    /// Takes one token if there is one.
-    pub fn try_take(&mut self, rate_per_sec: f64, burst: u32, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * rate_per_sec).min(f64::from(burst));
-        self.updated = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use chrono::Utc;
     use convene_protocol::{MessageId, SessionId};
-    use std::time::Duration;
     use uuid::Uuid;
 
     fn message(room: RoomId, seq: i64, sender: UserId) -> MessageRecord {
@@ -233,15 +205,5 @@ mod tests {
         room.committed(message(room_id, 3, sender));
         // c1 fell out of the window; the database's unique key recognises it from here on.
         assert_eq!(room.known(sender, &id("c1")), Known::New);
-    }
-
-    #[test]
-    fn the_rate_limiter_allows_a_burst_then_the_sustained_rate() {
-        let start = Instant::now();
-        let mut limiter = RateLimiter::new(3, start);
-        let taken: Vec<bool> = (0..4).map(|_| limiter.try_take(2.0, 3, start)).collect();
-        assert_eq!(taken, [true, true, true, false]);
-        assert!(limiter.try_take(2.0, 3, start + Duration::from_millis(500)));
-        assert!(!limiter.try_take(2.0, 3, start + Duration::from_millis(500)));
     }
 }

@@ -31,6 +31,8 @@ pub struct Config {
     /// Largest WebSocket frame or message accepted; larger ones close the connection with 1009.
     pub max_frame_bytes: usize,
     pub chat: ChatLimits,
+    /// What members may spend on everything that fans out or writes.
+    pub budgets: crate::limits::Budgets,
     /// How long a request waits for the database before it is answered `unavailable`.
     pub db_timeout: Duration,
     /// How many connections this node and each user may hold, and how large a request may be.
@@ -96,6 +98,7 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             max_frame_bytes: 64 * 1024,
             chat: ChatLimits::default(),
+            budgets: crate::limits::Budgets::default(),
             db_timeout: Duration::from_secs(3),
             limits: ConnectionLimits::default(),
             session_idle_grace: Duration::from_secs(60),

@@ -9,6 +9,7 @@ pub mod bus;
 pub mod chat;
 pub mod config;
 pub mod handlers;
+pub mod limits;
 pub mod metrics;
 pub mod outbound;
 pub mod presence;

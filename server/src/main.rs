@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use convene_protocol::Role;
 use convene_server::config::parse_duration;
+use convene_server::limits::{Budget, Budgets};
 use convene_server::{ChatLimits, Config, ConnectionLimits, auth, open_store, run};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -95,6 +96,30 @@ struct ServeArgs {
     /// Messages per room kept for resuming clients.
     #[arg(long, env = "CONVENE_RESUME_WINDOW", default_value_t = 500, global = true)]
     resume_window: usize,
+    /// Budgets as rate/burst (per user and session; frames per connection). Default 2/6.
+    #[arg(long, env = "CONVENE_LIMIT_TYPING", global = true)]
+    limit_typing: Option<Budget>,
+    /// Joins of a session, reconnects included. Default 0.5/10.
+    #[arg(long, env = "CONVENE_LIMIT_JOIN", global = true)]
+    limit_join: Option<Budget>,
+    /// Presence status changes. Default 1/5.
+    #[arg(long, env = "CONVENE_LIMIT_STATUS", global = true)]
+    limit_status: Option<Budget>,
+    /// Host broadcasts. Default 0.5/5.
+    #[arg(long, env = "CONVENE_LIMIT_BROADCAST", global = true)]
+    limit_broadcast: Option<Budget>,
+    /// Help requests. Default 0.2/3.
+    #[arg(long, env = "CONVENE_LIMIT_HELP", global = true)]
+    limit_help: Option<Budget>,
+    /// Host commands and changes of room. Default 20/60.
+    #[arg(long, env = "CONVENE_LIMIT_COMMAND", global = true)]
+    limit_command: Option<Budget>,
+    /// History pages. Default 5/20.
+    #[arg(long, env = "CONVENE_LIMIT_HISTORY", global = true)]
+    limit_history: Option<Budget>,
+    /// Frames of any kind per connection. Default 50/200.
+    #[arg(long, env = "CONVENE_LIMIT_FRAMES", global = true)]
+    limit_frames: Option<Budget>,
     /// How long a request waits for the database before it is answered `unavailable`.
     #[arg(long, env = "CONVENE_DB_TIMEOUT", default_value = "3s", value_parser = parse_duration, global = true)]
     db_timeout: Duration,
@@ -130,6 +155,7 @@ impl ServeArgs {
             heartbeat_timeout: self.heartbeat_timeout,
             handshake_timeout: self.handshake_timeout,
             db_timeout: self.db_timeout,
+            budgets: self.budgets(),
             limits: ConnectionLimits {
                 max_connections: self.max_connections.unwrap_or_else(default_max_connections),
                 max_sockets_per_user: self.max_sockets_per_user,
@@ -143,6 +169,22 @@ impl ServeArgs {
                 resume_window: self.resume_window,
             },
             ..Config::default()
+        }
+    }
+}
+
+impl ServeArgs {
+    fn budgets(&self) -> Budgets {
+        let default = Budgets::default();
+        Budgets {
+            typing: self.limit_typing.unwrap_or(default.typing),
+            join: self.limit_join.unwrap_or(default.join),
+            status: self.limit_status.unwrap_or(default.status),
+            broadcast: self.limit_broadcast.unwrap_or(default.broadcast),
+            help: self.limit_help.unwrap_or(default.help),
+            command: self.limit_command.unwrap_or(default.command),
+            history: self.limit_history.unwrap_or(default.history),
+            frames: self.limit_frames.unwrap_or(default.frames),
         }
     }
 }

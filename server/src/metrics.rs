@@ -21,6 +21,7 @@ pub struct Metrics {
     pub chat_messages_stored: AtomicU64,
     pub slow_disconnects: AtomicU64,
     pub sockets_refused: AtomicU64,
+    pub frames_rate_limited: AtomicU64,
     pub write_failures: AtomicU64,
     pub persist_latency: Histogram,
 }
@@ -83,6 +84,11 @@ impl Metrics {
                 "convene_slow_disconnects_total",
                 "Connections closed because they did not read fast enough.",
                 &self.slow_disconnects,
+            ),
+            (
+                "convene_frames_rate_limited_total",
+                "Frames refused because their connection sent past its frame budget.",
+                &self.frames_rate_limited,
             ),
             (
                 "convene_sockets_refused_total",

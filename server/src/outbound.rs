@@ -64,6 +64,8 @@ pub enum CloseReason {
     ProtocolError,
     /// A text frame was not valid UTF-8.
     InvalidText,
+    /// The client kept sending past its frame budget after being told to slow down.
+    Flooding,
 }
 
 impl CloseReason {
@@ -76,6 +78,7 @@ impl CloseReason {
             Self::TooBig => 1009,
             Self::ProtocolError => 1002,
             Self::InvalidText => 1007,
+            Self::Flooding => 4029,
         }
     }
 
@@ -88,6 +91,7 @@ impl CloseReason {
             Self::TooBig => "frame too large",
             Self::ProtocolError => "protocol error",
             Self::InvalidText => "text frame is not valid UTF-8",
+            Self::Flooding => "too many frames",
         }
     }
 }

@@ -119,6 +119,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         metrics: metrics.clone(),
         connections: connections.clone(),
         limits: config.chat,
+        budgets: config.budgets,
         db_timeout: config.db_timeout,
         idle_grace: config.session_idle_grace,
         tracker: session_tracker.clone(),

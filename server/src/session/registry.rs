@@ -20,6 +20,7 @@ use super::actor::{Actor, SessionHandle};
 use super::state::{MAIN_ROOM_NAME, SessionState};
 use crate::chat::RoomChat;
 use crate::config::ChatLimits;
+use crate::limits::Budgets;
 use crate::metrics::Metrics;
 use crate::outbound::Connections;
 use crate::rooms::Breakout;
@@ -34,6 +35,7 @@ pub struct SessionDeps {
     /// This node's connections, for replies to connections a session does not hold.
     pub connections: Arc<Connections>,
     pub limits: ChatLimits,
+    pub budgets: Budgets,
     /// How long loading a session or reading history may wait for the database.
     pub db_timeout: Duration,
     /// How long an actor with no connections waits before releasing its session.
@@ -132,7 +134,8 @@ impl Registry {
                 last_room.insert(transition.user_id, room);
             }
         }
-        let state = SessionState::new(session, participants, chat, breakout_rooms, last_room, self.deps.limits);
+        let (limits, budgets) = (self.deps.limits, self.deps.budgets);
+        let state = SessionState::new(session, participants, chat, breakout_rooms, last_room, limits, budgets);
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);
         let (handle, mailbox) = SessionHandle::new(id, state.session().organization_id, generation);
         let actor = Actor::new(state, self.deps.clone(), self.clone(), generation);

@@ -17,7 +17,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use convene_protocol::{ConnId, ErrorCode, PROTOCOL_VERSION, ServerMessage};
+use convene_protocol::{ClientMessage, ConnId, ErrorCode, PROTOCOL_VERSION, ServerMessage};
 use futures_util::SinkExt as _;
 use serde::Deserialize;
 use tokio::time::Instant;
@@ -25,6 +25,7 @@ use tracing::{Instrument as _, debug, info_span, warn};
 
 use crate::auth::Identity;
 use crate::handlers::{ConnCtx, dispatch};
+use crate::limits::TokenBucket;
 use crate::outbound::{CloseReason, ConnLink, ConnQueue, Frame};
 use crate::server::App;
 use crate::session::{Command, Mail};
@@ -184,6 +185,10 @@ async fn serve(socket: &mut WebSocket, ctx: &mut ConnCtx, mut queue: ConnQueue) 
     let shutdown = app.shutdown.cancelled();
     tokio::pin!(token_expiry, closed, shutdown);
     let mut batch = Vec::with_capacity(OUTBOUND_BATCH);
+    let budget = app.config.budgets.frames;
+    let mut frames = TokenBucket::full(budget, std::time::Instant::now());
+    // Frames refused in a row; past a whole burst of them the client is not listening.
+    let mut refused_in_a_row = 0u32;
     loop {
         tokio::select! {
             biased;
@@ -211,6 +216,17 @@ async fn serve(socket: &mut WebSocket, ctx: &mut ConnCtx, mut queue: ConnQueue) 
                 match incoming {
                     Some(Ok(Message::Text(text))) => {
                         app.metrics.frames_in.fetch_add(1, Ordering::Relaxed);
+                        if !frames.try_take(budget, std::time::Instant::now()) {
+                            refused_in_a_row += 1;
+                            if refused_in_a_row > budget.burst {
+                                return Some(CloseReason::Flooding);
+                            }
+                            app.metrics.frames_rate_limited.fetch_add(1, Ordering::Relaxed);
+                            let request_id = ClientMessage::request_id_of(text.as_str());
+                            ctx.reply(&ServerMessage::error(request_id, ErrorCode::RateLimited, "too many frames; slow down"));
+                            continue;
+                        }
+                        refused_in_a_row = 0;
                         // Boxed: the largest handler future would otherwise be part of every
                         // connection's task, idle or not.
                         Box::pin(dispatch(ctx, text.as_str())).await;

@@ -169,6 +169,7 @@ async fn clients_that_stop_reading_are_disconnected_as_slow(backend: Backend) ->
     let server = TestServer::start_with(backend, |config| {
         config.chat.burst = 1_000_000;
         config.chat.rate_per_sec = 1_000_000.0;
+        config.budgets.frames = convene_server::limits::Budget::new(1_000_000.0, 1_000_000);
     })
     .await?;
     let (host, mut host_client, session) = group_session(&server).await?;

@@ -11,6 +11,7 @@ mod chat;
 mod durability;
 mod http;
 mod jwks;
+mod limits;
 mod one_reply;
 mod outage;
 mod presence;

@@ -3,7 +3,12 @@
 use convene_protocol::{ClientMsgId, ConnId, MessageId, RequestId, RoomId, UserId};
 
 use super::{Audience, Effect, Event, Now, Persist, SessionError, SessionState, send};
-use crate::chat::{Known, RateLimiter, Waiter};
+use crate::chat::{Known, Waiter};
+use crate::limits::Spend;
+
+/// How often a member who keeps typing is announced as typing again. Clients re-send `active`
+/// every few seconds so a late arrival learns of it; more often than this is coalesced.
+const TYPING_REFRESH: std::time::Duration = std::time::Duration::from_secs(3);
 use crate::store::{EditOutcome, InsertOutcome, NewMessage, WriteFailed};
 
 impl SessionState {
@@ -46,10 +51,21 @@ impl SessionState {
         request_id: Option<RequestId>,
         room: RoomId,
         active: bool,
+        now: Now,
         out: &mut Vec<Effect>,
     ) -> Result<(), SessionError> {
         let user = self.reader_of(conn, room)?.user_id;
-        send(out, Audience::RoomExcept(room, user), Event::Typed { room, user, active });
+        // Repeats of the state the room already knows cost nothing and reach nobody; `active`
+        // is announced again only after the refresh interval, as clients re-send it.
+        let repeat = match self.typing.get(&(user, room)) {
+            Some(&(was, at)) => was == active && (!active || now.mono.saturating_duration_since(at) < TYPING_REFRESH),
+            None => !active,
+        };
+        if !repeat {
+            self.spend(user, Spend::Typing, now)?;
+            self.typing.insert((user, room), (active, now.mono));
+            send(out, Audience::RoomExcept(room, user), Event::Typed { room, user, active });
+        }
         send(out, Audience::Conn(conn), Event::Succeeded { request_id });
         Ok(())
     }
@@ -67,7 +83,7 @@ impl SessionState {
     ) -> Result<(), SessionError> {
         let sender = self.reader_of(conn, room_id)?.user_id;
         self.check_body(&body)?;
-        let room = self.rooms.get_mut(&room_id).ok_or(SessionError::NoSuchRoom)?;
+        let room = self.rooms.get(&room_id).ok_or(SessionError::NoSuchRoom)?;
         match room.chat.known(sender, &client_msg_id) {
             Known::Committed(message) => {
                 let event = Event::MessageAcked { request_id, client_msg_id, message: message.clone() };
@@ -75,16 +91,12 @@ impl SessionState {
                 return Ok(());
             }
             Known::Pending => {
-                room.chat.wait(sender, client_msg_id, Waiter { conn, request_id });
+                self.wait_for_post(room_id, sender, client_msg_id, Waiter { conn, request_id });
                 return Ok(());
             }
             Known::New => {}
         }
-        let limits = self.limits;
-        let limiter = self.rate.entry(sender).or_insert_with(|| RateLimiter::new(limits.burst, now.mono));
-        if !limiter.try_take(limits.rate_per_sec, limits.burst, now.mono) {
-            return Err(SessionError::RateLimited);
-        }
+        self.spend(sender, Spend::Chat, now)?;
         let message = NewMessage {
             id: MessageId::new_v4(),
             session_id: self.session.id,
@@ -94,9 +106,15 @@ impl SessionState {
             body,
             created_at: now.wall,
         };
-        room.chat.wait(sender, client_msg_id, Waiter { conn, request_id });
+        self.wait_for_post(room_id, sender, client_msg_id, Waiter { conn, request_id });
         out.push(Effect::Persist(Persist::Message(message)));
         Ok(())
+    }
+
+    fn wait_for_post(&mut self, room: RoomId, sender: UserId, client_msg_id: ClientMsgId, waiter: Waiter) {
+        if let Some(room) = self.rooms.get_mut(&room) {
+            room.chat.wait(sender, client_msg_id, waiter);
+        }
     }
 
     pub(super) fn posted(

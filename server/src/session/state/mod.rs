@@ -27,8 +27,9 @@ use convene_protocol::{
 };
 
 use crate::auth::Identity;
-use crate::chat::{Gap, RateLimiter, RoomChat};
+use crate::chat::{Gap, RoomChat};
 use crate::config::ChatLimits;
+use crate::limits::{Budget, Budgets, Ledger, Spend};
 use crate::presence::{Diff, Member, Presence};
 use crate::rooms::Breakout;
 use crate::store::{
@@ -615,7 +616,11 @@ pub struct SessionState {
     rooms: HashMap<RoomId, Room>,
     main_room: RoomId,
     limits: ChatLimits,
-    rate: HashMap<UserId, RateLimiter>,
+    budgets: Budgets,
+    /// What each member has spent of each budget.
+    ledger: Ledger<(UserId, Spend)>,
+    /// Each member's last announced typing state per room, and when: repeats are coalesced.
+    typing: HashMap<(UserId, RoomId), (bool, Instant)>,
     breakouts: Breakouts,
     staging: staging::Staging,
 }
@@ -631,6 +636,7 @@ impl SessionState {
         breakout_rooms: Vec<(RoomChat, Breakout)>,
         last_room: HashMap<UserId, RoomId>,
         limits: ChatLimits,
+        budgets: Budgets,
     ) -> Self {
         let standing = participants
             .into_iter()
@@ -650,7 +656,9 @@ impl SessionState {
             rooms,
             main_room,
             limits,
-            rate: HashMap::new(),
+            budgets,
+            ledger: Ledger::default(),
+            typing: HashMap::new(),
             breakouts: Breakouts { last_room, ..Breakouts::default() },
             staging: staging::Staging::default(),
         }
@@ -704,6 +712,12 @@ impl SessionState {
         let Some(command) = self.defer(command, out) else { return };
         let (conn, request_id) = command.origin();
         let joining = matches!(command, Command::Join { .. });
+        if let Err(error) = self.charge(&command, now) {
+            if let Some(conn) = conn {
+                send(out, Audience::Conn(conn), Event::Failed { request_id, error });
+            }
+            return;
+        }
         let result = match command {
             Command::Join { conn, identity, request_id, resume } => {
                 self.join(conn, identity, request_id, resume, now, out)
@@ -727,7 +741,7 @@ impl SessionState {
             Command::Delete { conn, request_id, room, message_id } => {
                 self.delete(conn, request_id, room, message_id, now, out)
             }
-            Command::Typing { conn, request_id, room, active } => self.typing(conn, request_id, room, active, out),
+            Command::Typing { conn, request_id, room, active } => self.typing(conn, request_id, room, active, now, out),
             Command::FetchHistory { conn, request_id, room, query, limit } => self
                 .reader_of(conn, room)
                 .map(|_| out.push(Effect::ReadHistory { conn, request_id, room, query, limit })),
@@ -797,6 +811,28 @@ impl SessionState {
     /// Whether `conn` is attached (admitted or waiting in the lobby).
     pub fn is_attached(&self, conn: ConnId) -> bool {
         self.conns.contains_key(&conn)
+    }
+
+    /// Spends the budget the command draws on, if it draws on one: refused as rate-limited,
+    /// before anything is checked or changed, when the member's bucket is empty. Chat posts and
+    /// typing spend in their own handlers, where retries and repeats are told apart first.
+    fn charge(&mut self, command: &Command, now: Now) -> Result<(), SessionError> {
+        let Some(spend) = command.spend() else { return Ok(()) };
+        let user = match command {
+            Command::Join { identity, .. } => Some(identity.user_id),
+            _ => command.origin().0.and_then(|conn| self.conns.get(&conn)).map(|a| a.user),
+        };
+        match user {
+            Some(user) => self.spend(user, spend, now),
+            // Not attached: refused on its own merits; the connection's frame budget bounds it.
+            None => Ok(()),
+        }
+    }
+
+    pub(super) fn spend(&mut self, user: UserId, spend: Spend, now: Now) -> Result<(), SessionError> {
+        let chat = Budget::new(self.limits.rate_per_sec, self.limits.burst);
+        let budget = self.budgets.of(spend, chat);
+        if self.ledger.try_spend((user, spend), budget, now.mono) { Ok(()) } else { Err(SessionError::RateLimited) }
     }
 
     fn join(
@@ -1153,6 +1189,41 @@ impl SessionState {
 }
 
 impl Command {
+    /// Which budget the command draws on, when it is charged before it runs.
+    fn spend(&self) -> Option<Spend> {
+        match self {
+            Self::Join { .. } => Some(Spend::Join),
+            Self::SetStatus { .. } => Some(Spend::Status),
+            Self::Edit { .. } | Self::Delete { .. } => Some(Spend::Chat),
+            Self::FetchHistory { .. } => Some(Spend::History),
+            Self::Broadcast { .. } => Some(Spend::Broadcast),
+            Self::AskForHelp { .. } => Some(Spend::Help),
+            Self::End { .. }
+            | Self::Admit { .. }
+            | Self::Deny { .. }
+            | Self::SetLobby { .. }
+            | Self::CreateRooms { .. }
+            | Self::UpdateRoom { .. }
+            | Self::DeleteRoom { .. }
+            | Self::SetBreakoutOptions { .. }
+            | Self::Plan { .. }
+            | Self::Open { .. }
+            | Self::Move { .. }
+            | Self::Assign { .. }
+            | Self::Swap { .. }
+            | Self::Select { .. }
+            | Self::Close { .. }
+            | Self::ResolveHelp { .. } => Some(Spend::Command),
+            Self::Post { .. } | Self::Typing { .. } => None,
+            Self::Leave { .. }
+            | Self::Disconnect { .. }
+            | Self::Tick
+            | Self::Committed { .. }
+            | Self::Posted { .. }
+            | Self::Changed { .. } => None,
+        }
+    }
+
     /// The connection that asked, and its request id, for error replies.
     pub(super) fn origin(&self) -> (Option<ConnId>, Option<RequestId>) {
         match self {

@@ -60,7 +60,15 @@ fn fixture(session_type: SessionType, lobby_enabled: bool) -> Fixture {
     ];
     let room = RoomId::from(id);
     let chat = RoomChat::new(room, MAIN_ROOM_NAME.into(), 0, vec![], 10);
-    let state = SessionState::new(session, participants, chat, vec![], Default::default(), ChatLimits::default());
+    let state = SessionState::new(
+        session,
+        participants,
+        chat,
+        vec![],
+        Default::default(),
+        ChatLimits::default(),
+        crate::limits::Budgets::default(),
+    );
     Fixture { state, host, org, invited, room }
 }
 
