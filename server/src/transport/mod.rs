@@ -13,10 +13,12 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Router;
+use axum::http::{HeaderValue, Method, header};
 use axum::routing::{get, post};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::{debug, warn};
 
 use crate::server::App;
@@ -31,15 +33,37 @@ const HANDSHAKE_HEADROOM: usize = 1024;
 /// hyper refuses read buffers under 8 KiB.
 const MIN_HEADER_BUFFER: usize = 8 * 1024;
 
+/// How long browsers may cache a preflight answer.
+const CORS_MAX_AGE: Duration = Duration::from_secs(10 * 60);
+
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
-        .route("/v1/ws", get(ws::upgrade))
+    let api = Router::new()
         .route("/v1/sessions", post(http::create_session))
         .route("/v1/sessions/{id}/transitions", get(http::transitions))
+        .layer(cors(&app.config.allowed_origins));
+    Router::new()
+        .route("/v1/ws", get(ws::upgrade))
+        .merge(api)
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz))
         .route("/metrics", get(http::metrics))
         .with_state(app)
+}
+
+/// CORS for the HTTP API, following the same allow-list as WebSocket `Origin` checks: the listed
+/// origins (any origin when the list is empty) may call it with a bearer token. Credentials
+/// (cookies) are not used, so none are allowed.
+fn cors(allowed: &[String]) -> CorsLayer {
+    let origins = if allowed.is_empty() {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(allowed.iter().filter_map(|origin| HeaderValue::from_str(origin).ok()))
+    };
+    CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(CORS_MAX_AGE)
 }
 
 /// Accepts connections until shutdown.

@@ -6,7 +6,11 @@ use convene_protocol::Role;
 use crate::common::{Backend, Client, TestServer, TestUser, group_session};
 use crate::on_both_backends;
 
-on_both_backends!(health_readiness_and_metrics_report_the_server, readiness_is_degraded_when_redis_is_down,);
+on_both_backends!(
+    health_readiness_and_metrics_report_the_server,
+    readiness_is_degraded_when_redis_is_down,
+    the_http_api_answers_cors_for_allowed_origins_only,
+);
 
 async fn health_readiness_and_metrics_report_the_server(backend: Backend) -> Result<()> {
     let redis = std::env::var("CONVENE_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
@@ -47,5 +51,44 @@ async fn readiness_is_degraded_when_redis_is_down(backend: Backend) -> Result<()
     assert_eq!(ready["status"], "degraded", "{ready}");
     assert_eq!(ready["checks"]["redis"]["status"], "unhealthy");
     assert_eq!(ready["checks"]["database"]["status"], "healthy");
+    Ok(())
+}
+
+async fn the_http_api_answers_cors_for_allowed_origins_only(backend: Backend) -> Result<()> {
+    let server = TestServer::start_with(backend, |config| {
+        config.allowed_origins = vec!["https://app.example".to_owned()];
+    })
+    .await?;
+    let client = reqwest::Client::new();
+    let preflight = |origin: &'static str| {
+        client
+            .request(reqwest::Method::OPTIONS, server.http("/v1/sessions"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization, content-type")
+            .send()
+    };
+    let allowed = preflight("https://app.example").await?;
+    assert!(allowed.status().is_success(), "preflight: {}", allowed.status());
+    let header = |response: &reqwest::Response, name: &str| {
+        response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    };
+    assert_eq!(header(&allowed, "access-control-allow-origin").as_deref(), Some("https://app.example"));
+    let methods = header(&allowed, "access-control-allow-methods").unwrap_or_default();
+    assert!(methods.contains("POST"), "{methods}");
+    let other = preflight("https://evil.example").await?;
+    assert_eq!(header(&other, "access-control-allow-origin"), None, "another origin is not allowed");
+
+    // A real request from the allowed origin carries the header too.
+    let host = TestUser::new(Role::Therapist, None);
+    let created = client
+        .post(server.http("/v1/sessions"))
+        .header("origin", "https://app.example")
+        .bearer_auth(host.token())
+        .json(&serde_json::json!({"session_type": "group"}))
+        .send()
+        .await?;
+    assert_eq!(created.status(), 201);
+    assert_eq!(header(&created, "access-control-allow-origin").as_deref(), Some("https://app.example"));
     Ok(())
 }
