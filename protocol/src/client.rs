@@ -11,7 +11,7 @@ use crate::breakout::{
     UpdateBreakoutRoom,
 };
 use crate::ids::{ClientMsgId, MessageId, RequestId, RoomId, SessionId, UserId};
-use crate::server::{PresenceStatus, SessionType};
+use crate::server::{PresenceStatus, SessionRole, SessionType};
 
 /// Every request a client may send, tagged by `type`. [`ClientMessageKind`] names the kinds
 /// without their payloads (and can list them all, so tests cover a kind the day it is added).
@@ -27,6 +27,7 @@ pub enum ClientMessage {
     EndSession(EndSession),
     AdmitParticipant(AdmitParticipant),
     DenyParticipant(DenyParticipant),
+    SetRole(SetRole),
     SetLobby(SetLobby),
     SetStatus(SetStatus),
     SendMessage(SendMessage),
@@ -124,6 +125,18 @@ pub struct DenyParticipant {
     pub request_id: Option<RequestId>,
     pub session_id: SessionId,
     pub user_id: UserId,
+}
+
+/// Makes a member of the session a co-host, or a co-host a participant again; hosts only. The
+/// session's creator stays its host.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SetRole {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<RequestId>,
+    pub session_id: SessionId,
+    pub user_id: UserId,
+    /// `co_host` or `participant`.
+    pub role: SessionRole,
 }
 
 /// Turns the lobby on or off for later joiners; hosts only.
@@ -250,6 +263,7 @@ impl ClientMessage {
             Self::EndSession(m) => m.request_id.as_ref(),
             Self::AdmitParticipant(m) => m.request_id.as_ref(),
             Self::DenyParticipant(m) => m.request_id.as_ref(),
+            Self::SetRole(m) => m.request_id.as_ref(),
             Self::SetLobby(m) => m.request_id.as_ref(),
             Self::SetStatus(m) => m.request_id.as_ref(),
             Self::SendMessage(m) => m.request_id.as_ref(),
@@ -320,7 +334,7 @@ mod tests {
     fn kinds_are_the_wire_tags() {
         use strum::IntoEnumIterator as _;
         let kinds: Vec<&str> = ClientMessageKind::iter().map(<&str>::from).collect();
-        assert_eq!(kinds.len(), 28);
+        assert_eq!(kinds.len(), 29);
         assert!(kinds.contains(&"join_session") && kinds.contains(&"resolve_help"));
         let ping = ClientMessage::parse(r#"{"type":"ping"}"#).expect("parses");
         assert_eq!(ping.kind(), "ping");

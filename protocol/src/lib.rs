@@ -24,7 +24,7 @@ pub use breakout::{
 pub use claims::{AppMetadata, Claims, Role, SUPABASE_AUDIENCE};
 pub use client::{
     AdmitParticipant, ClientMessage, ClientMessageKind, CreateSession, DeleteMessage, DenyParticipant, EditMessage,
-    EndSession, FetchHistory, JoinSession, LeaveSession, ParseError, Ping, RoomCursor, SendMessage, SetLobby,
+    EndSession, FetchHistory, JoinSession, LeaveSession, ParseError, Ping, RoomCursor, SendMessage, SetLobby, SetRole,
     SetStatus, Typing,
 };
 pub use error::ErrorCode;

@@ -33,6 +33,8 @@ pub struct Config {
     pub chat: ChatLimits,
     /// What members may spend on everything that fans out or writes.
     pub budgets: crate::limits::Budgets,
+    /// How long someone a host denied must wait before knocking on the lobby again.
+    pub deny_cooldown: Duration,
     /// How long a request waits for the database before it is answered `unavailable`.
     pub db_timeout: Duration,
     /// How many connections this node and each user may hold, and how large a request may be.
@@ -100,6 +102,7 @@ impl Default for Config {
             chat: ChatLimits::default(),
             budgets: crate::limits::Budgets::default(),
             db_timeout: Duration::from_secs(3),
+            deny_cooldown: Duration::from_secs(5 * 60),
             limits: ConnectionLimits::default(),
             session_idle_grace: Duration::from_secs(60),
             instant_session_ttl: Duration::from_secs(24 * 60 * 60),

@@ -120,6 +120,9 @@ struct ServeArgs {
     /// Frames of any kind per connection. Default 50/200.
     #[arg(long, env = "CONVENE_LIMIT_FRAMES", global = true)]
     limit_frames: Option<Budget>,
+    /// How long someone a host denied must wait before knocking on the lobby again.
+    #[arg(long, env = "CONVENE_DENY_COOLDOWN", default_value = "5m", value_parser = parse_duration, global = true)]
+    deny_cooldown: Duration,
     /// How long a request waits for the database before it is answered `unavailable`.
     #[arg(long, env = "CONVENE_DB_TIMEOUT", default_value = "3s", value_parser = parse_duration, global = true)]
     db_timeout: Duration,
@@ -155,6 +158,7 @@ impl ServeArgs {
             heartbeat_timeout: self.heartbeat_timeout,
             handshake_timeout: self.handshake_timeout,
             db_timeout: self.db_timeout,
+            deny_cooldown: self.deny_cooldown,
             budgets: self.budgets(),
             limits: ConnectionLimits {
                 max_connections: self.max_connections.unwrap_or_else(default_max_connections),

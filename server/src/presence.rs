@@ -103,6 +103,17 @@ impl Presence {
         }
     }
 
+    /// Changes a member's role in the session.
+    pub fn set_session_role(&mut self, user: UserId, role: SessionRole) -> Diff {
+        match self.members.get_mut(&user) {
+            Some(member) if member.session_role != role => {
+                member.session_role = role;
+                Diff::Updated
+            }
+            _ => Diff::Unchanged,
+        }
+    }
+
     /// Moves a member to another room.
     pub fn set_room(&mut self, user: UserId, room: RoomId) {
         if let Some(member) = self.members.get_mut(&user) {

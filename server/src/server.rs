@@ -18,7 +18,7 @@ use crate::bus::redis::{RedisError, RedisProbe};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::outbound::Connections;
-use crate::session::{Registry, SessionDeps};
+use crate::session::{Registry, Rules, SessionDeps};
 use crate::store::{Store, StoreError, Writer};
 use crate::transport;
 use crate::transport::gate::Gate;
@@ -118,8 +118,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         writer,
         metrics: metrics.clone(),
         connections: connections.clone(),
-        limits: config.chat,
-        budgets: config.budgets,
+        rules: Rules { chat: config.chat, budgets: config.budgets, deny_cooldown: config.deny_cooldown },
         db_timeout: config.db_timeout,
         idle_grace: config.session_idle_grace,
         tracker: session_tracker.clone(),

@@ -31,6 +31,7 @@ mod select_room;
 mod send_message;
 mod set_breakout_options;
 mod set_lobby;
+mod set_role;
 mod set_status;
 mod swap_participants;
 mod typing;
@@ -111,6 +112,7 @@ pub async fn dispatch(ctx: &mut ConnCtx, text: &str) {
             ClientMessage::AdmitParticipant(m) => admit_participant::handle(ctx, m).await,
             ClientMessage::DenyParticipant(m) => deny_participant::handle(ctx, m).await,
             ClientMessage::SetLobby(m) => set_lobby::handle(ctx, m).await,
+            ClientMessage::SetRole(m) => set_role::handle(ctx, m).await,
             ClientMessage::SetStatus(m) => set_status::handle(ctx, m).await,
             ClientMessage::SendMessage(m) => send_message::handle(ctx, m).await,
             ClientMessage::EditMessage(m) => edit_message::handle(ctx, m).await,

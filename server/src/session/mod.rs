@@ -19,4 +19,4 @@ pub mod wire;
 pub use actor::{Mail, SessionHandle};
 pub use create::{CreateError, NewSessionSpec, create_session};
 pub use registry::{Registry, RegistryError, SessionDeps};
-pub use state::{Command, SessionError};
+pub use state::{Command, Rules, SessionError};

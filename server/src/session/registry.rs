@@ -17,10 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::actor::{Actor, SessionHandle};
-use super::state::{MAIN_ROOM_NAME, SessionState};
+use super::state::{MAIN_ROOM_NAME, Rules, SessionState};
 use crate::chat::RoomChat;
-use crate::config::ChatLimits;
-use crate::limits::Budgets;
 use crate::metrics::Metrics;
 use crate::outbound::Connections;
 use crate::rooms::Breakout;
@@ -34,8 +32,7 @@ pub struct SessionDeps {
     pub metrics: Arc<Metrics>,
     /// This node's connections, for replies to connections a session does not hold.
     pub connections: Arc<Connections>,
-    pub limits: ChatLimits,
-    pub budgets: Budgets,
+    pub rules: Rules,
     /// How long loading a session or reading history may wait for the database.
     pub db_timeout: Duration,
     /// How long an actor with no connections waits before releasing its session.
@@ -134,8 +131,7 @@ impl Registry {
                 last_room.insert(transition.user_id, room);
             }
         }
-        let (limits, budgets) = (self.deps.limits, self.deps.budgets);
-        let state = SessionState::new(session, participants, chat, breakout_rooms, last_room, limits, budgets);
+        let state = SessionState::new(session, participants, chat, breakout_rooms, last_room, self.deps.rules);
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);
         let (handle, mailbox) = SessionHandle::new(id, state.session().organization_id, generation);
         let actor = Actor::new(state, self.deps.clone(), self.clone(), generation);
@@ -146,13 +142,13 @@ impl Registry {
     /// A room's chat as it stands in the store: its latest sequence and its resume window.
     async fn room_chat(&self, room: RoomId, name: String) -> Result<RoomChat, RegistryError> {
         let last_seq = self.deps.store.last_seq(room).await?;
-        let window = u32::try_from(self.deps.limits.resume_window).unwrap_or(u32::MAX);
+        let window = u32::try_from(self.deps.rules.chat.resume_window).unwrap_or(u32::MAX);
         let recent = if window > 0 {
             self.deps.store.history(room, HistoryQuery::Latest, window).await?.messages
         } else {
             Vec::new()
         };
-        Ok(RoomChat::new(room, name, last_seq, recent, self.deps.limits.resume_window))
+        Ok(RoomChat::new(room, name, last_seq, recent, self.deps.rules.chat.resume_window))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Slot>> {

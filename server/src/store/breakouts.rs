@@ -51,10 +51,23 @@ pub struct TransitionRecord {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BreakoutChange {
     CreateRooms(Vec<BreakoutRoomRecord>),
-    UpdateRoom { room: RoomId, name: String, max_participants: u32 },
+    UpdateRoom {
+        room: RoomId,
+        name: String,
+        max_participants: u32,
+    },
     DeleteRoom(RoomId),
-    CloseRooms { rooms: Vec<RoomId>, at: DateTime<Utc> },
+    CloseRooms {
+        rooms: Vec<RoomId>,
+        at: DateTime<Utc>,
+    },
     Transitions(Vec<TransitionRecord>),
+    /// A member's role in the session (`session_participants.role`).
+    SetRole {
+        session: SessionId,
+        user: UserId,
+        role: convene_protocol::SessionRole,
+    },
 }
 
 #[derive(sqlx::FromRow)]
@@ -190,6 +203,19 @@ macro_rules! apply_breakout_changes {
                             .execute(&mut *$tx)
                             .await?;
                     }
+                }
+                $crate::store::BreakoutChange::SetRole { session, user, role } => {
+                    sqlx::query(
+                        "INSERT INTO session_participants (session_id, user_id, role, invited, joined_at, left_at) \
+                         VALUES ($1, $2, $3, $4, NULL, NULL) \
+                         ON CONFLICT (session_id, user_id) DO UPDATE SET role = excluded.role",
+                    )
+                    .bind(session.0)
+                    .bind(user.0)
+                    .bind(role.as_str())
+                    .bind(false)
+                    .execute(&mut *$tx)
+                    .await?;
                 }
                 $crate::store::BreakoutChange::Transitions(rows) => {
                     for chunk in rows.chunks(1000) {

@@ -9,6 +9,7 @@ mod binary;
 mod breakouts;
 mod chat;
 mod durability;
+mod host_controls;
 mod http;
 mod jwks;
 mod limits;

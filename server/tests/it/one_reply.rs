@@ -56,6 +56,7 @@ fn example(kind: ClientMessageKind, session: SessionId, other: UserId) -> Value 
             json!({"session_id": session, "user_id": other})
         }
         ClientMessageKind::SetLobby => json!({"session_id": session, "enabled": true}),
+        ClientMessageKind::SetRole => json!({"session_id": session, "user_id": other, "role": "co_host"}),
         ClientMessageKind::SetStatus => json!({"session_id": session, "status": "away"}),
         ClientMessageKind::SendMessage => {
             json!({"session_id": session, "room_id": room, "client_msg_id": "m1", "body": "hello"})

@@ -91,6 +91,12 @@ pub enum Command {
         request_id: Option<RequestId>,
         enabled: bool,
     },
+    SetRole {
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        user: UserId,
+        role: SessionRole,
+    },
     SetStatus {
         conn: ConnId,
         request_id: Option<RequestId>,
@@ -487,6 +493,8 @@ pub enum SessionError {
     NotPresent,
     #[error("{0}")]
     NotAllowed(&'static str),
+    #[error("a host turned you away; you may ask again later")]
+    RecentlyDenied,
     #[error("nobody asked for help")]
     NoHelpRequest,
     #[error("{0}")]
@@ -509,7 +517,7 @@ impl SessionError {
             Self::Ended => ErrorCode::Gone,
             Self::AlreadyJoined | Self::Conflict(_) => ErrorCode::Conflict,
             Self::NotPresent | Self::NoHelpRequest => ErrorCode::NotFound,
-            Self::NotAllowed(_) => ErrorCode::Forbidden,
+            Self::NotAllowed(_) | Self::RecentlyDenied => ErrorCode::Forbidden,
             Self::Full => ErrorCode::Full,
             Self::Invalid(_) => ErrorCode::Invalid,
             Self::TooLarge(_) => ErrorCode::TooLarge,
@@ -527,6 +535,15 @@ impl From<WriteFailed> for SessionError {
             WriteFailed::Rejected => Self::Internal,
         }
     }
+}
+
+/// The session's limits and policies, from the configuration.
+#[derive(Clone, Copy, Debug)]
+pub struct Rules {
+    pub chat: ChatLimits,
+    pub budgets: Budgets,
+    /// How long someone a host denied must wait before knocking again.
+    pub deny_cooldown: std::time::Duration,
 }
 
 /// A user's standing in the session, whether or not they are present.
@@ -617,6 +634,9 @@ pub struct SessionState {
     main_room: RoomId,
     limits: ChatLimits,
     budgets: Budgets,
+    deny_cooldown: std::time::Duration,
+    /// When each person was last turned away from the lobby: they cannot knock again at once.
+    denied: HashMap<UserId, Instant>,
     /// What each member has spent of each budget.
     ledger: Ledger<(UserId, Spend)>,
     /// Each member's last announced typing state per room, and when: repeats are coalesced.
@@ -635,9 +655,9 @@ impl SessionState {
         main_chat: RoomChat,
         breakout_rooms: Vec<(RoomChat, Breakout)>,
         last_room: HashMap<UserId, RoomId>,
-        limits: ChatLimits,
-        budgets: Budgets,
+        rules: Rules,
     ) -> Self {
+        let Rules { chat: limits, budgets, deny_cooldown } = rules;
         let standing = participants
             .into_iter()
             .map(|p| (p.user_id, Standing { role: p.role, invited: p.invited, admitted: p.joined_at.is_some() }))
@@ -657,6 +677,8 @@ impl SessionState {
             main_room,
             limits,
             budgets,
+            deny_cooldown,
+            denied: HashMap::new(),
             ledger: Ledger::default(),
             typing: HashMap::new(),
             breakouts: Breakouts { last_room, ..Breakouts::default() },
@@ -729,8 +751,9 @@ impl SessionState {
             }
             Command::End { conn, request_id } => self.end(conn, request_id, now, out),
             Command::Admit { conn, request_id, user } => self.admit(conn, request_id, user, now, out),
-            Command::Deny { conn, request_id, user } => self.deny(conn, request_id, user, out),
+            Command::Deny { conn, request_id, user } => self.deny(conn, request_id, user, now, out),
             Command::SetLobby { conn, request_id, enabled } => self.set_lobby(conn, request_id, enabled, out),
+            Command::SetRole { conn, request_id, user, role } => self.set_role(conn, request_id, user, role, out),
             Command::SetStatus { conn, request_id, status } => self.set_status(conn, request_id, status, out),
             Command::Post { conn, request_id, room, client_msg_id, body } => {
                 self.post(conn, request_id, room, client_msg_id, body, now, out)
@@ -862,6 +885,9 @@ impl SessionState {
         let lobby_applies = self.session.session_type == SessionType::Appointment || self.session.lobby_enabled;
         let already_admitted = standing.is_some_and(|s| s.admitted) || self.presence.get(user).is_some();
         if lobby_applies && !session_role.is_host() && !already_admitted {
+            if self.denied.get(&user).is_some_and(|at| now.mono.saturating_duration_since(*at) < self.deny_cooldown) {
+                return Err(SessionError::RecentlyDenied);
+            }
             self.conns.insert(conn, Attachment { user, admitted: false });
             let entry = self.lobby.entry(user).or_insert_with(|| LobbyEntry {
                 role: identity.role,
@@ -1064,6 +1090,7 @@ impl SessionState {
     ) -> Result<(), SessionError> {
         self.host_of(conn)?;
         let entry = self.lobby.remove(&user).ok_or(SessionError::NotWaiting)?;
+        self.denied.remove(&user);
         let session_role = self.standing.get(&user).map_or(SessionRole::Participant, |s| s.role);
         send(out, Audience::Hosts, Event::LobbyLeft { user });
         for (waiting_conn, join_request, resume) in entry.conns {
@@ -1078,10 +1105,12 @@ impl SessionState {
         conn: ConnId,
         request_id: Option<RequestId>,
         user: UserId,
+        now: Now,
         out: &mut Vec<Effect>,
     ) -> Result<(), SessionError> {
         self.host_of(conn)?;
         let entry = self.lobby.remove(&user).ok_or(SessionError::NotWaiting)?;
+        self.denied.insert(user, now.mono);
         let denied: Vec<ConnId> = entry.conns.into_iter().map(|(c, _, _)| c).collect();
         for c in &denied {
             self.conns.remove(c);
@@ -1111,6 +1140,49 @@ impl SessionState {
         }
         send(out, Audience::Conn(conn), Event::Succeeded { request_id });
         Ok(())
+    }
+
+    /// Makes a member a co-host or a participant again: written, then announced.
+    fn set_role(
+        &mut self,
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        user: UserId,
+        role: SessionRole,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), SessionError> {
+        self.host_of(conn)?;
+        if role == SessionRole::Host {
+            return Err(SessionError::Invalid("a session has one host; make people co_host or participant"));
+        }
+        if user == self.session.created_by {
+            return Err(SessionError::NotAllowed("the session's host stays its host"));
+        }
+        if self.presence.get(user).is_none() && !self.standing.contains_key(&user) {
+            return Err(SessionError::NotPresent);
+        }
+        let rows = vec![BreakoutChange::SetRole { session: self.session.id, user, role }];
+        self.stage(Change::SetRole { user, role }, rows, Some(Reply { conn, request_id }), None, out);
+        Ok(())
+    }
+
+    /// Applies a committed change of role: everyone sees the member's new role, and a new
+    /// co-host learns what hosts know (the lobby and the breakout rooms).
+    pub(super) fn apply_role(&mut self, user: UserId, role: SessionRole, out: &mut Vec<Effect>) {
+        self.standing.entry(user).or_insert(Standing { role, invited: false, admitted: false }).role = role;
+        if self.presence.set_session_role(user, role) == Diff::Updated
+            && let Some(member) = self.presence.get(user).cloned()
+        {
+            send(out, Audience::Session, Event::MemberUpdated(member));
+            if role.is_host() {
+                for waiting in self.lobby_view() {
+                    send(out, Audience::User(user), Event::LobbyEntered(waiting));
+                }
+                let overview = self.overview();
+                let rooms = overview.rooms;
+                send(out, Audience::User(user), Event::BreakoutsChanged { open: overview.open, rooms, closed: vec![] });
+            }
+        }
     }
 
     fn set_status(
@@ -1202,6 +1274,7 @@ impl Command {
             | Self::Admit { .. }
             | Self::Deny { .. }
             | Self::SetLobby { .. }
+            | Self::SetRole { .. }
             | Self::CreateRooms { .. }
             | Self::UpdateRoom { .. }
             | Self::DeleteRoom { .. }
@@ -1233,6 +1306,7 @@ impl Command {
             | Self::Admit { conn, request_id, .. }
             | Self::Deny { conn, request_id, .. }
             | Self::SetLobby { conn, request_id, .. }
+            | Self::SetRole { conn, request_id, .. }
             | Self::SetStatus { conn, request_id, .. }
             | Self::Post { conn, request_id, .. }
             | Self::Edit { conn, request_id, .. }

@@ -15,7 +15,7 @@
 
 use std::collections::VecDeque;
 
-use convene_protocol::{MoveReason, RequestId, RoomId, UserId};
+use convene_protocol::{MoveReason, RequestId, RoomId, SessionRole, UserId};
 
 use super::{Audience, Command, Effect, Event, Now, Persist, Reply, SessionError, SessionState, send};
 use crate::rooms::{Breakout, Deadline};
@@ -34,6 +34,7 @@ pub enum Change {
     DeleteRoom(RoomId),
     Open { moves: Vec<(UserId, RoomId)>, ends: Option<Deadline> },
     Close(Vec<RoomId>),
+    SetRole { user: UserId, role: SessionRole },
 }
 
 /// The change in flight: what to apply, whom to answer, and under which request to remember it.
@@ -61,6 +62,7 @@ impl Command {
                 | Self::End { .. }
                 | Self::Admit { .. }
                 | Self::Deny { .. }
+                | Self::SetRole { .. }
                 | Self::CreateRooms { .. }
                 | Self::UpdateRoom { .. }
                 | Self::DeleteRoom { .. }
@@ -179,6 +181,7 @@ impl SessionState {
                 self.announce_breakouts(&all, &[], out);
             }
             Change::Close(rooms) => self.close_now(&rooms, out),
+            Change::SetRole { user, role } => self.apply_role(user, role, out),
         }
     }
 }

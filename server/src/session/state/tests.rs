@@ -60,15 +60,12 @@ fn fixture(session_type: SessionType, lobby_enabled: bool) -> Fixture {
     ];
     let room = RoomId::from(id);
     let chat = RoomChat::new(room, MAIN_ROOM_NAME.into(), 0, vec![], 10);
-    let state = SessionState::new(
-        session,
-        participants,
-        chat,
-        vec![],
-        Default::default(),
-        ChatLimits::default(),
-        crate::limits::Budgets::default(),
-    );
+    let rules = Rules {
+        chat: ChatLimits::default(),
+        budgets: crate::limits::Budgets::default(),
+        deny_cooldown: std::time::Duration::from_secs(60),
+    };
+    let state = SessionState::new(session, participants, chat, vec![], Default::default(), rules);
     Fixture { state, host, org, invited, room }
 }
 

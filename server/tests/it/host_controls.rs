@@ -1,0 +1,106 @@
+//! What a therapist running a group needs: co-hosts, and denial that sticks.
+
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use convene_protocol::{ErrorCode, Role, ServerMessage, SessionRole};
+use serde_json::json;
+
+use crate::common::{Backend, Client, TestServer, TestUser, group_session};
+use crate::on_both_backends;
+
+on_both_backends!(
+    a_host_makes_a_member_co_host_and_takes_it_back,
+    a_denied_person_cannot_knock_again_until_the_cool_down_ends,
+);
+
+/// Sends a request and returns its outcome: `Ok` or the error code.
+async fn request(client: &mut Client, mut body: serde_json::Value, id: &str) -> Result<Result<(), ErrorCode>> {
+    body["request_id"] = json!(id);
+    client.send_json(body).await?;
+    client
+        .recv_until(|m| match m {
+            ServerMessage::Ok { request_id: Some(r) } if r.as_str() == id => Some(Ok(())),
+            ServerMessage::Error(e) if e.request_id.as_ref().is_some_and(|r| r.as_str() == id) => Some(Err(e.code)),
+            _ => None,
+        })
+        .await
+}
+
+async fn a_host_makes_a_member_co_host_and_takes_it_back(backend: Backend) -> Result<()> {
+    let server = TestServer::start(backend).await?;
+    let (host, mut host_client, session) = group_session(&server).await?;
+    let member = TestUser::new(Role::Mentor, host.org);
+    let mut member_client = Client::connect(&server, &member).await?;
+    member_client.join(session.id).await?;
+    let set_role =
+        |role: &str| json!({"type": "set_role", "session_id": session.id, "user_id": member.id, "role": role});
+    let set_lobby = json!({"type": "set_lobby", "session_id": session.id, "enabled": false});
+
+    // Only hosts change roles, and nobody becomes a second host.
+    assert_eq!(request(&mut member_client, set_role("co_host"), "self").await?, Err(ErrorCode::Forbidden));
+    assert_eq!(request(&mut host_client, set_role("host"), "h").await?, Err(ErrorCode::Invalid));
+    assert_eq!(request(&mut member_client, set_lobby.clone(), "l0").await?, Err(ErrorCode::Forbidden));
+
+    assert_eq!(request(&mut host_client, set_role("co_host"), "promote").await?, Ok(()));
+    let updated = member_client
+        .recv_until(|m| match m {
+            ServerMessage::MemberUpdated { member: view, .. } if view.user_id == member.id => Some(view.session_role),
+            _ => None,
+        })
+        .await?;
+    assert_eq!(updated, SessionRole::CoHost);
+    assert_eq!(request(&mut member_client, set_lobby.clone(), "l1").await?, Ok(()), "a co-host moderates");
+
+    // The role is stored: after a restart the member joins as co-host again.
+    drop((host_client, member_client));
+    let db = server.stop().await?;
+    let server = TestServer::start_on(db, |_| {}).await?;
+    let mut member_client = Client::connect(&server, &member).await?;
+    let joined = member_client.join(session.id).await?;
+    assert_eq!(joined.you.session_role, SessionRole::CoHost);
+    let mut host_client = Client::connect(&server, &host).await?;
+    host_client.join(session.id).await?;
+
+    assert_eq!(request(&mut host_client, set_role("participant"), "demote").await?, Ok(()));
+    assert_eq!(request(&mut member_client, set_lobby, "l2").await?, Err(ErrorCode::Forbidden));
+    Ok(())
+}
+
+async fn a_denied_person_cannot_knock_again_until_the_cool_down_ends(backend: Backend) -> Result<()> {
+    for cool_down in [Duration::from_secs(600), Duration::ZERO] {
+        let server = TestServer::start_with(backend, |config| config.deny_cooldown = cool_down).await?;
+        let org = Some(uuid::Uuid::new_v4());
+        let host = TestUser::new(Role::Therapist, org);
+        let session = server.create_session(&host, json!({"session_type": "group", "lobby_enabled": true})).await?;
+        let mut host_client = Client::connect(&server, &host).await?;
+        host_client.join(session.id).await?;
+        let knocker = TestUser::new(Role::Patient, org);
+        let mut client = Client::connect(&server, &knocker).await?;
+        let knock = json!({"type": "join_session", "request_id": "knock", "session_id": session.id});
+        client.send_json(knock.clone()).await?;
+        client.recv_until(|m| matches!(m, ServerMessage::LobbyWaiting { .. }).then_some(())).await?;
+        host_client.recv_until(|m| matches!(m, ServerMessage::LobbyEntered { .. }).then_some(())).await?;
+        let deny = json!({"type": "deny_participant", "session_id": session.id, "user_id": knocker.id});
+        assert_eq!(request(&mut host_client, deny, "deny").await?, Ok(()));
+        client.recv_until(|m| matches!(m, ServerMessage::Denied { .. }).then_some(())).await?;
+
+        client.send_json(knock).await?;
+        let again = client
+            .recv_until(|m| match m {
+                ServerMessage::LobbyWaiting { .. } => Some(Ok(())),
+                ServerMessage::Error(e) => Some(Err(e.code)),
+                _ => None,
+            })
+            .await?;
+        let host_heard =
+            host_client.sync().await?.iter().filter(|m| matches!(m, ServerMessage::LobbyEntered { .. })).count();
+        if cool_down.is_zero() {
+            ensure!(again == Ok(()) && host_heard == 1, "without a cool-down the knock reaches the host");
+        } else {
+            ensure!(again == Err(ErrorCode::Forbidden), "a knock within the cool-down: {again:?}");
+            ensure!(host_heard == 0, "the host was bothered again");
+        }
+    }
+    Ok(())
+}
