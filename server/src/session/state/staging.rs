@@ -53,7 +53,7 @@ pub(super) struct Staging {
 
 impl Command {
     /// Whether the command must wait while a change of rooms is in flight.
-    fn waits_for_commit(&self) -> bool {
+    pub(super) fn waits_for_commit(&self) -> bool {
         matches!(
             self,
             Self::Join { .. }

@@ -1,0 +1,408 @@
+//! Membership: joining, the lobby, leaving, ending, admitting, denying, roles and status.
+
+use convene_protocol::{ConnId, PresenceStatus, RequestId, Role, RoomCursor, RoomId, SessionRole, UserId};
+
+use super::*;
+
+impl SessionState {
+    pub(super) fn join(
+        &mut self,
+        conn: ConnId,
+        identity: Identity,
+        request_id: Option<RequestId>,
+        resume: Vec<RoomCursor>,
+        now: Now,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), SessionError> {
+        if identity.organization_id != self.session.organization_id {
+            // Another organization's session: indistinguishable from one that does not exist.
+            return Err(SessionError::NotFound);
+        }
+        if self.conns.contains_key(&conn) {
+            return Err(SessionError::AlreadyJoined);
+        }
+        self.check_open(now, out)?;
+        let user = identity.user_id;
+        let standing = self.standing.get(&user).copied();
+        let session_role = self.session_role_of(&identity, standing);
+        let invited = standing.is_some_and(|s| s.invited || s.role.is_host());
+        if self.session.session_type == SessionType::Appointment && !session_role.is_host() && !invited {
+            return Err(SessionError::NotInvited);
+        }
+        let lobby_applies = self.session.session_type == SessionType::Appointment || self.session.lobby_enabled;
+        let already_admitted = standing.is_some_and(|s| s.admitted) || self.presence.get(user).is_some();
+        if lobby_applies && !session_role.is_host() && !already_admitted {
+            if self.denied.get(&user).is_some_and(|at| now.mono.saturating_duration_since(*at) < self.deny_cooldown) {
+                return Err(SessionError::RecentlyDenied);
+            }
+            self.conns.insert(conn, Attachment { user, admitted: false });
+            let entry = self.lobby.entry(user).or_insert_with(|| LobbyEntry {
+                role: identity.role,
+                since: now.wall,
+                conns: Vec::new(),
+            });
+            entry.conns.push((conn, request_id.clone(), resume));
+            let first = entry.conns.len() == 1;
+            let waiting = Waiting { user, role: entry.role, since: entry.since };
+            send(out, Audience::Conn(conn), Event::LobbyWaiting { request_id });
+            if first {
+                send(out, Audience::Hosts, Event::LobbyEntered(waiting));
+            }
+            return Ok(());
+        }
+        self.admit_conn(conn, user, identity.role, session_role, request_id, &resume, now, out);
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn admit_conn(
+        &mut self,
+        conn: ConnId,
+        user: UserId,
+        role: Role,
+        session_role: SessionRole,
+        request_id: Option<RequestId>,
+        resume: &[RoomCursor],
+        now: Now,
+        out: &mut Vec<Effect>,
+    ) {
+        self.conns.insert(conn, Attachment { user, admitted: true });
+        let standing =
+            self.standing.entry(user).or_insert(Standing { role: session_role, invited: false, admitted: false });
+        standing.admitted = true;
+        let placement = match self.presence.get(user) {
+            Some(member) => member.room,
+            None => self.placement_for(user, session_role),
+        };
+        let diff = self.presence.add_device(user, conn, session_role, role, placement, now.wall);
+        let Some(member) = self.presence.get(user).cloned() else { return };
+        if let Some(room) = self.rooms.get_mut(&member.room) {
+            room.members.insert(user);
+        }
+        match diff {
+            Diff::Joined => {
+                out.push(Effect::Persist(Persist::ParticipantJoined { user, role: session_role, at: now.wall }));
+                self.breakouts.last_room.insert(user, member.room);
+                let joined = self.transition(user, None, Some(member.room), now);
+                out.push(Effect::Persist(Persist::Breakout {
+                    changes: vec![BreakoutChange::Transitions(vec![joined])],
+                }));
+                send(out, Audience::SessionExcept(user), Event::MemberJoined(member.clone()));
+                self.announce_breakouts(&[member.room], &[], out);
+            }
+            Diff::Updated => send(out, Audience::SessionExcept(user), Event::MemberUpdated(member.clone())),
+            Diff::Left | Diff::Unchanged => {}
+        }
+        if self.session.status == SessionStatus::Scheduled {
+            self.session.status = SessionStatus::Active;
+            self.session.started_at = Some(now.wall);
+            out.push(Effect::Persist(Persist::SessionStarted { at: now.wall }));
+            send(out, Audience::SessionExcept(user), Event::SessionUpdated(Box::new(self.session.clone())));
+        }
+        let mut replays = Vec::new();
+        let resume = resume
+            .iter()
+            .map(|cursor| {
+                let Some(room) = self.rooms.get(&cursor.room_id).filter(|_| cursor.room_id == member.room) else {
+                    return Resumed { room: cursor.room_id, recovered: false, replayed: 0, last_seq: 0 };
+                };
+                let last_seq = room.chat.last_seq();
+                match room.chat.since(cursor.last_seq) {
+                    Ok(missed) => {
+                        let missed: Vec<MessageRecord> = missed.cloned().collect();
+                        let replayed = missed.len();
+                        replays.push((room.chat.id, missed));
+                        Resumed { room: cursor.room_id, recovered: true, replayed, last_seq }
+                    }
+                    Err(Gap::TooFarBehind | Gap::Ahead) => {
+                        Resumed { room: cursor.room_id, recovered: false, replayed: 0, last_seq }
+                    }
+                }
+            })
+            .collect();
+        let lobby = if session_role.is_host() { self.lobby_view() } else { Vec::new() };
+        let snapshot = Snapshot {
+            session: self.session.clone(),
+            you: member,
+            members: self.presence.members().cloned().collect(),
+            rooms: self.rooms.values().filter_map(|room| self.room_summary(room.chat.id)).collect(),
+            lobby,
+            resume,
+            breakouts: session_role.is_host().then(|| self.overview()),
+        };
+        send(out, Audience::Conn(conn), Event::Joined { request_id, snapshot: Box::new(snapshot) });
+        for (room, missed) in replays {
+            for chunk in missed.chunks(REPLAY_CHUNK) {
+                send(out, Audience::Conn(conn), Event::Replayed { room, messages: chunk.to_vec() });
+            }
+        }
+    }
+
+    pub(super) fn leave(
+        &mut self,
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        now: Now,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), SessionError> {
+        if !self.conns.contains_key(&conn) {
+            return Err(SessionError::NotMember);
+        }
+        send(out, Audience::Conn(conn), Event::Left { request_id });
+        self.detach(conn, now, out);
+        Ok(())
+    }
+
+    /// Removes a connection from the lobby or from presence, telling others what changed.
+    pub(super) fn detach(&mut self, conn: ConnId, now: Now, out: &mut Vec<Effect>) {
+        let Some(attachment) = self.conns.remove(&conn) else { return };
+        let user = attachment.user;
+        if attachment.admitted {
+            let room = self.presence.get(user).map(|m| m.room);
+            match self.presence.remove_device(user, conn) {
+                Diff::Left => {
+                    if let Some(room) = room.and_then(|room| self.rooms.get_mut(&room)) {
+                        room.members.remove(&user);
+                    }
+                    out.push(Effect::Persist(Persist::ParticipantLeft { user, at: now.wall }));
+                    let left = self.transition(user, room, None, now);
+                    out.push(Effect::Persist(Persist::Breakout {
+                        changes: vec![BreakoutChange::Transitions(vec![left])],
+                    }));
+                    send(out, Audience::SessionExcept(user), Event::MemberLeft { user });
+                    if let Some(room) = room {
+                        self.announce_breakouts(&[room], &[], out);
+                    }
+                }
+                Diff::Updated => {
+                    if let Some(member) = self.presence.get(user).cloned() {
+                        send(out, Audience::SessionExcept(user), Event::MemberUpdated(member));
+                    }
+                }
+                Diff::Joined | Diff::Unchanged => {}
+            }
+        } else if let Some(entry) = self.lobby.get_mut(&user) {
+            entry.conns.retain(|(c, _, _)| *c != conn);
+            if entry.conns.is_empty() {
+                self.lobby.remove(&user);
+                send(out, Audience::Hosts, Event::LobbyLeft { user });
+            }
+        }
+        out.push(Effect::Detach(conn));
+    }
+
+    pub(super) fn end(
+        &mut self,
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        now: Now,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), SessionError> {
+        let by = self.host_of(conn)?.user_id;
+        self.session.status = SessionStatus::Ended;
+        self.session.ended_at = Some(now.wall);
+        out.push(Effect::Persist(Persist::SessionEnded { at: now.wall }));
+        let everyone: Vec<ConnId> = self.conns.keys().copied().collect();
+        send(out, Audience::Conns(everyone.clone()), Event::SessionEnded { by });
+        send(out, Audience::Conn(conn), Event::Succeeded { request_id });
+        let mut transitions = Vec::new();
+        for member in self.presence.clear() {
+            out.push(Effect::Persist(Persist::ParticipantLeft { user: member.user_id, at: now.wall }));
+            transitions.push(self.transition(member.user_id, Some(member.room), None, now));
+        }
+        for room in self.rooms.values_mut() {
+            room.members.clear();
+        }
+        let open: Vec<RoomId> = self.rooms.values().filter(|r| r.breakout.is_some()).map(|r| r.chat.id).collect();
+        self.rooms.retain(|_, room| room.breakout.is_none());
+        let mut changes = vec![BreakoutChange::Transitions(transitions)];
+        if !open.is_empty() {
+            changes.push(BreakoutChange::CloseRooms { rooms: open, at: now.wall });
+        }
+        out.push(Effect::Persist(Persist::Breakout { changes }));
+        self.lobby.clear();
+        self.conns.clear();
+        out.extend(everyone.into_iter().map(Effect::Detach));
+        out.push(Effect::Stop);
+        Ok(())
+    }
+
+    pub(super) fn admit(
+        &mut self,
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        user: UserId,
+        now: Now,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), SessionError> {
+        self.host_of(conn)?;
+        let entry = self.lobby.remove(&user).ok_or(SessionError::NotWaiting)?;
+        self.denied.remove(&user);
+        let session_role = self.standing.get(&user).map_or(SessionRole::Participant, |s| s.role);
+        send(out, Audience::Hosts, Event::LobbyLeft { user });
+        for (waiting_conn, join_request, resume) in entry.conns {
+            self.admit_conn(waiting_conn, user, entry.role, session_role, join_request, &resume, now, out);
+        }
+        send(out, Audience::Conn(conn), Event::Succeeded { request_id });
+        Ok(())
+    }
+
+    pub(super) fn deny(
+        &mut self,
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        user: UserId,
+        now: Now,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), SessionError> {
+        self.host_of(conn)?;
+        let entry = self.lobby.remove(&user).ok_or(SessionError::NotWaiting)?;
+        self.denied.insert(user, now.mono);
+        let denied: Vec<ConnId> = entry.conns.into_iter().map(|(c, _, _)| c).collect();
+        for c in &denied {
+            self.conns.remove(c);
+        }
+        send(out, Audience::Conns(denied.clone()), Event::Denied);
+        out.extend(denied.into_iter().map(Effect::Detach));
+        send(out, Audience::Hosts, Event::LobbyLeft { user });
+        send(out, Audience::Conn(conn), Event::Succeeded { request_id });
+        Ok(())
+    }
+
+    pub(super) fn set_lobby(
+        &mut self,
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        enabled: bool,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), SessionError> {
+        self.host_of(conn)?;
+        if self.session.session_type == SessionType::Appointment && !enabled {
+            return Err(SessionError::Invalid("appointment sessions always have a lobby"));
+        }
+        if self.session.lobby_enabled != enabled {
+            self.session.lobby_enabled = enabled;
+            out.push(Effect::Persist(Persist::LobbyChanged { enabled }));
+            send(out, Audience::Session, Event::SessionUpdated(Box::new(self.session.clone())));
+        }
+        send(out, Audience::Conn(conn), Event::Succeeded { request_id });
+        Ok(())
+    }
+
+    /// Makes a member a co-host or a participant again: written, then announced.
+    pub(super) fn set_role(
+        &mut self,
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        user: UserId,
+        role: SessionRole,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), SessionError> {
+        self.host_of(conn)?;
+        if role == SessionRole::Host {
+            return Err(SessionError::Invalid("a session has one host; make people co_host or participant"));
+        }
+        if user == self.session.created_by {
+            return Err(SessionError::NotAllowed("the session's host stays its host"));
+        }
+        if self.presence.get(user).is_none() && !self.standing.contains_key(&user) {
+            return Err(SessionError::NotPresent);
+        }
+        let rows = vec![BreakoutChange::SetRole { session: self.session.id, user, role }];
+        self.stage(Change::SetRole { user, role }, rows, Some(Reply { conn, request_id }), None, out);
+        Ok(())
+    }
+
+    /// Applies a committed change of role: everyone sees the member's new role, and a new
+    /// co-host learns what hosts know (the lobby and the breakout rooms).
+    pub(super) fn apply_role(&mut self, user: UserId, role: SessionRole, out: &mut Vec<Effect>) {
+        self.standing.entry(user).or_insert(Standing { role, invited: false, admitted: false }).role = role;
+        if self.presence.set_session_role(user, role) == Diff::Updated
+            && let Some(member) = self.presence.get(user).cloned()
+        {
+            send(out, Audience::Session, Event::MemberUpdated(member));
+            if role.is_host() {
+                for waiting in self.lobby_view() {
+                    send(out, Audience::User(user), Event::LobbyEntered(waiting));
+                }
+                let overview = self.overview();
+                let rooms = overview.rooms;
+                send(out, Audience::User(user), Event::BreakoutsChanged { open: overview.open, rooms, closed: vec![] });
+            }
+        }
+    }
+
+    pub(super) fn set_status(
+        &mut self,
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        status: PresenceStatus,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), SessionError> {
+        let user = self.member_of(conn)?.user_id;
+        if self.presence.set_status(user, status) == Diff::Updated
+            && let Some(member) = self.presence.get(user).cloned()
+        {
+            send(out, Audience::SessionExcept(user), Event::MemberUpdated(member));
+        }
+        send(out, Audience::Conn(conn), Event::Succeeded { request_id });
+        Ok(())
+    }
+
+    /// Refuses joins to a session that ended, or to an instant session that expired unstarted.
+    pub(super) fn check_open(&mut self, now: Now, out: &mut Vec<Effect>) -> Result<(), SessionError> {
+        let expired =
+            self.session.status == SessionStatus::Scheduled && self.session.expires_at.is_some_and(|at| at <= now.wall);
+        if expired {
+            self.session.status = SessionStatus::Ended;
+            self.session.ended_at = Some(now.wall);
+            out.push(Effect::Persist(Persist::SessionEnded { at: now.wall }));
+        }
+        if self.session.status == SessionStatus::Ended {
+            return Err(SessionError::Ended);
+        }
+        Ok(())
+    }
+
+    pub(super) fn session_role_of(&self, identity: &Identity, standing: Option<Standing>) -> SessionRole {
+        if identity.user_id == self.session.created_by {
+            return SessionRole::Host;
+        }
+        match standing.map(|s| s.role) {
+            Some(role) if role.is_host() => role,
+            // Admins of the session's organization moderate all of its sessions.
+            _ if identity.role == Role::Admin => SessionRole::CoHost,
+            _ => SessionRole::Participant,
+        }
+    }
+
+    pub(super) fn member_of(&self, conn: ConnId) -> Result<&Member, SessionError> {
+        match self.conns.get(&conn) {
+            Some(attachment) if attachment.admitted => {
+                self.presence.get(attachment.user).ok_or(SessionError::NotMember)
+            }
+            _ => Err(SessionError::NotMember),
+        }
+    }
+
+    pub(super) fn host_of(&self, conn: ConnId) -> Result<&Member, SessionError> {
+        let member = self.member_of(conn)?;
+        if member.session_role.is_host() { Ok(member) } else { Err(SessionError::NotHost) }
+    }
+
+    /// The member behind `conn`, provided they may read and write in `room`.
+    pub(super) fn reader_of(&self, conn: ConnId, room: RoomId) -> Result<&Member, SessionError> {
+        let member = self.member_of(conn)?;
+        if !self.rooms.contains_key(&room) {
+            return Err(SessionError::NoSuchRoom);
+        }
+        if member.room != room {
+            return Err(SessionError::NotInRoom);
+        }
+        Ok(member)
+    }
+
+    pub(super) fn lobby_view(&self) -> Vec<Waiting> {
+        self.lobby.iter().map(|(user, entry)| Waiting { user: *user, role: entry.role, since: entry.since }).collect()
+    }
+}
