@@ -28,6 +28,7 @@ pub enum ClientMessage {
     AdmitParticipant(AdmitParticipant),
     DenyParticipant(DenyParticipant),
     SetRole(SetRole),
+    RemoveParticipant(RemoveParticipant),
     SetLobby(SetLobby),
     SetStatus(SetStatus),
     SendMessage(SendMessage),
@@ -137,6 +138,16 @@ pub struct SetRole {
     pub user_id: UserId,
     /// `co_host` or `participant`.
     pub role: SessionRole,
+}
+
+/// Removes someone from the session (all their devices); hosts only. They may come back only
+/// through the lobby, when a host admits them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RemoveParticipant {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<RequestId>,
+    pub session_id: SessionId,
+    pub user_id: UserId,
 }
 
 /// Turns the lobby on or off for later joiners; hosts only.
@@ -264,6 +275,7 @@ impl ClientMessage {
             Self::AdmitParticipant(m) => m.request_id.as_ref(),
             Self::DenyParticipant(m) => m.request_id.as_ref(),
             Self::SetRole(m) => m.request_id.as_ref(),
+            Self::RemoveParticipant(m) => m.request_id.as_ref(),
             Self::SetLobby(m) => m.request_id.as_ref(),
             Self::SetStatus(m) => m.request_id.as_ref(),
             Self::SendMessage(m) => m.request_id.as_ref(),
@@ -334,7 +346,7 @@ mod tests {
     fn kinds_are_the_wire_tags() {
         use strum::IntoEnumIterator as _;
         let kinds: Vec<&str> = ClientMessageKind::iter().map(<&str>::from).collect();
-        assert_eq!(kinds.len(), 29);
+        assert_eq!(kinds.len(), 30);
         assert!(kinds.contains(&"join_session") && kinds.contains(&"resolve_help"));
         let ping = ClientMessage::parse(r#"{"type":"ping"}"#).expect("parses");
         assert_eq!(ping.kind(), "ping");

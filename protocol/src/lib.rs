@@ -24,8 +24,8 @@ pub use breakout::{
 pub use claims::{AppMetadata, Claims, Role, SUPABASE_AUDIENCE};
 pub use client::{
     AdmitParticipant, ClientMessage, ClientMessageKind, CreateSession, DeleteMessage, DenyParticipant, EditMessage,
-    EndSession, FetchHistory, JoinSession, LeaveSession, ParseError, Ping, RoomCursor, SendMessage, SetLobby, SetRole,
-    SetStatus, Typing,
+    EndSession, FetchHistory, JoinSession, LeaveSession, ParseError, Ping, RemoveParticipant, RoomCursor, SendMessage,
+    SetLobby, SetRole, SetStatus, Typing,
 };
 pub use error::ErrorCode;
 pub use ids::{ClientMsgId, ConnId, MessageId, OrgId, RequestId, RoomId, SessionId, UserId};

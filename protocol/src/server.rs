@@ -75,6 +75,12 @@ pub enum ServerMessage {
     Denied {
         session_id: SessionId,
     },
+    /// To every device of someone a host removed: they are out of the session, and may come
+    /// back only through the lobby.
+    Removed {
+        session_id: SessionId,
+        removed_by: UserId,
+    },
     MemberJoined {
         session_id: SessionId,
         member: MemberView,

@@ -26,6 +26,7 @@ mod move_participant;
 mod open_breakouts;
 mod ping;
 mod plan_breakouts;
+mod remove_participant;
 mod resolve_help;
 mod select_room;
 mod send_message;
@@ -113,6 +114,7 @@ pub async fn dispatch(ctx: &mut ConnCtx, text: &str) {
             ClientMessage::DenyParticipant(m) => deny_participant::handle(ctx, m).await,
             ClientMessage::SetLobby(m) => set_lobby::handle(ctx, m).await,
             ClientMessage::SetRole(m) => set_role::handle(ctx, m).await,
+            ClientMessage::RemoveParticipant(m) => remove_participant::handle(ctx, m).await,
             ClientMessage::SetStatus(m) => set_status::handle(ctx, m).await,
             ClientMessage::SendMessage(m) => send_message::handle(ctx, m).await,
             ClientMessage::EditMessage(m) => edit_message::handle(ctx, m).await,

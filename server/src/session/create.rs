@@ -107,12 +107,20 @@ fn plan(
         invited: false,
         joined_at: None,
         left_at: None,
+        removed_at: None,
     }];
     let mut invitees = spec.invitees;
     invitees.sort();
     invitees.dedup();
     participants.extend(invitees.into_iter().filter(|user| *user != creator.user_id).map(|user_id| {
-        ParticipantRecord { user_id, role: SessionRole::Participant, invited: true, joined_at: None, left_at: None }
+        ParticipantRecord {
+            user_id,
+            role: SessionRole::Participant,
+            invited: true,
+            joined_at: None,
+            left_at: None,
+            removed_at: None,
+        }
     }));
     Ok((session, participants))
 }

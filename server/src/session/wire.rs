@@ -41,6 +41,7 @@ pub fn to_wire(session_id: SessionId, event: Event) -> ServerMessage {
         Event::LobbyEntered(waiting) => ServerMessage::LobbyEntered { session_id, entry: lobby_entry(&waiting) },
         Event::LobbyLeft { user } => ServerMessage::LobbyLeft { session_id, user_id: user },
         Event::Denied => ServerMessage::Denied { session_id },
+        Event::Removed { by } => ServerMessage::Removed { session_id, removed_by: by },
         Event::MemberJoined(member) => ServerMessage::MemberJoined { session_id, member: member_view(&member) },
         Event::MemberUpdated(member) => ServerMessage::MemberUpdated { session_id, member: member_view(&member) },
         Event::MemberLeft { user } => ServerMessage::MemberLeft { session_id, user_id: user },

@@ -62,6 +62,12 @@ pub enum BreakoutChange {
         at: DateTime<Utc>,
     },
     Transitions(Vec<TransitionRecord>),
+    /// A host removed the person from the session.
+    Removed {
+        session: SessionId,
+        user: UserId,
+        at: DateTime<Utc>,
+    },
     /// A member's role in the session (`session_participants.role`).
     SetRole {
         session: SessionId,
@@ -203,6 +209,17 @@ macro_rules! apply_breakout_changes {
                             .execute(&mut *$tx)
                             .await?;
                     }
+                }
+                $crate::store::BreakoutChange::Removed { session, user, at } => {
+                    sqlx::query(
+                        "UPDATE session_participants SET removed_at = $3, left_at = $3 \
+                         WHERE session_id = $1 AND user_id = $2",
+                    )
+                    .bind(session.0)
+                    .bind(user.0)
+                    .bind(at.to_owned())
+                    .execute(&mut *$tx)
+                    .await?;
                 }
                 $crate::store::BreakoutChange::SetRole { session, user, role } => {
                     sqlx::query(

@@ -32,6 +32,8 @@ pub struct ParticipantRecord {
     pub invited: bool,
     pub joined_at: Option<DateTime<Utc>>,
     pub left_at: Option<DateTime<Utc>>,
+    /// Set when a host removed them: they come back only through the lobby.
+    pub removed_at: Option<DateTime<Utc>>,
 }
 
 /// A chat message to store; the writer gives it its sequence number.
@@ -147,6 +149,7 @@ pub(super) struct ParticipantRow {
     invited: bool,
     joined_at: Option<DateTime<Utc>>,
     left_at: Option<DateTime<Utc>>,
+    removed_at: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<ParticipantRow> for ParticipantRecord {
@@ -159,6 +162,7 @@ impl TryFrom<ParticipantRow> for ParticipantRecord {
             invited: row.invited,
             joined_at: row.joined_at,
             left_at: row.left_at,
+            removed_at: row.removed_at,
         })
     }
 }

@@ -69,7 +69,7 @@ impl Store {
             .await?;
             let Some(session) = session else { return Ok(None) };
             let participants: Vec<ParticipantRow> = sqlx::query_as(
-                "SELECT user_id, role, invited, joined_at, left_at \
+                "SELECT user_id, role, invited, joined_at, left_at, removed_at \
                  FROM session_participants WHERE session_id = $1",
             )
             .bind(id.0)

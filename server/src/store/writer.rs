@@ -421,7 +421,7 @@ impl Store {
                             "INSERT INTO session_participants (session_id, user_id, role, invited, joined_at, left_at) \
                              VALUES ($1, $2, $3, $4, $5, NULL) \
                              ON CONFLICT (session_id, user_id) DO UPDATE SET \
-                             joined_at = COALESCE(session_participants.joined_at, excluded.joined_at), left_at = NULL",
+                             joined_at = COALESCE(session_participants.joined_at, excluded.joined_at), left_at = NULL, removed_at = NULL",
                         )
                         .bind(session_id.0).bind(user_id.0).bind(role.as_str()).bind(false).bind(*at)
                         .execute(&mut *tx).await?;

@@ -224,8 +224,10 @@ impl Client {
 
     /// The next server message, within [`EVENT_TIMEOUT`].
     pub async fn recv(&mut self) -> Result<ServerMessage> {
+        // One deadline for the whole wait: the server's pings must not keep extending it.
+        let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
         loop {
-            let next = tokio::time::timeout(EVENT_TIMEOUT, self.ws.next())
+            let next = tokio::time::timeout_at(deadline, self.ws.next())
                 .await
                 .map_err(|_| anyhow!("no message from the server within {EVENT_TIMEOUT:?}"))?;
             match next {

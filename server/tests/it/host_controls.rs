@@ -12,6 +12,7 @@ use crate::on_both_backends;
 on_both_backends!(
     a_host_makes_a_member_co_host_and_takes_it_back,
     a_denied_person_cannot_knock_again_until_the_cool_down_ends,
+    a_removed_participant_leaves_on_every_device_and_returns_only_through_the_lobby,
 );
 
 /// Sends a request and returns its outcome: `Ok` or the error code.
@@ -102,5 +103,78 @@ async fn a_denied_person_cannot_knock_again_until_the_cool_down_ends(backend: Ba
             ensure!(host_heard == 0, "the host was bothered again");
         }
     }
+    Ok(())
+}
+
+async fn a_removed_participant_leaves_on_every_device_and_returns_only_through_the_lobby(
+    backend: Backend,
+) -> Result<()> {
+    let server = TestServer::start(backend).await?;
+    let (host, mut host_client, session) = group_session(&server).await?;
+    let member = TestUser::new(Role::Patient, host.org);
+    let mut phone = Client::connect(&server, &member).await?;
+    let mut laptop = Client::connect(&server, &member).await?;
+    phone.join(session.id).await?;
+    laptop.join(session.id).await?;
+    let other = TestUser::new(Role::Patient, host.org);
+    let mut other_client = Client::connect(&server, &other).await?;
+    other_client.join(session.id).await?;
+    host_client.sync().await?;
+    other_client.sync().await?;
+
+    let remove = json!({"type": "remove_participant", "session_id": session.id, "user_id": member.id});
+    assert_eq!(request(&mut other_client, remove.clone(), "not-a-host").await?, Err(ErrorCode::Forbidden));
+    assert_eq!(request(&mut host_client, remove, "remove").await?, Ok(()));
+    for device in [&mut phone, &mut laptop] {
+        let by = device
+            .recv_until(|m| match m {
+                ServerMessage::Removed { removed_by, .. } => Some(removed_by),
+                _ => None,
+            })
+            .await?;
+        assert_eq!(by, host.id);
+        // Out of the session: its requests are refused, the connection stays open.
+        let history = json!({"type": "fetch_history", "session_id": session.id, "room_id": session.main_room_id});
+        assert_eq!(request(device, history, "h").await?, Err(ErrorCode::Forbidden));
+    }
+    let left = other_client
+        .recv_until(|m| match m {
+            ServerMessage::MemberLeft { user_id, .. } => Some(user_id),
+            _ => None,
+        })
+        .await?;
+    assert_eq!(left, member.id);
+
+    // Coming back, with the lobby off, they wait until a host admits them.
+    phone.send_json(json!({"type": "join_session", "request_id": "back", "session_id": session.id})).await?;
+    phone.recv_until(|m| matches!(m, ServerMessage::LobbyWaiting { .. }).then_some(())).await?;
+    host_client.recv_until(|m| matches!(m, ServerMessage::LobbyEntered { .. }).then_some(())).await?;
+
+    // That holds across a restart, and admitting them lets them in again.
+    drop((phone, laptop, host_client, other_client));
+    let db = server.stop().await?;
+    let server = TestServer::start_on(db, |_| {}).await?;
+    let mut host_client = Client::connect(&server, &host).await?;
+    host_client.join(session.id).await?;
+    let mut phone = Client::connect(&server, &member).await?;
+    phone.send_json(json!({"type": "join_session", "request_id": "again", "session_id": session.id})).await?;
+    phone.recv_until(|m| matches!(m, ServerMessage::LobbyWaiting { .. }).then_some(())).await?;
+    host_client.recv_until(|m| matches!(m, ServerMessage::LobbyEntered { .. }).then_some(())).await?;
+    let admit = json!({"type": "admit_participant", "session_id": session.id, "user_id": member.id});
+    assert_eq!(request(&mut host_client, admit, "admit").await?, Ok(()));
+    phone.recv_until(|m| matches!(m, ServerMessage::Joined { .. }).then_some(())).await?;
+
+    // The removal is a transition: a leave from the main room.
+    let db = server.stop().await?;
+    let transitions = db.store().await?.transitions(session.id).await?;
+    let member_moves: Vec<_> = transitions
+        .iter()
+        .filter(|t| t.user_id == member.id)
+        .map(|t| (t.from_room.is_some(), t.to_room.is_some()))
+        .collect();
+    ensure!(
+        member_moves.first() == Some(&(false, true)) && member_moves.get(1) == Some(&(true, false)),
+        "joined, then removed: {member_moves:?}"
+    );
     Ok(())
 }

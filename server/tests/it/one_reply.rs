@@ -52,7 +52,10 @@ fn example(kind: ClientMessageKind, session: SessionId, other: UserId) -> Value 
         | ClientMessageKind::EndSession
         | ClientMessageKind::OpenBreakouts
         | ClientMessageKind::AskForHelp => json!({"session_id": session}),
-        ClientMessageKind::AdmitParticipant | ClientMessageKind::DenyParticipant | ClientMessageKind::ResolveHelp => {
+        ClientMessageKind::AdmitParticipant
+        | ClientMessageKind::DenyParticipant
+        | ClientMessageKind::RemoveParticipant
+        | ClientMessageKind::ResolveHelp => {
             json!({"session_id": session, "user_id": other})
         }
         ClientMessageKind::SetLobby => json!({"session_id": session, "enabled": true}),

@@ -47,6 +47,11 @@ pub enum Command {
         user: UserId,
         role: SessionRole,
     },
+    Remove {
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        user: UserId,
+    },
     SetStatus {
         conn: ConnId,
         request_id: Option<RequestId>,
@@ -206,6 +211,7 @@ impl Command {
             | Self::Deny { .. }
             | Self::SetLobby { .. }
             | Self::SetRole { .. }
+            | Self::Remove { .. }
             | Self::CreateRooms { .. }
             | Self::UpdateRoom { .. }
             | Self::DeleteRoom { .. }
@@ -238,6 +244,7 @@ impl Command {
             | Self::Deny { conn, request_id, .. }
             | Self::SetLobby { conn, request_id, .. }
             | Self::SetRole { conn, request_id, .. }
+            | Self::Remove { conn, request_id, .. }
             | Self::SetStatus { conn, request_id, .. }
             | Self::Post { conn, request_id, .. }
             | Self::Edit { conn, request_id, .. }

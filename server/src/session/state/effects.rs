@@ -124,6 +124,7 @@ pub enum Event {
     LobbyEntered(Waiting),
     LobbyLeft { user: UserId },
     Denied,
+    Removed { by: UserId },
     MemberJoined(Member),
     MemberUpdated(Member),
     MemberLeft { user: UserId },

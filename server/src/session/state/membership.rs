@@ -31,7 +31,9 @@ impl SessionState {
         }
         let lobby_applies = self.session.session_type == SessionType::Appointment || self.session.lobby_enabled;
         let already_admitted = standing.is_some_and(|s| s.admitted) || self.presence.get(user).is_some();
-        if lobby_applies && !session_role.is_host() && !already_admitted {
+        // Someone a host removed comes back only through the lobby, whatever their role.
+        let removed = standing.is_some_and(|s| s.removed) && user != self.session.created_by;
+        if (removed || (lobby_applies && !session_role.is_host())) && !already_admitted {
             if self.denied.get(&user).is_some_and(|at| now.mono.saturating_duration_since(*at) < self.deny_cooldown) {
                 return Err(SessionError::RecentlyDenied);
             }
@@ -67,8 +69,12 @@ impl SessionState {
         out: &mut Vec<Effect>,
     ) {
         self.conns.insert(conn, Attachment { user, admitted: true });
-        let standing =
-            self.standing.entry(user).or_insert(Standing { role: session_role, invited: false, admitted: false });
+        let standing = self.standing.entry(user).or_insert(Standing {
+            role: session_role,
+            invited: false,
+            admitted: false,
+            removed: false,
+        });
         standing.admitted = true;
         let placement = match self.presence.get(user) {
             Some(member) => member.room,
@@ -238,6 +244,9 @@ impl SessionState {
         self.host_of(conn)?;
         let entry = self.lobby.remove(&user).ok_or(SessionError::NotWaiting)?;
         self.denied.remove(&user);
+        if let Some(standing) = self.standing.get_mut(&user) {
+            standing.removed = false;
+        }
         let session_role = self.standing.get(&user).map_or(SessionRole::Participant, |s| s.role);
         send(out, Audience::Hosts, Event::LobbyLeft { user });
         for (waiting_conn, join_request, resume) in entry.conns {
@@ -289,6 +298,65 @@ impl SessionState {
         Ok(())
     }
 
+    /// Removes someone from the session: written (their leave and the removal, a co-host's role
+    /// taken back), then carried out on every device at once.
+    pub(super) fn remove(
+        &mut self,
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        user: UserId,
+        now: Now,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), SessionError> {
+        let by = self.host_of(conn)?.user_id;
+        if user == self.session.created_by || user == by {
+            return Err(SessionError::NotAllowed("the session's host, and you yourself, cannot be removed"));
+        }
+        let member = self.presence.get(user).ok_or(SessionError::NotPresent)?;
+        let mut rows = vec![
+            BreakoutChange::Transitions(vec![self.transition(user, Some(member.room), None, now)]),
+            BreakoutChange::Removed { session: self.session.id, user, at: now.wall },
+        ];
+        if member.session_role == SessionRole::CoHost {
+            rows.push(BreakoutChange::SetRole { session: self.session.id, user, role: SessionRole::Participant });
+        }
+        self.stage(Change::Remove { user, by }, rows, Some(Reply { conn, request_id }), None, out);
+        Ok(())
+    }
+
+    /// Carries out a committed removal: the person's devices hear `removed` and leave the
+    /// session, everyone else hears `member_left`.
+    pub(super) fn apply_removal(&mut self, user: UserId, by: UserId, out: &mut Vec<Effect>) {
+        let Some(member) = self.presence.get(user).cloned() else { return };
+        // Named by connection: audiences are resolved after the whole command, when the person
+        // is no longer present.
+        send(out, Audience::Conns(member.conns.clone()), Event::Removed { by });
+        for conn in &member.conns {
+            self.conns.remove(conn);
+            self.presence.remove_device(user, *conn);
+        }
+        if let Some(room) = self.rooms.get_mut(&member.room) {
+            room.members.remove(&user);
+        }
+        let standing = self.standing.entry(user).or_insert(Standing {
+            role: SessionRole::Participant,
+            invited: false,
+            admitted: false,
+            removed: true,
+        });
+        standing.admitted = false;
+        standing.removed = true;
+        if standing.role == SessionRole::CoHost {
+            standing.role = SessionRole::Participant;
+        }
+        if self.breakouts.help.remove(&user).is_some() {
+            send(out, Audience::Hosts, Event::HelpResolved { user });
+        }
+        send(out, Audience::SessionExcept(user), Event::MemberLeft { user });
+        self.announce_breakouts(&[member.room], &[], out);
+        out.extend(member.conns.into_iter().map(Effect::Detach));
+    }
+
     /// Makes a member a co-host or a participant again: written, then announced.
     pub(super) fn set_role(
         &mut self,
@@ -316,7 +384,8 @@ impl SessionState {
     /// Applies a committed change of role: everyone sees the member's new role, and a new
     /// co-host learns what hosts know (the lobby and the breakout rooms).
     pub(super) fn apply_role(&mut self, user: UserId, role: SessionRole, out: &mut Vec<Effect>) {
-        self.standing.entry(user).or_insert(Standing { role, invited: false, admitted: false }).role = role;
+        self.standing.entry(user).or_insert(Standing { role, invited: false, admitted: false, removed: false }).role =
+            role;
         if self.presence.set_session_role(user, role) == Diff::Updated
             && let Some(member) = self.presence.get(user).cloned()
         {

@@ -79,6 +79,8 @@ struct Standing {
     invited: bool,
     /// Admitted once already: a reconnect does not wait in the lobby again.
     admitted: bool,
+    /// Removed by a host: comes back only through the lobby, lobby or not.
+    removed: bool,
 }
 
 /// A connection attached to the session.
@@ -186,7 +188,12 @@ impl SessionState {
         let Rules { chat: limits, budgets, deny_cooldown } = rules;
         let standing = participants
             .into_iter()
-            .map(|p| (p.user_id, Standing { role: p.role, invited: p.invited, admitted: p.joined_at.is_some() }))
+            .map(|p| {
+                let removed = p.removed_at.is_some();
+                let standing =
+                    Standing { role: p.role, invited: p.invited, admitted: p.joined_at.is_some() && !removed, removed };
+                (p.user_id, standing)
+            })
             .collect();
         let main_room = main_chat.id;
         let mut rooms = HashMap::from([(main_room, Room { chat: main_chat, members: HashSet::new(), breakout: None })]);
@@ -280,6 +287,7 @@ impl SessionState {
             Command::Deny { conn, request_id, user } => self.deny(conn, request_id, user, now, out),
             Command::SetLobby { conn, request_id, enabled } => self.set_lobby(conn, request_id, enabled, out),
             Command::SetRole { conn, request_id, user, role } => self.set_role(conn, request_id, user, role, out),
+            Command::Remove { conn, request_id, user } => self.remove(conn, request_id, user, now, out),
             Command::SetStatus { conn, request_id, status } => self.set_status(conn, request_id, status, out),
             Command::Post { conn, request_id, room, client_msg_id, body } => {
                 self.post(conn, request_id, room, client_msg_id, body, now, out)

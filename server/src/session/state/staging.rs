@@ -35,6 +35,7 @@ pub enum Change {
     Open { moves: Vec<(UserId, RoomId)>, ends: Option<Deadline> },
     Close(Vec<RoomId>),
     SetRole { user: UserId, role: SessionRole },
+    Remove { user: UserId, by: UserId },
 }
 
 /// The change in flight: what to apply, whom to answer, and under which request to remember it.
@@ -63,6 +64,7 @@ impl Command {
                 | Self::Admit { .. }
                 | Self::Deny { .. }
                 | Self::SetRole { .. }
+                | Self::Remove { .. }
                 | Self::CreateRooms { .. }
                 | Self::UpdateRoom { .. }
                 | Self::DeleteRoom { .. }
@@ -182,6 +184,7 @@ impl SessionState {
             }
             Change::Close(rooms) => self.close_now(&rooms, out),
             Change::SetRole { user, role } => self.apply_role(user, role, out),
+            Change::Remove { user, by } => self.apply_removal(user, by, out),
         }
     }
 }

@@ -49,6 +49,7 @@ fn fixture(session_type: SessionType, lobby_enabled: bool) -> Fixture {
             invited: false,
             joined_at: None,
             left_at: None,
+            removed_at: None,
         },
         ParticipantRecord {
             user_id: invited,
@@ -56,6 +57,7 @@ fn fixture(session_type: SessionType, lobby_enabled: bool) -> Fixture {
             invited: true,
             joined_at: None,
             left_at: None,
+            removed_at: None,
         },
     ];
     let room = RoomId::from(id);
