@@ -59,20 +59,6 @@ async fn fixture(backend: Backend, n: usize) -> Result<Fixture> {
     Ok(Fixture { server, host, host_client, session: view.id, main: view.main_room_id, people })
 }
 
-/// Sends a request and waits for its own reply (`ok`, or an error), skipping events.
-async fn request(client: &mut Client, mut body: Value) -> Result<Result<(), ErrorCode>> {
-    let id = format!("r-{}", Uuid::new_v4().simple());
-    body["request_id"] = json!(id);
-    client.send_json(body).await?;
-    client
-        .recv_until(|m| match m {
-            ServerMessage::Ok { request_id: Some(r) } if r.as_str() == id => Some(Ok(())),
-            ServerMessage::Error(e) if e.request_id.as_ref().is_some_and(|r| r.as_str() == id) => Some(Err(e.code)),
-            _ => None,
-        })
-        .await
-}
-
 /// Creates `count` rooms and returns their ids, in creation order.
 async fn create_rooms(f: &mut Fixture, count: u32, max: u32, mode: &str) -> Result<Vec<RoomId>> {
     let id = format!("c-{}", Uuid::new_v4().simple());
@@ -122,40 +108,34 @@ async fn hosts_create_rename_and_delete_rooms(backend: Backend) -> Result<()> {
     let mut f = fixture(backend, 1).await?;
     let rooms = create_rooms(&mut f, 2, 5, "manual").await?;
     assert_eq!(rooms.len(), 2);
-    let named = request(&mut f.host_client, json!({"type": "create_breakout_rooms", "session_id": f.session, "names": ["Mentors", "Mentees"], "max_participants": 3})).await?;
+    let named = f.host_client.request(json!({"type": "create_breakout_rooms", "session_id": f.session, "names": ["Mentors", "Mentees"], "max_participants": 3})).await?;
     assert_eq!(named, Ok(()));
     assert_eq!(
-        request(
-            &mut f.host_client,
-            json!({"type": "update_breakout_room", "session_id": f.session, "room_id": rooms[0], "name": "Quiet room"})
+        f.host_client.request(json!({"type": "update_breakout_room", "session_id": f.session, "room_id": rooms[0], "name": "Quiet room"})
         )
         .await?,
         Ok(())
     );
     let (user, _) = &f.people[0];
-    assert_eq!(request(&mut f.host_client, mv(f.session, user.id, f.main, rooms[1])).await?, Ok(()));
+    assert_eq!(f.host_client.request(mv(f.session, user.id, f.main, rooms[1])).await?, Ok(()));
     assert_eq!(
-        request(
-            &mut f.host_client,
-            json!({"type": "delete_breakout_room", "session_id": f.session, "room_id": rooms[1]})
-        )
-        .await?,
+        f.host_client
+            .request(json!({"type": "delete_breakout_room", "session_id": f.session, "room_id": rooms[1]}))
+            .await?,
         Err(ErrorCode::Conflict)
     );
     assert_eq!(
-        request(
-            &mut f.host_client,
-            json!({"type": "delete_breakout_room", "session_id": f.session, "room_id": rooms[0]})
-        )
-        .await?,
+        f.host_client
+            .request(json!({"type": "delete_breakout_room", "session_id": f.session, "room_id": rooms[0]}))
+            .await?,
         Ok(())
     );
     assert_eq!(
-        request(
-            &mut f.host_client,
-            json!({"type": "create_breakout_rooms", "session_id": f.session, "count": 1, "max_participants": 0})
-        )
-        .await?,
+        f.host_client
+            .request(
+                json!({"type": "create_breakout_rooms", "session_id": f.session, "count": 1, "max_participants": 0})
+            )
+            .await?,
         Err(ErrorCode::Invalid)
     );
 
@@ -191,7 +171,7 @@ async fn opening_a_plan_moves_everyone_at_once_and_records_transitions(backend: 
     assert_eq!(planned.get(&second), Some(&rooms[2]), "the pair stays together");
     assert_ne!(planned.get(&apart_a), planned.get(&apart_b), "the other pair stays apart");
 
-    assert_eq!(request(&mut f.host_client, json!({"type": "open_breakouts", "session_id": f.session})).await?, Ok(()));
+    assert_eq!(f.host_client.request(json!({"type": "open_breakouts", "session_id": f.session})).await?, Ok(()));
     for (user, client) in &mut f.people {
         let (room, reason, members, _) = moved(client).await?;
         assert_eq!((Some(&room), reason, members), (planned.get(&user.id), MoveReason::Assigned, 2));
@@ -217,7 +197,7 @@ async fn opening_is_all_or_nothing(backend: Backend) -> Result<()> {
         .await?;
     f.host_client.recv_until(|m| matches!(m, ServerMessage::BreakoutPlan { .. }).then_some(())).await?;
     assert_eq!(
-        request(&mut f.host_client, json!({"type": "open_breakouts", "session_id": f.session})).await?,
+        f.host_client.request(json!({"type": "open_breakouts", "session_id": f.session})).await?,
         Err(ErrorCode::Full)
     );
     for (_, client) in &mut f.people {
@@ -232,10 +212,10 @@ async fn moves_into_a_full_room_fail_with_full(backend: Backend) -> Result<()> {
     let mut f = fixture(backend, 2).await?;
     let rooms = create_rooms(&mut f, 1, 1, "manual").await?;
     let (a, b) = (f.people[0].0.id, f.people[1].0.id);
-    assert_eq!(request(&mut f.host_client, mv(f.session, a, f.main, rooms[0])).await?, Ok(()));
-    assert_eq!(request(&mut f.host_client, mv(f.session, b, f.main, rooms[0])).await?, Err(ErrorCode::Full));
+    assert_eq!(f.host_client.request(mv(f.session, a, f.main, rooms[0])).await?, Ok(()));
+    assert_eq!(f.host_client.request(mv(f.session, b, f.main, rooms[0])).await?, Err(ErrorCode::Full));
     // Hosts visiting do not count against capacity.
-    assert_eq!(request(&mut f.host_client, mv(f.session, f.host.id, f.main, rooms[0])).await?, Ok(()));
+    assert_eq!(f.host_client.request(mv(f.session, f.host.id, f.main, rooms[0])).await?, Ok(()));
     let view = overview(&f.server, &f.host, f.session).await?;
     assert_eq!((view[0].participants, view[0].members.len()), (1, 2));
     Ok(())
@@ -249,7 +229,7 @@ async fn of_two_hosts_moving_one_person_one_wins_and_the_other_gets_conflict(bac
     co.join(f.session).await?;
     let user = f.people[0].0.id;
     let (first, second) = (mv(f.session, user, f.main, rooms[0]), mv(f.session, user, f.main, rooms[1]));
-    let (one, two) = tokio::join!(request(&mut f.host_client, first), request(&mut co, second));
+    let (one, two) = tokio::join!(f.host_client.request(first), co.request(second));
     let outcomes = [one?, two?];
     assert!(outcomes.contains(&Ok(())) && outcomes.contains(&Err(ErrorCode::Conflict)), "{outcomes:?}");
     let winner = if outcomes[0].is_ok() { rooms[0] } else { rooms[1] };
@@ -303,13 +283,11 @@ async fn swapping_exchanges_rooms(backend: Backend) -> Result<()> {
     let rooms = create_rooms(&mut f, 2, 1, "manual").await?;
     let (a, b) = (f.people[0].0.id, f.people[1].0.id);
     let assign = json!({"type": "assign_participants", "session_id": f.session, "assignments": [{"user_id": a, "room_id": rooms[0]}, {"user_id": b, "room_id": rooms[1]}]});
-    assert_eq!(request(&mut f.host_client, assign).await?, Ok(()));
+    assert_eq!(f.host_client.request(assign).await?, Ok(()));
     assert_eq!(
-        request(
-            &mut f.host_client,
-            json!({"type": "swap_participants", "session_id": f.session, "user_a": a, "user_b": b})
-        )
-        .await?,
+        f.host_client
+            .request(json!({"type": "swap_participants", "session_id": f.session, "user_a": a, "user_b": b}))
+            .await?,
         Ok(())
     );
     for (index, expected) in [(0, rooms[1]), (1, rooms[0])] {
@@ -323,17 +301,17 @@ async fn swapping_exchanges_rooms(backend: Backend) -> Result<()> {
 async fn self_select_and_return_follow_the_hosts_settings(backend: Backend) -> Result<()> {
     let mut f = fixture(backend, 2).await?;
     let rooms = create_rooms(&mut f, 1, 1, "manual").await?;
-    assert_eq!(request(&mut f.host_client, json!({"type": "open_breakouts", "session_id": f.session})).await?, Ok(()));
+    assert_eq!(f.host_client.request(json!({"type": "open_breakouts", "session_id": f.session})).await?, Ok(()));
     let select = |room: RoomId| json!({"type": "select_room", "session_id": f.session, "room_id": room});
     let (first, second) = f.people.split_at_mut(1);
-    assert_eq!(request(&mut first[0].1, select(rooms[0])).await?, Err(ErrorCode::Forbidden));
-    assert_eq!(request(&mut f.host_client, json!({"type": "set_breakout_options", "session_id": f.session, "allow_self_select": true, "allow_return_to_main": false})).await?, Ok(()));
-    assert_eq!(request(&mut first[0].1, select(rooms[0])).await?, Ok(()));
-    assert_eq!(request(&mut second[0].1, select(rooms[0])).await?, Err(ErrorCode::Full));
-    assert_eq!(request(&mut first[0].1, select(f.main)).await?, Err(ErrorCode::Forbidden), "return is locked");
+    assert_eq!(first[0].1.request(select(rooms[0])).await?, Err(ErrorCode::Forbidden));
+    assert_eq!(f.host_client.request(json!({"type": "set_breakout_options", "session_id": f.session, "allow_self_select": true, "allow_return_to_main": false})).await?, Ok(()));
+    assert_eq!(first[0].1.request(select(rooms[0])).await?, Ok(()));
+    assert_eq!(second[0].1.request(select(rooms[0])).await?, Err(ErrorCode::Full));
+    assert_eq!(first[0].1.request(select(f.main)).await?, Err(ErrorCode::Forbidden), "return is locked");
     // The lock never locks the host out.
-    assert_eq!(request(&mut f.host_client, select(rooms[0])).await?, Ok(()));
-    assert_eq!(request(&mut f.host_client, select(f.main)).await?, Ok(()));
+    assert_eq!(f.host_client.request(select(rooms[0])).await?, Ok(()));
+    assert_eq!(f.host_client.request(select(f.main)).await?, Ok(()));
     Ok(())
 }
 
@@ -341,13 +319,11 @@ async fn closing_counts_down_then_returns_everyone_to_main(backend: Backend) -> 
     let mut f = fixture(backend, 2).await?;
     let rooms = create_rooms(&mut f, 2, 5, "manual").await?;
     let assign = json!({"type": "assign_participants", "session_id": f.session, "assignments": [{"user_id": f.people[0].0.id, "room_id": rooms[0]}, {"user_id": f.people[1].0.id, "room_id": rooms[1]}]});
-    assert_eq!(request(&mut f.host_client, assign).await?, Ok(()));
+    assert_eq!(f.host_client.request(assign).await?, Ok(()));
     assert_eq!(
-        request(
-            &mut f.host_client,
-            json!({"type": "close_breakout_rooms", "session_id": f.session, "countdown_secs": 1})
-        )
-        .await?,
+        f.host_client
+            .request(json!({"type": "close_breakout_rooms", "session_id": f.session, "countdown_secs": 1}))
+            .await?,
         Ok(())
     );
     for (_, client) in &mut f.people {
@@ -375,16 +351,13 @@ async fn a_room_timer_fires_even_after_the_host_left(backend: Backend) -> Result
     f.host_client.send_json(json!({"type": "plan_breakouts", "request_id": "p", "session_id": f.session, "assignments": [{"user_id": user, "room_id": rooms[0]}]})).await?;
     f.host_client.recv_until(|m| matches!(m, ServerMessage::BreakoutPlan { .. }).then_some(())).await?;
     assert_eq!(
-        request(
-            &mut f.host_client,
-            json!({"type": "set_breakout_options", "session_id": f.session, "countdown_secs": 1})
-        )
-        .await?,
+        f.host_client
+            .request(json!({"type": "set_breakout_options", "session_id": f.session, "countdown_secs": 1}))
+            .await?,
         Ok(())
     );
     assert_eq!(
-        request(&mut f.host_client, json!({"type": "open_breakouts", "session_id": f.session, "timer_secs": 2}))
-            .await?,
+        f.host_client.request(json!({"type": "open_breakouts", "session_id": f.session, "timer_secs": 2})).await?,
         Ok(())
     );
     drop(f.host_client);
@@ -406,9 +379,10 @@ async fn broadcast_reaches_every_room_and_help_reaches_the_hosts(backend: Backen
     let mut f = fixture(backend, 2).await?;
     let rooms = create_rooms(&mut f, 1, 5, "manual").await?;
     let asker = f.people[0].0.id;
-    assert_eq!(request(&mut f.host_client, mv(f.session, asker, f.main, rooms[0])).await?, Ok(()));
+    assert_eq!(f.host_client.request(mv(f.session, asker, f.main, rooms[0])).await?, Ok(()));
     assert_eq!(
-        request(&mut f.host_client, json!({"type": "broadcast", "session_id": f.session, "body": "Five minutes left"}))
+        f.host_client
+            .request(json!({"type": "broadcast", "session_id": f.session, "body": "Five minutes left"}))
             .await?,
         Ok(())
     );
@@ -422,11 +396,11 @@ async fn broadcast_reaches_every_room_and_help_reaches_the_hosts(backend: Backen
         assert_eq!(body, "Five minutes left");
     }
     assert_eq!(
-        request(&mut f.people[1].1, json!({"type": "ask_for_help", "session_id": f.session})).await?,
+        f.people[1].1.request(json!({"type": "ask_for_help", "session_id": f.session})).await?,
         Err(ErrorCode::Invalid),
         "only from a breakout room"
     );
-    assert_eq!(request(&mut f.people[0].1, json!({"type": "ask_for_help", "session_id": f.session})).await?, Ok(()));
+    assert_eq!(f.people[0].1.request(json!({"type": "ask_for_help", "session_id": f.session})).await?, Ok(()));
     let help = f
         .host_client
         .recv_until(|m| match m {
@@ -450,7 +424,7 @@ async fn breakout_chat_is_seen_only_in_its_room(backend: Backend) -> Result<()> 
     let rooms = create_rooms(&mut f, 2, 5, "manual").await?;
     let ids: Vec<UserId> = f.people.iter().map(|(u, _)| u.id).collect();
     let assign = json!({"type": "assign_participants", "session_id": f.session, "assignments": [{"user_id": ids[0], "room_id": rooms[0]}, {"user_id": ids[1], "room_id": rooms[0]}, {"user_id": ids[2], "room_id": rooms[1]}]});
-    assert_eq!(request(&mut f.host_client, assign).await?, Ok(()));
+    assert_eq!(f.host_client.request(assign).await?, Ok(()));
     for (_, client) in &mut f.people {
         moved(client).await?;
     }
@@ -469,7 +443,7 @@ async fn breakout_chat_is_seen_only_in_its_room(backend: Backend) -> Result<()> 
     f.people[2].1.expect_error(ErrorCode::Forbidden).await?;
     // Someone moved into the room learns where its history stands.
     let assign = json!({"type": "assign_participants", "session_id": f.session, "assignments": [{"user_id": ids[2], "room_id": rooms[0]}]});
-    assert_eq!(request(&mut f.host_client, assign).await?, Ok(()));
+    assert_eq!(f.host_client.request(assign).await?, Ok(()));
     let (_, _, members, last_seq) = moved(&mut f.people[2].1).await?;
     assert_eq!((members, last_seq), (3, 1));
     Ok(())
@@ -479,8 +453,8 @@ async fn late_joiners_in_automatic_mode_go_to_the_least_full_room(backend: Backe
     let mut f = fixture(backend, 3).await?;
     let rooms = create_rooms(&mut f, 2, 5, "automatic").await?;
     let assign = json!({"type": "assign_participants", "session_id": f.session, "assignments": [{"user_id": f.people[0].0.id, "room_id": rooms[0]}, {"user_id": f.people[1].0.id, "room_id": rooms[0]}, {"user_id": f.people[2].0.id, "room_id": rooms[1]}]});
-    assert_eq!(request(&mut f.host_client, assign).await?, Ok(()));
-    assert_eq!(request(&mut f.host_client, json!({"type": "open_breakouts", "session_id": f.session})).await?, Ok(()));
+    assert_eq!(f.host_client.request(assign).await?, Ok(()));
+    assert_eq!(f.host_client.request(json!({"type": "open_breakouts", "session_id": f.session})).await?, Ok(()));
     let late = TestUser::new(Role::Patient, f.host.org);
     let mut client = Client::connect(&f.server, &late).await?;
     let joined = client.join(f.session).await?;
@@ -508,7 +482,7 @@ async fn participants_cannot_run_breakouts(backend: Backend) -> Result<()> {
         json!({"type": "plan_breakouts", "session_id": f.session, "automatic": true}),
     ];
     for attempt in attempts {
-        assert_eq!(request(&mut f.people[0].1, attempt.clone()).await?, Err(ErrorCode::Forbidden), "{attempt}");
+        assert_eq!(f.people[0].1.request(attempt.clone()).await?, Err(ErrorCode::Forbidden), "{attempt}");
     }
     let view = overview(&f.server, &f.host, f.session).await?;
     assert_eq!((view.len(), view[0].members.len()), (1, 0), "nothing changed");
@@ -691,8 +665,8 @@ async fn presence_moves_with_the_person(backend: Backend) -> Result<()> {
     let mut f = fixture(backend, 3).await?;
     let rooms = create_rooms(&mut f, 1, 5, "manual").await?;
     let (mover, stayer, waiting) = (f.people[0].0.id, f.people[1].0.id, f.people[2].0.id);
-    assert_eq!(request(&mut f.host_client, mv(f.session, waiting, f.main, rooms[0])).await?, Ok(()));
-    assert_eq!(request(&mut f.host_client, mv(f.session, mover, f.main, rooms[0])).await?, Ok(()));
+    assert_eq!(f.host_client.request(mv(f.session, waiting, f.main, rooms[0])).await?, Ok(()));
+    assert_eq!(f.host_client.request(mv(f.session, mover, f.main, rooms[0])).await?, Ok(()));
     // The one already in the room sees the newcomer join it.
     let joined = f.people[2]
         .1
@@ -734,7 +708,7 @@ async fn the_transitions_endpoint_reports_history_and_attendance(backend: Backen
     let mut f = fixture(backend, 1).await?;
     let rooms = create_rooms(&mut f, 1, 5, "manual").await?;
     let user = f.people[0].0.id;
-    assert_eq!(request(&mut f.host_client, mv(f.session, user, f.main, rooms[0])).await?, Ok(()));
+    assert_eq!(f.host_client.request(mv(f.session, user, f.main, rooms[0])).await?, Ok(()));
     let url = f.server.http(&format!("/v1/sessions/{}/transitions", f.session));
     let http = reqwest::Client::new();
     let reply: Value = http.get(&url).bearer_auth(f.host.token()).send().await?.json().await?;
@@ -764,7 +738,7 @@ async fn after_a_restart_people_rejoin_the_breakout_room_they_were_in(backend: B
     let mut f = fixture(backend, 1).await?;
     let rooms = create_rooms(&mut f, 1, 5, "manual").await?;
     let user = f.people[0].0.clone();
-    assert_eq!(request(&mut f.host_client, mv(f.session, user.id, f.main, rooms[0])).await?, Ok(()));
+    assert_eq!(f.host_client.request(mv(f.session, user.id, f.main, rooms[0])).await?, Ok(()));
     drop(f.host_client);
     drop(f.people);
     let db = f.server.stop().await?;

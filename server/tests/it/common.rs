@@ -286,6 +286,19 @@ impl Client {
         }
     }
 
+    /// Sends a request and waits for its own reply (`ok`, or an error), skipping events.
+    pub async fn request(&mut self, mut body: serde_json::Value) -> Result<std::result::Result<(), ErrorCode>> {
+        let id = format!("r-{}", Uuid::new_v4().simple());
+        body["request_id"] = serde_json::json!(id);
+        self.send_json(body).await?;
+        self.recv_until(|m| match m {
+            ServerMessage::Ok { request_id: Some(r) } if r.as_str() == id => Some(Ok(())),
+            ServerMessage::Error(e) if e.request_id.as_ref().is_some_and(|r| r.as_str() == id) => Some(Err(e.code)),
+            _ => None,
+        })
+        .await
+    }
+
     /// Sends a chat message and waits for its acknowledgement, returning its sequence number.
     pub async fn post(&mut self, session: SessionId, room: RoomId, client_msg_id: &str, body: &str) -> Result<i64> {
         self.send_json(serde_json::json!({

@@ -15,19 +15,6 @@ on_both_backends!(
     a_removed_participant_leaves_on_every_device_and_returns_only_through_the_lobby,
 );
 
-/// Sends a request and returns its outcome: `Ok` or the error code.
-async fn request(client: &mut Client, mut body: serde_json::Value, id: &str) -> Result<Result<(), ErrorCode>> {
-    body["request_id"] = json!(id);
-    client.send_json(body).await?;
-    client
-        .recv_until(|m| match m {
-            ServerMessage::Ok { request_id: Some(r) } if r.as_str() == id => Some(Ok(())),
-            ServerMessage::Error(e) if e.request_id.as_ref().is_some_and(|r| r.as_str() == id) => Some(Err(e.code)),
-            _ => None,
-        })
-        .await
-}
-
 async fn a_host_makes_a_member_co_host_and_takes_it_back(backend: Backend) -> Result<()> {
     let server = TestServer::start(backend).await?;
     let (host, mut host_client, session) = group_session(&server).await?;
@@ -39,11 +26,11 @@ async fn a_host_makes_a_member_co_host_and_takes_it_back(backend: Backend) -> Re
     let set_lobby = json!({"type": "set_lobby", "session_id": session.id, "enabled": false});
 
     // Only hosts change roles, and nobody becomes a second host.
-    assert_eq!(request(&mut member_client, set_role("co_host"), "self").await?, Err(ErrorCode::Forbidden));
-    assert_eq!(request(&mut host_client, set_role("host"), "h").await?, Err(ErrorCode::Invalid));
-    assert_eq!(request(&mut member_client, set_lobby.clone(), "l0").await?, Err(ErrorCode::Forbidden));
+    assert_eq!(member_client.request(set_role("co_host")).await?, Err(ErrorCode::Forbidden));
+    assert_eq!(host_client.request(set_role("host")).await?, Err(ErrorCode::Invalid));
+    assert_eq!(member_client.request(set_lobby.clone()).await?, Err(ErrorCode::Forbidden));
 
-    assert_eq!(request(&mut host_client, set_role("co_host"), "promote").await?, Ok(()));
+    assert_eq!(host_client.request(set_role("co_host")).await?, Ok(()));
     let updated = member_client
         .recv_until(|m| match m {
             ServerMessage::MemberUpdated { member: view, .. } if view.user_id == member.id => Some(view.session_role),
@@ -51,7 +38,7 @@ async fn a_host_makes_a_member_co_host_and_takes_it_back(backend: Backend) -> Re
         })
         .await?;
     assert_eq!(updated, SessionRole::CoHost);
-    assert_eq!(request(&mut member_client, set_lobby.clone(), "l1").await?, Ok(()), "a co-host moderates");
+    assert_eq!(member_client.request(set_lobby.clone()).await?, Ok(()), "a co-host moderates");
 
     // The role is stored: after a restart the member joins as co-host again.
     drop((host_client, member_client));
@@ -63,8 +50,8 @@ async fn a_host_makes_a_member_co_host_and_takes_it_back(backend: Backend) -> Re
     let mut host_client = Client::connect(&server, &host).await?;
     host_client.join(session.id).await?;
 
-    assert_eq!(request(&mut host_client, set_role("participant"), "demote").await?, Ok(()));
-    assert_eq!(request(&mut member_client, set_lobby, "l2").await?, Err(ErrorCode::Forbidden));
+    assert_eq!(host_client.request(set_role("participant")).await?, Ok(()));
+    assert_eq!(member_client.request(set_lobby).await?, Err(ErrorCode::Forbidden));
     Ok(())
 }
 
@@ -83,7 +70,7 @@ async fn a_denied_person_cannot_knock_again_until_the_cool_down_ends(backend: Ba
         client.recv_until(|m| matches!(m, ServerMessage::LobbyWaiting { .. }).then_some(())).await?;
         host_client.recv_until(|m| matches!(m, ServerMessage::LobbyEntered { .. }).then_some(())).await?;
         let deny = json!({"type": "deny_participant", "session_id": session.id, "user_id": knocker.id});
-        assert_eq!(request(&mut host_client, deny, "deny").await?, Ok(()));
+        assert_eq!(host_client.request(deny).await?, Ok(()));
         client.recv_until(|m| matches!(m, ServerMessage::Denied { .. }).then_some(())).await?;
 
         client.send_json(knock).await?;
@@ -123,8 +110,8 @@ async fn a_removed_participant_leaves_on_every_device_and_returns_only_through_t
     other_client.sync().await?;
 
     let remove = json!({"type": "remove_participant", "session_id": session.id, "user_id": member.id});
-    assert_eq!(request(&mut other_client, remove.clone(), "not-a-host").await?, Err(ErrorCode::Forbidden));
-    assert_eq!(request(&mut host_client, remove, "remove").await?, Ok(()));
+    assert_eq!(other_client.request(remove.clone()).await?, Err(ErrorCode::Forbidden));
+    assert_eq!(host_client.request(remove).await?, Ok(()));
     for device in [&mut phone, &mut laptop] {
         let by = device
             .recv_until(|m| match m {
@@ -135,7 +122,7 @@ async fn a_removed_participant_leaves_on_every_device_and_returns_only_through_t
         assert_eq!(by, host.id);
         // Out of the session: its requests are refused, the connection stays open.
         let history = json!({"type": "fetch_history", "session_id": session.id, "room_id": session.main_room_id});
-        assert_eq!(request(device, history, "h").await?, Err(ErrorCode::Forbidden));
+        assert_eq!(device.request(history).await?, Err(ErrorCode::Forbidden));
     }
     let left = other_client
         .recv_until(|m| match m {
@@ -161,7 +148,7 @@ async fn a_removed_participant_leaves_on_every_device_and_returns_only_through_t
     phone.recv_until(|m| matches!(m, ServerMessage::LobbyWaiting { .. }).then_some(())).await?;
     host_client.recv_until(|m| matches!(m, ServerMessage::LobbyEntered { .. }).then_some(())).await?;
     let admit = json!({"type": "admit_participant", "session_id": session.id, "user_id": member.id});
-    assert_eq!(request(&mut host_client, admit, "admit").await?, Ok(()));
+    assert_eq!(host_client.request(admit).await?, Ok(()));
     phone.recv_until(|m| matches!(m, ServerMessage::Joined { .. }).then_some(())).await?;
 
     // The removal is a transition: a leave from the main room.
