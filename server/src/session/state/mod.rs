@@ -365,11 +365,6 @@ impl SessionState {
         }
     }
 
-    /// Whether `conn` is attached (admitted or waiting in the lobby).
-    pub fn is_attached(&self, conn: ConnId) -> bool {
-        self.conns.contains_key(&conn)
-    }
-
     /// Spends the budget the command draws on, if it draws on one: refused as rate-limited,
     /// before anything is checked or changed, when the member's bucket is empty. Chat posts and
     /// typing spend in their own handlers, where retries and repeats are told apart first.
