@@ -9,12 +9,15 @@
 //! - A chat message is announced to the room and acknowledged only after its commit
 //!   ([`Command::Posted`]); a retried client message id is acknowledged again, never re-posted.
 
+mod breakout_setup;
 mod breakouts;
 mod chat;
 mod command;
 mod effects;
 mod error;
+mod lifecycle;
 mod membership;
+mod moves;
 mod staging;
 #[cfg(test)]
 mod tests;

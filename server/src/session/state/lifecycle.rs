@@ -1,0 +1,189 @@
+//! Opening and closing breakout rooms: the closing countdown, timers, and the clock that fires
+//! them.
+
+use std::time::Duration;
+
+use convene_protocol::{ConnId, MoveReason, RequestId, RoomId, UserId};
+
+use super::breakouts::MAX_TIMER_SECS;
+use super::{Audience, Change, Effect, Event, Now, Reply, SessionError, SessionState, send};
+use crate::rooms::Deadline;
+use crate::store::BreakoutChange;
+
+impl SessionState {
+    pub(super) fn open(
+        &mut self,
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        timer_secs: Option<u32>,
+        now: Now,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), SessionError> {
+        let host = self.host_of(conn)?.user_id;
+        if self.answered_before(conn, host, &request_id, out) {
+            return Ok(());
+        }
+        if !self.rooms.values().any(|r| r.breakout.is_some()) {
+            return Err(SessionError::Conflict("create breakout rooms first"));
+        }
+        if timer_secs.is_some_and(|s| s == 0 || s > MAX_TIMER_SECS) {
+            return Err(SessionError::Invalid("timer_secs must be 1 second to a day"));
+        }
+        let mut moves: Vec<(UserId, RoomId)> = self
+            .presence
+            .members()
+            .filter(|m| !m.session_role.is_host())
+            .filter_map(|m| self.planned_room(m.user_id).filter(|room| *room != m.room).map(|room| (m.user_id, room)))
+            .collect();
+        moves.sort();
+        self.check_moves(&moves).inspect_err(|error| self.remember(host, &request_id, &Err(error.clone())))?;
+        let ends = timer_secs.map(|secs| Deadline {
+            at: now.mono + Duration::from_secs(u64::from(secs)),
+            wall: now.wall + chrono::Duration::seconds(i64::from(secs)),
+        });
+        let changes = vec![BreakoutChange::Transitions(self.transitions_for(&moves, now))];
+        self.stage(Change::Open { moves, ends }, changes, Some(Reply { conn, request_id }), Some(host), out);
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn close(
+        &mut self,
+        conn: ConnId,
+        request_id: Option<RequestId>,
+        rooms: Vec<RoomId>,
+        countdown_secs: Option<u32>,
+        now: Now,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), SessionError> {
+        self.host_of(conn)?;
+        if countdown_secs.is_some_and(|s| s > MAX_TIMER_SECS) {
+            return Err(SessionError::Invalid("countdown_secs is at most a day"));
+        }
+        let rooms: Vec<RoomId> = if rooms.is_empty() {
+            self.rooms.values().filter(|r| r.breakout.is_some()).map(|r| r.chat.id).collect()
+        } else {
+            rooms
+        };
+        if rooms.is_empty() || rooms.iter().any(|room| self.rooms.get(room).is_none_or(|r| r.breakout.is_none())) {
+            return Err(SessionError::NoSuchRoom);
+        }
+        let countdown = countdown_secs.map_or(self.breakouts.options.countdown, |s| Duration::from_secs(u64::from(s)));
+        if countdown.is_zero() {
+            let changes = self.closing_rows(&rooms, now);
+            self.stage(Change::Close(rooms), changes, Some(Reply { conn, request_id }), None, out);
+            return Ok(());
+        }
+        for room in &rooms {
+            self.start_countdown(*room, countdown, now, out);
+        }
+        self.announce_breakouts(&rooms, &[], out);
+        send(out, Audience::Conn(conn), Event::Succeeded { request_id });
+        Ok(())
+    }
+
+    fn start_countdown(&mut self, room: RoomId, countdown: Duration, now: Now, out: &mut Vec<Effect>) {
+        let Some(breakout) = self.rooms.get_mut(&room).and_then(|r| r.breakout.as_mut()) else { return };
+        let closes = Deadline {
+            at: now.mono + countdown,
+            wall: now.wall + chrono::Duration::from_std(countdown).unwrap_or(chrono::Duration::zero()),
+        };
+        // An earlier countdown already under way is not extended.
+        let closes = match breakout.closes {
+            Some(current) if current.at <= closes.at => current,
+            _ => closes,
+        };
+        breakout.closes = Some(closes);
+        let seconds_left = u32::try_from(closes.at.saturating_duration_since(now.mono).as_secs()).unwrap_or(u32::MAX);
+        send(out, Audience::RoomAndHosts(room), Event::RoomClosing { room, seconds_left, closes_at: closes.wall });
+    }
+
+    /// Whom closing `rooms` returns to the main room.
+    fn closing_moves(&self, rooms: &[RoomId]) -> Vec<(UserId, RoomId)> {
+        let mut moves: Vec<(UserId, RoomId)> = rooms
+            .iter()
+            .filter_map(|room| self.rooms.get(room))
+            .flat_map(|r| r.members.iter().map(|user| (*user, self.main_room)))
+            .collect();
+        moves.sort();
+        moves
+    }
+
+    /// The rows that closing `rooms` now writes: the rooms closed, their members' transitions.
+    fn closing_rows(&self, rooms: &[RoomId], now: Now) -> Vec<BreakoutChange> {
+        let transitions = self.transitions_for(&self.closing_moves(rooms), now);
+        vec![
+            BreakoutChange::CloseRooms { rooms: rooms.to_vec(), at: now.wall },
+            BreakoutChange::Transitions(transitions),
+        ]
+    }
+
+    /// Closes committed rooms: their members return to the main room.
+    pub(super) fn close_now(&mut self, rooms: &[RoomId], out: &mut Vec<Effect>) {
+        let moves = self.closing_moves(rooms);
+        self.relocate(&moves, MoveReason::RoomClosed, out);
+        for room in rooms {
+            self.rooms.remove(room);
+        }
+        self.breakouts.manual.retain(|_, r| !rooms.contains(r));
+        self.breakouts.automatic.retain(|_, r| !rooms.contains(r));
+        let resolved: Vec<UserId> =
+            self.breakouts.help.values().filter(|h| rooms.contains(&h.room)).map(|h| h.user).collect();
+        for user in resolved {
+            self.breakouts.help.remove(&user);
+            send(out, Audience::Hosts, Event::HelpResolved { user });
+        }
+        if !self.rooms.values().any(|r| r.breakout.is_some()) {
+            self.breakouts.open = false;
+        }
+        self.announce_breakouts(&[], rooms, out);
+    }
+
+    /// Fires what is due: timers reaching their warning start the closing countdown, and rooms
+    /// whose countdown ended close.
+    pub(super) fn tick(&mut self, now: Now, out: &mut Vec<Effect>) {
+        let countdown = self.breakouts.options.countdown;
+        let warn: Vec<(RoomId, Duration)> = self
+            .rooms
+            .values()
+            .filter_map(|r| {
+                let breakout = r.breakout.as_ref()?;
+                let ends = breakout.ends?;
+                (breakout.closes.is_none() && ends.at.checked_sub(countdown).is_none_or(|warn_at| warn_at <= now.mono))
+                    .then(|| (r.chat.id, ends.at.saturating_duration_since(now.mono)))
+            })
+            .collect();
+        for (room, left) in warn {
+            self.start_countdown(room, left, now, out);
+        }
+        let mut due: Vec<RoomId> = self
+            .rooms
+            .values()
+            .filter(|r| r.breakout.as_ref().and_then(|b| b.closes).is_some_and(|closes| closes.at <= now.mono))
+            .map(|r| r.chat.id)
+            .collect();
+        due.sort();
+        if !due.is_empty() {
+            let changes = self.closing_rows(&due, now);
+            self.stage(Change::Close(due), changes, None, None, out);
+        }
+    }
+
+    /// When the session's clock next needs to run, if ever. Not while a change is in flight:
+    /// the clock waits for its commit like any other change of rooms.
+    pub fn next_deadline(&self) -> Option<std::time::Instant> {
+        if self.is_staging() {
+            return None;
+        }
+        let countdown = self.breakouts.options.countdown;
+        self.rooms
+            .values()
+            .filter_map(|r| r.breakout.as_ref())
+            .filter_map(|b| match (b.closes, b.ends) {
+                (Some(closes), _) => Some(closes.at),
+                (None, Some(ends)) => Some(ends.at.checked_sub(countdown).unwrap_or(ends.at)),
+                (None, None) => None,
+            })
+            .min()
+    }
+}
