@@ -73,6 +73,14 @@ impl RoomChat {
         self.last_seq
     }
 
+    /// The room has closed: nobody resumes in it any more, so its window is let go. Its position
+    /// and any sends whose commit is under way stay, so that they are still answered.
+    pub fn close(&mut self) {
+        self.window = 0;
+        self.recent = VecDeque::new();
+        self.recent_ids = HashMap::new();
+    }
+
     pub fn known(&self, sender: UserId, client_msg_id: &ClientMsgId) -> Known<'_> {
         let key = (sender, client_msg_id.clone());
         if self.pending.contains_key(&key) {

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::actor::{Actor, SessionHandle};
-use super::state::{MAIN_ROOM_NAME, Rules, SessionState};
+use super::state::{Loaded, MAIN_ROOM_NAME, Rules, SessionState};
 use crate::chat::RoomChat;
 use crate::metrics::Metrics;
 use crate::outbound::Connections;
@@ -108,8 +108,8 @@ impl Registry {
     async fn load_and_spawn(self: Arc<Self>, id: SessionId) -> Result<SessionHandle, RegistryError> {
         let (session, participants) = self.deps.store.load_session(id).await?.ok_or(RegistryError::NotFound)?;
         let main_room = RoomId::from(id);
-        let chat = self.room_chat(main_room, MAIN_ROOM_NAME.to_owned()).await?;
-        let mut breakout_rooms = Vec::new();
+        let main_chat = self.room_chat(main_room, MAIN_ROOM_NAME.to_owned()).await?;
+        let mut open_rooms = Vec::new();
         for room in self.deps.store.active_breakout_rooms(id).await? {
             let chat = self.room_chat(room.id, room.room_name.clone()).await?;
             let breakout = Breakout {
@@ -121,17 +121,12 @@ impl Registry {
                 ends: None,
                 closes: None,
             };
-            breakout_rooms.push((chat, breakout));
+            open_rooms.push((chat, breakout));
         }
-        // Where each person was last, so that after a restart (which writes everyone's leave) a
-        // participant returns to their breakout room if it is still open.
-        let mut last_room = HashMap::new();
-        for transition in self.deps.store.transitions(id).await? {
-            if let Some(room) = transition.to_room {
-                last_room.insert(transition.user_id, room);
-            }
-        }
-        let state = SessionState::new(session, participants, chat, breakout_rooms, last_room, self.deps.rules);
+        let closed_rooms = self.deps.store.closed_breakout_rooms(id).await?;
+        let transitions = self.deps.store.transitions(id).await?;
+        let loaded = Loaded { session, participants, main_chat, open_rooms, closed_rooms, transitions };
+        let state = SessionState::new(loaded, self.deps.rules);
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);
         let (handle, mailbox) = SessionHandle::new(id, state.session().organization_id, generation);
         let actor = Actor::new(state, self.deps.clone(), self.clone(), generation);

@@ -18,6 +18,16 @@ pub struct BreakoutRoomRecord {
     pub created_at: DateTime<Utc>,
 }
 
+/// A breakout room that has closed, with where its chat ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClosedRoomRecord {
+    pub id: RoomId,
+    pub room_name: String,
+    pub closed_at: Option<DateTime<Utc>>,
+    /// The room's last message sequence number (0 when nobody wrote in it).
+    pub last_seq: i64,
+}
+
 /// What kind of change of room a transition records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TransitionType {
@@ -88,6 +98,14 @@ struct RoomRow {
 }
 
 #[derive(sqlx::FromRow)]
+struct ClosedRoomRow {
+    id: Uuid,
+    room_name: String,
+    closed_at: Option<DateTime<Utc>>,
+    last_seq: i64,
+}
+
+#[derive(sqlx::FromRow)]
 struct TransitionRow {
     session_id: Uuid,
     user_id: Uuid,
@@ -140,6 +158,30 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// The session's closed breakout rooms, in the order they closed, with their chat's last
+    /// sequence number.
+    pub async fn closed_breakout_rooms(&self, session: SessionId) -> Result<Vec<ClosedRoomRecord>, StoreError> {
+        let rows: Vec<ClosedRoomRow> = with_db!(&self.db, pool => {
+            sqlx::query_as(
+                "SELECT b.id, b.room_name, b.closed_at, COALESCE(s.last_seq, 0) AS last_seq \
+                 FROM breakout_rooms b LEFT JOIN room_sequences s ON s.room_id = b.id \
+                 WHERE b.main_session_id = $1 AND b.status = 'closed' ORDER BY b.closed_at, b.room_name",
+            )
+            .bind(session.0)
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows
+            .into_iter()
+            .map(|row| ClosedRoomRecord {
+                id: RoomId(row.id),
+                room_name: row.room_name,
+                closed_at: row.closed_at,
+                last_seq: row.last_seq,
+            })
+            .collect())
     }
 
     /// Every transition of a session, in the order they happened.

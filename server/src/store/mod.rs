@@ -19,7 +19,7 @@ pub mod writer;
 
 use sqlx::{PgPool, SqlitePool};
 
-pub use breakouts::{BreakoutChange, BreakoutRoomRecord, TransitionRecord, TransitionType};
+pub use breakouts::{BreakoutChange, BreakoutRoomRecord, ClosedRoomRecord, TransitionRecord, TransitionType};
 pub use connect::SqliteDurability;
 pub use messages::HistoryQuery;
 pub use records::{

@@ -33,16 +33,16 @@ on_both_backends!(
 );
 
 /// A group session with a host and `n` participants, all joined.
-struct Fixture {
-    server: TestServer,
-    host: TestUser,
-    host_client: Client,
-    session: SessionId,
-    main: RoomId,
-    people: Vec<(TestUser, Client)>,
+pub(crate) struct Fixture {
+    pub(crate) server: TestServer,
+    pub(crate) host: TestUser,
+    pub(crate) host_client: Client,
+    pub(crate) session: SessionId,
+    pub(crate) main: RoomId,
+    pub(crate) people: Vec<(TestUser, Client)>,
 }
 
-async fn fixture(backend: Backend, n: usize) -> Result<Fixture> {
+pub(crate) async fn fixture(backend: Backend, n: usize) -> Result<Fixture> {
     let server = TestServer::start(backend).await?;
     let org = Some(Uuid::new_v4());
     let host = TestUser::new(Role::Therapist, org);
@@ -60,7 +60,7 @@ async fn fixture(backend: Backend, n: usize) -> Result<Fixture> {
 }
 
 /// Creates `count` rooms and returns their ids, in creation order.
-async fn create_rooms(f: &mut Fixture, count: u32, max: u32, mode: &str) -> Result<Vec<RoomId>> {
+pub(crate) async fn create_rooms(f: &mut Fixture, count: u32, max: u32, mode: &str) -> Result<Vec<RoomId>> {
     let id = format!("c-{}", Uuid::new_v4().simple());
     f.host_client
         .send_json(json!({"type": "create_breakout_rooms", "request_id": id, "session_id": f.session, "count": count, "max_participants": max, "assignment_mode": mode}))
@@ -79,7 +79,7 @@ async fn create_rooms(f: &mut Fixture, count: u32, max: u32, mode: &str) -> Resu
 }
 
 /// The next `moved` event of a client: (room, reason, member count).
-async fn moved(client: &mut Client) -> Result<(RoomId, MoveReason, usize, i64)> {
+pub(crate) async fn moved(client: &mut Client) -> Result<(RoomId, MoveReason, usize, i64)> {
     client
         .recv_until(|m| match m {
             ServerMessage::Moved { room, reason, members, .. } => {
@@ -90,7 +90,7 @@ async fn moved(client: &mut Client) -> Result<(RoomId, MoveReason, usize, i64)> 
         .await
 }
 
-fn mv(session: SessionId, user: UserId, from: RoomId, to: RoomId) -> Value {
+pub(crate) fn mv(session: SessionId, user: UserId, from: RoomId, to: RoomId) -> Value {
     json!({"type": "move_participant", "session_id": session, "user_id": user, "from_room_id": from, "to_room_id": to})
 }
 

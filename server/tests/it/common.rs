@@ -299,6 +299,27 @@ impl Client {
         .await
     }
 
+    /// Pages the newest history of a room: the sequence numbers read, or the error code.
+    pub async fn history(
+        &mut self,
+        session: SessionId,
+        room: RoomId,
+    ) -> Result<std::result::Result<Vec<i64>, ErrorCode>> {
+        let id = format!("h-{}", Uuid::new_v4().simple());
+        self.send_json(
+            serde_json::json!({"type": "fetch_history", "request_id": id, "session_id": session, "room_id": room}),
+        )
+        .await?;
+        self.recv_until(|m| match m {
+            ServerMessage::History { request_id: Some(r), messages, .. } if r.as_str() == id => {
+                Some(Ok(messages.iter().map(|m| m.seq).collect()))
+            }
+            ServerMessage::Error(e) if e.request_id.as_ref().is_some_and(|r| r.as_str() == id) => Some(Err(e.code)),
+            _ => None,
+        })
+        .await
+    }
+
     /// Sends a chat message and waits for its acknowledgement, returning its sequence number.
     pub async fn post(&mut self, session: SessionId, room: RoomId, client_msg_id: &str, body: &str) -> Result<i64> {
         self.send_json(serde_json::json!({

@@ -8,6 +8,7 @@ mod bad_input;
 mod binary;
 mod breakouts;
 mod chat;
+mod closed_rooms;
 mod durability;
 mod host_controls;
 mod http;

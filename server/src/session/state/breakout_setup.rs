@@ -1,7 +1,6 @@
 //! Setting breakout rooms up: creating, renaming, resizing and deleting them, their options,
 //! and planning who goes where before they open.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use convene_protocol::{AssignmentMode, ConnId, RequestId, RoomId, UserId};
@@ -79,7 +78,7 @@ impl SessionState {
         let ids: Vec<RoomId> = rooms.iter().map(|(id, _)| *id).collect();
         for (id, breakout) in rooms {
             let chat = RoomChat::new(id, breakout.name.clone(), 0, Vec::new(), self.limits.resume_window);
-            self.rooms.insert(id, super::Room { chat, members: HashSet::new(), breakout: Some(breakout) });
+            self.rooms.insert(id, super::Room::new(chat, Some(breakout)));
         }
         self.announce_breakouts(&ids, &[], out);
     }

@@ -2,14 +2,17 @@
 
 use convene_protocol::{ClientMsgId, ConnId, MessageId, RequestId, RoomId, UserId};
 
+use tracing::warn;
+
 use super::{Audience, Effect, Event, Now, Persist, SessionError, SessionState, send};
 use crate::chat::{Known, Waiter};
 use crate::limits::Spend;
+use crate::presence::Member;
+use crate::store::{EditOutcome, InsertOutcome, NewMessage, WriteFailed};
 
 /// How often a member who keeps typing is announced as typing again. Clients re-send `active`
 /// every few seconds so a late arrival learns of it; more often than this is coalesced.
 const TYPING_REFRESH: std::time::Duration = std::time::Duration::from_secs(3);
-use crate::store::{EditOutcome, InsertOutcome, NewMessage, WriteFailed};
 
 impl SessionState {
     #[allow(clippy::too_many_arguments)]
@@ -125,14 +128,23 @@ impl SessionState {
         result: Result<InsertOutcome, WriteFailed>,
         out: &mut Vec<Effect>,
     ) {
-        let Some(room) = self.rooms.get_mut(&room_id) else { return };
-        let waiters = room.chat.settle(sender, client_msg_id);
+        // The room may have closed while the send was being committed: its sender is still
+        // answered, and the message stays in the closed room's history.
+        let (chat, open) = match (self.rooms.get_mut(&room_id), self.closed.get_mut(&room_id)) {
+            (Some(room), _) => (&mut room.chat, true),
+            (None, Some(closed)) => (&mut closed.chat, false),
+            (None, None) => {
+                warn!(room_id = %room_id, "a send was committed for a room this session does not know");
+                return;
+            }
+        };
+        let waiters = chat.settle(sender, client_msg_id);
         let (message, fresh) = match result {
             Ok(InsertOutcome::Inserted(message)) => (message, true),
             // A send whose first attempt was cut short while committing may have been stored
             // after all: if it is newer than anything announced, it is announced now.
             Ok(InsertOutcome::Duplicate(message)) => {
-                let unseen = message.seq > room.chat.last_seq();
+                let unseen = message.seq > chat.last_seq();
                 (message, unseen)
             }
             Err(failure) => {
@@ -148,7 +160,7 @@ impl SessionState {
             }
         };
         if fresh {
-            room.chat.committed(message.clone());
+            chat.committed(message.clone());
         }
         for waiter in waiters {
             let event = Event::MessageAcked {
@@ -158,7 +170,7 @@ impl SessionState {
             };
             send(out, Audience::Conn(waiter.conn), event);
         }
-        if fresh {
+        if fresh && open {
             send(out, Audience::Room(room_id), Event::MessagePosted(message));
         }
     }
@@ -190,6 +202,28 @@ impl SessionState {
             Err(failure) => failure.into(),
         };
         send(out, Audience::Conn(conn), Event::Failed { request_id, error });
+    }
+
+    /// Checks that the member behind `conn` may page `room`'s history: the room they are in, any
+    /// open room of the session for a host (supervision), and a closed breakout room for a host or
+    /// anyone who was in it.
+    pub(super) fn history_of(&self, conn: ConnId, room: RoomId) -> Result<i64, SessionError> {
+        let member = self.member_of(conn)?;
+        self.readable_last_seq(member, room)
+    }
+
+    /// Where `room`'s chat stands, provided `member` may read it (see [`Self::history_of`]).
+    pub(super) fn readable_last_seq(&self, member: &Member, room: RoomId) -> Result<i64, SessionError> {
+        let host = member.session_role.is_host();
+        if let Some(open) = self.rooms.get(&room) {
+            return if host || member.room == room { Ok(open.chat.last_seq()) } else { Err(SessionError::NotInRoom) };
+        }
+        let closed = self.closed.get(&room).ok_or(SessionError::NoSuchRoom)?;
+        if host || closed.visited.contains(&member.user_id) {
+            Ok(closed.chat.last_seq())
+        } else {
+            Err(SessionError::NotInRoom)
+        }
     }
 
     pub(super) fn check_body(&self, body: &str) -> Result<(), SessionError> {

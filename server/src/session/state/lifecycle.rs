@@ -6,7 +6,7 @@ use std::time::Duration;
 use convene_protocol::{ConnId, MoveReason, RequestId, RoomId, UserId};
 
 use super::breakouts::MAX_TIMER_SECS;
-use super::{Audience, Change, Effect, Event, Now, Reply, SessionError, SessionState, send};
+use super::{Audience, Change, ClosedRoom, Effect, Event, Now, Reply, Room, SessionError, SessionState, send};
 use crate::rooms::Deadline;
 use crate::store::BreakoutChange;
 
@@ -122,8 +122,11 @@ impl SessionState {
     pub(super) fn close_now(&mut self, rooms: &[RoomId], out: &mut Vec<Effect>) {
         let moves = self.closing_moves(rooms);
         self.relocate(&moves, MoveReason::RoomClosed, out);
-        for room in rooms {
-            self.rooms.remove(room);
+        for id in rooms {
+            if let Some(Room { mut chat, visited, .. }) = self.rooms.remove(id) {
+                chat.close();
+                self.closed.insert(*id, ClosedRoom { chat, visited });
+            }
         }
         self.breakouts.manual.retain(|_, r| !rooms.contains(r));
         self.breakouts.automatic.retain(|_, r| !rooms.contains(r));

@@ -83,7 +83,7 @@ impl SessionState {
         let diff = self.presence.add_device(user, conn, session_role, role, placement, now.wall);
         let Some(member) = self.presence.get(user).cloned() else { return };
         if let Some(room) = self.rooms.get_mut(&member.room) {
-            room.members.insert(user);
+            room.enter(user);
         }
         match diff {
             Diff::Joined => {
@@ -110,7 +110,10 @@ impl SessionState {
             .iter()
             .map(|cursor| {
                 let Some(room) = self.rooms.get(&cursor.room_id).filter(|_| cursor.room_id == member.room) else {
-                    return Resumed { room: cursor.room_id, recovered: false, replayed: 0, last_seq: 0 };
+                    // A room the member is no longer in: where it stands, for paging its history,
+                    // provided they may read it.
+                    let last_seq = self.readable_last_seq(&member, cursor.room_id).unwrap_or(0);
+                    return Resumed { room: cursor.room_id, recovered: false, replayed: 0, last_seq };
                 };
                 let last_seq = room.chat.last_seq();
                 match room.chat.since(cursor.last_seq) {

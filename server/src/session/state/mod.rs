@@ -43,8 +43,8 @@ use crate::limits::{Budget, Budgets, Ledger, Spend};
 use crate::presence::{Diff, Member, Presence};
 use crate::rooms::Breakout;
 use crate::store::{
-    BreakoutChange, EditOutcome, HistoryQuery, InsertOutcome, MessageRecord, NewMessage, ParticipantRecord,
-    SessionRecord, WriteFailed,
+    BreakoutChange, ClosedRoomRecord, EditOutcome, HistoryQuery, InsertOutcome, MessageRecord, NewMessage,
+    ParticipantRecord, SessionRecord, TransitionRecord, WriteFailed,
 };
 
 /// Replayed messages per `replay` frame, so a long replay never needs one huge frame.
@@ -105,8 +105,48 @@ struct LobbyEntry {
 struct Room {
     chat: RoomChat,
     members: HashSet<UserId>,
+    /// Everyone who has been in this breakout room: they may still read its chat once it closes.
+    /// Not kept for the main room, which every member may read.
+    visited: HashSet<UserId>,
     /// `None` for the main room.
     breakout: Option<Breakout>,
+}
+
+impl Room {
+    fn new(chat: RoomChat, breakout: Option<Breakout>) -> Self {
+        Self { chat, members: HashSet::new(), visited: HashSet::new(), breakout }
+    }
+
+    fn enter(&mut self, user: UserId) {
+        self.members.insert(user);
+        if self.breakout.is_some() {
+            self.visited.insert(user);
+        }
+    }
+}
+
+/// A breakout room that has closed. Its chat stays readable to the session's hosts and to those
+/// who were in it; it keeps no window of messages, only its position and any sends whose commit
+/// was still under way when it closed.
+#[derive(Debug)]
+struct ClosedRoom {
+    chat: RoomChat,
+    visited: HashSet<UserId>,
+}
+
+/// A session as read from the store when its actor starts.
+#[derive(Debug)]
+pub struct Loaded {
+    pub session: SessionRecord,
+    pub participants: Vec<ParticipantRecord>,
+    /// The main room's chat, with its resume window.
+    pub main_chat: RoomChat,
+    /// The open breakout rooms, with theirs.
+    pub open_rooms: Vec<(RoomChat, Breakout)>,
+    pub closed_rooms: Vec<ClosedRoomRecord>,
+    /// Every change of room so far, oldest first: where each person was last and who has been
+    /// in which room.
+    pub transitions: Vec<TransitionRecord>,
 }
 
 /// Breakout state that is not per room.
@@ -162,6 +202,7 @@ pub struct SessionState {
     conns: HashMap<ConnId, Attachment>,
     lobby: HashMap<UserId, LobbyEntry>,
     rooms: HashMap<RoomId, Room>,
+    closed: HashMap<RoomId, ClosedRoom>,
     main_room: RoomId,
     limits: ChatLimits,
     budgets: Budgets,
@@ -177,17 +218,9 @@ pub struct SessionState {
 }
 
 impl SessionState {
-    /// A session as loaded from the store, with its main room's chat window.
-    /// A session as loaded from the store: its main room's chat window, its open breakout rooms
-    /// with theirs, and the room each person was last in.
-    pub fn new(
-        session: SessionRecord,
-        participants: Vec<ParticipantRecord>,
-        main_chat: RoomChat,
-        breakout_rooms: Vec<(RoomChat, Breakout)>,
-        last_room: HashMap<UserId, RoomId>,
-        rules: Rules,
-    ) -> Self {
+    /// A session as loaded from the store.
+    pub fn new(loaded: Loaded, rules: Rules) -> Self {
+        let Loaded { session, participants, main_chat, open_rooms, closed_rooms, transitions } = loaded;
         let Rules { chat: limits, budgets, deny_cooldown } = rules;
         let standing = participants
             .into_iter()
@@ -199,9 +232,27 @@ impl SessionState {
             })
             .collect();
         let main_room = main_chat.id;
-        let mut rooms = HashMap::from([(main_room, Room { chat: main_chat, members: HashSet::new(), breakout: None })]);
-        for (chat, breakout) in breakout_rooms {
-            rooms.insert(chat.id, Room { chat, members: HashSet::new(), breakout: Some(breakout) });
+        let mut rooms = HashMap::from([(main_room, Room::new(main_chat, None))]);
+        for (chat, breakout) in open_rooms {
+            rooms.insert(chat.id, Room::new(chat, Some(breakout)));
+        }
+        let mut closed: HashMap<RoomId, ClosedRoom> = closed_rooms
+            .into_iter()
+            .map(|room| {
+                let chat = RoomChat::new(room.id, room.room_name, room.last_seq, Vec::new(), 0);
+                (room.id, ClosedRoom { chat, visited: HashSet::new() })
+            })
+            .collect();
+        // A participant returns to the room they were last in, if it is still open.
+        let mut last_room = HashMap::new();
+        for transition in transitions {
+            let (user, Some(to)) = (transition.user_id, transition.to_room) else { continue };
+            last_room.insert(user, to);
+            if let Some(room) = rooms.get_mut(&to).filter(|room| room.breakout.is_some()) {
+                room.visited.insert(user);
+            } else if let Some(room) = closed.get_mut(&to) {
+                room.visited.insert(user);
+            }
         }
         Self {
             session,
@@ -210,6 +261,7 @@ impl SessionState {
             conns: HashMap::new(),
             lobby: HashMap::new(),
             rooms,
+            closed,
             main_room,
             limits,
             budgets,
@@ -303,7 +355,7 @@ impl SessionState {
             }
             Command::Typing { conn, request_id, room, active } => self.typing(conn, request_id, room, active, now, out),
             Command::FetchHistory { conn, request_id, room, query, limit } => self
-                .reader_of(conn, room)
+                .history_of(conn, room)
                 .map(|_| out.push(Effect::ReadHistory { conn, request_id, room, query, limit })),
             Command::CreateRooms { conn, request_id, names, count, max_participants, mode } => {
                 self.create_rooms(conn, request_id, &names, count, max_participants, mode, now, out)

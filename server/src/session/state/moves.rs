@@ -61,7 +61,7 @@ impl SessionState {
                 room.members.remove(user);
             }
             if let Some(room) = self.rooms.get_mut(to) {
-                room.members.insert(*user);
+                room.enter(*user);
             }
             self.breakouts.last_room.insert(*user, *to);
             arrived.entry(*to).or_default().push(*user);
