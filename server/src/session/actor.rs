@@ -286,7 +286,7 @@ impl Actor {
             Persist::Staged { changes } => {
                 let (done, outcome) = oneshot::channel();
                 let committed = |result| Command::Committed { result };
-                match self.deps.writer.try_submit(WriteOp::Breakout { changes, done: Some(done) }) {
+                match self.deps.writer.try_submit(WriteOp::Changes { changes, done: Some(done) }) {
                     Ok(()) => self.pending.push_back(Box::pin(async move {
                         committed(outcome.await.unwrap_or(Err(WriteFailed::Unavailable)))
                     })),
@@ -298,7 +298,7 @@ impl Actor {
                 }
                 return;
             }
-            Persist::Breakout { changes } => WriteOp::Breakout { changes, done: None },
+            Persist::Bookkeeping { changes } => WriteOp::Changes { changes, done: None },
         };
         // Bookkeeping is not acknowledged to anyone, so it is not worth stalling the session
         // for; a full queue loses it, loudly.

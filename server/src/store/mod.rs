@@ -11,6 +11,7 @@
 //!   they are gapless and survive restarts.
 
 mod breakouts;
+mod changes;
 mod connect;
 mod messages;
 mod records;
@@ -19,7 +20,8 @@ pub mod writer;
 
 use sqlx::{PgPool, SqlitePool};
 
-pub use breakouts::{BreakoutChange, BreakoutRoomRecord, ClosedRoomRecord, TransitionRecord, TransitionType};
+pub use breakouts::{BreakoutRoomRecord, ClosedRoomRecord, TransitionRecord, TransitionType};
+pub use changes::SessionWrite;
 pub use connect::SqliteDurability;
 pub use messages::HistoryQuery;
 pub use records::{

@@ -106,9 +106,9 @@ pub enum WriteOp {
         session_id: SessionId,
         enabled: bool,
     },
-    /// Changes to breakout rooms and the transitions they cause, committed together.
-    Breakout {
-        changes: Vec<super::BreakoutChange>,
+    /// A session's row changes (rooms, transitions, participants, audit), committed together.
+    Changes {
+        changes: Vec<super::SessionWrite>,
         done: Option<oneshot::Sender<Result<(), WriteFailed>>>,
     },
     /// Answered once every op submitted before it has committed (or failed).
@@ -140,7 +140,7 @@ impl WriteOp {
     fn awaited(&self) -> bool {
         match self {
             Self::InsertMessage { .. } | Self::EditMessage { .. } | Self::DeleteMessage { .. } => true,
-            Self::Breakout { done, .. } => done.is_some(),
+            Self::Changes { done, .. } => done.is_some(),
             _ => false,
         }
     }
@@ -323,7 +323,7 @@ fn answer(results: impl Iterator<Item = (Queued, Result<OpResult, WriteFailed>)>
                 done.send(outcome).is_ok()
             }
             WriteOp::Barrier { done } => done.send(()).is_ok(),
-            WriteOp::Breakout { done: Some(done), .. } => done.send(result.map(|_| ())).is_ok(),
+            WriteOp::Changes { done: Some(done), .. } => done.send(result.map(|_| ())).is_ok(),
             op => {
                 if let Err(failure) = result {
                     error!(?op, %failure, "bookkeeping write failed");
@@ -446,8 +446,8 @@ impl Store {
                         OpResult::Done
                     }
                     WriteOp::Barrier { .. } => OpResult::Done,
-                    WriteOp::Breakout { changes, .. } => {
-                        super::breakouts::apply_breakout_changes!(tx, changes);
+                    WriteOp::Changes { changes, .. } => {
+                        super::changes::apply_session_writes!(tx, changes);
                         OpResult::Done
                     }
                     WriteOp::LobbyChanged { session_id, enabled } => {

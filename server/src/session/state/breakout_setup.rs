@@ -10,7 +10,7 @@ use super::{Audience, Change, Effect, Event, Now, Reply, SessionError, SessionSt
 use crate::chat::RoomChat;
 use crate::rooms::plan::{Slot, SplitRequest, split};
 use crate::rooms::{Breakout, MAX_BREAKOUT_ROOMS, MAX_ROOM_CAPACITY, valid_room_name};
-use crate::store::{BreakoutChange, BreakoutRoomRecord};
+use crate::store::{BreakoutRoomRecord, SessionWrite};
 
 impl SessionState {
     #[allow(clippy::too_many_arguments)]
@@ -68,7 +68,7 @@ impl SessionState {
             });
             created.push((id, breakout));
         }
-        let changes = vec![BreakoutChange::CreateRooms(records)];
+        let changes = vec![SessionWrite::CreateRooms(records)];
         self.stage(Change::CreateRooms(created), changes, Some(Reply { conn, request_id }), None, out);
         Ok(())
     }
@@ -108,7 +108,7 @@ impl SessionState {
         }
         let name = name.unwrap_or_else(|| breakout.name.clone());
         let max_participants = max_participants.unwrap_or(breakout.max_participants);
-        let changes = vec![BreakoutChange::UpdateRoom { room, name: name.clone(), max_participants }];
+        let changes = vec![SessionWrite::UpdateRoom { room, name: name.clone(), max_participants }];
         let change = Change::UpdateRoom { room, name, max_participants };
         self.stage(change, changes, Some(Reply { conn, request_id }), None, out);
         Ok(())
@@ -126,7 +126,7 @@ impl SessionState {
         if !r.members.is_empty() {
             return Err(SessionError::Conflict("only an empty room can be deleted"));
         }
-        let changes = vec![BreakoutChange::DeleteRoom(room)];
+        let changes = vec![SessionWrite::DeleteRoom(room)];
         self.stage(Change::DeleteRoom(room), changes, Some(Reply { conn, request_id }), None, out);
         Ok(())
     }

@@ -190,13 +190,13 @@ pub enum Persist {
     },
     /// Bookkeeping: transitions of joins and leaves, and what ending a session closes. Nobody
     /// waits on it.
-    Breakout {
-        changes: Vec<BreakoutChange>,
+    Bookkeeping {
+        changes: Vec<SessionWrite>,
     },
     /// The rows of the change in flight, in one transaction; its outcome comes back as
     /// [`Command::Committed`], and only then is the change applied and announced.
     Staged {
-        changes: Vec<BreakoutChange>,
+        changes: Vec<SessionWrite>,
     },
 }
 

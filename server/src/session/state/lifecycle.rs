@@ -8,7 +8,7 @@ use convene_protocol::{ConnId, MoveReason, RequestId, RoomId, UserId};
 use super::breakouts::MAX_TIMER_SECS;
 use super::{Audience, Change, ClosedRoom, Effect, Event, Now, Reply, Room, SessionError, SessionState, send};
 use crate::rooms::Deadline;
-use crate::store::BreakoutChange;
+use crate::store::SessionWrite;
 
 impl SessionState {
     pub(super) fn open(
@@ -41,7 +41,7 @@ impl SessionState {
             at: now.mono + Duration::from_secs(u64::from(secs)),
             wall: now.wall + chrono::Duration::seconds(i64::from(secs)),
         });
-        let changes = vec![BreakoutChange::Transitions(self.transitions_for(&moves, now))];
+        let changes = vec![SessionWrite::Transitions(self.transitions_for(&moves, now))];
         self.stage(Change::Open { moves, ends }, changes, Some(Reply { conn, request_id }), Some(host), out);
         Ok(())
     }
@@ -110,12 +110,9 @@ impl SessionState {
     }
 
     /// The rows that closing `rooms` now writes: the rooms closed, their members' transitions.
-    fn closing_rows(&self, rooms: &[RoomId], now: Now) -> Vec<BreakoutChange> {
+    fn closing_rows(&self, rooms: &[RoomId], now: Now) -> Vec<SessionWrite> {
         let transitions = self.transitions_for(&self.closing_moves(rooms), now);
-        vec![
-            BreakoutChange::CloseRooms { rooms: rooms.to_vec(), at: now.wall },
-            BreakoutChange::Transitions(transitions),
-        ]
+        vec![SessionWrite::CloseRooms { rooms: rooms.to_vec(), at: now.wall }, SessionWrite::Transitions(transitions)]
     }
 
     /// Closes committed rooms: their members return to the main room.

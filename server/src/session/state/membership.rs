@@ -90,8 +90,8 @@ impl SessionState {
                 out.push(Effect::Persist(Persist::ParticipantJoined { user, role: session_role, at: now.wall }));
                 self.breakouts.last_room.insert(user, member.room);
                 let joined = self.transition(user, None, Some(member.room), now);
-                out.push(Effect::Persist(Persist::Breakout {
-                    changes: vec![BreakoutChange::Transitions(vec![joined])],
+                out.push(Effect::Persist(Persist::Bookkeeping {
+                    changes: vec![SessionWrite::Transitions(vec![joined])],
                 }));
                 send(out, Audience::SessionExcept(user), Event::MemberJoined(member.clone()));
                 self.announce_breakouts(&[member.room], &[], out);
@@ -175,8 +175,8 @@ impl SessionState {
                     }
                     out.push(Effect::Persist(Persist::ParticipantLeft { user, at: now.wall }));
                     let left = self.transition(user, room, None, now);
-                    out.push(Effect::Persist(Persist::Breakout {
-                        changes: vec![BreakoutChange::Transitions(vec![left])],
+                    out.push(Effect::Persist(Persist::Bookkeeping {
+                        changes: vec![SessionWrite::Transitions(vec![left])],
                     }));
                     send(out, Audience::SessionExcept(user), Event::MemberLeft { user });
                     if let Some(room) = room {
@@ -224,11 +224,11 @@ impl SessionState {
         }
         let open: Vec<RoomId> = self.rooms.values().filter(|r| r.breakout.is_some()).map(|r| r.chat.id).collect();
         self.rooms.retain(|_, room| room.breakout.is_none());
-        let mut changes = vec![BreakoutChange::Transitions(transitions)];
+        let mut changes = vec![SessionWrite::Transitions(transitions)];
         if !open.is_empty() {
-            changes.push(BreakoutChange::CloseRooms { rooms: open, at: now.wall });
+            changes.push(SessionWrite::CloseRooms { rooms: open, at: now.wall });
         }
-        out.push(Effect::Persist(Persist::Breakout { changes }));
+        out.push(Effect::Persist(Persist::Bookkeeping { changes }));
         self.lobby.clear();
         self.conns.clear();
         out.extend(everyone.into_iter().map(Effect::Detach));
@@ -317,11 +317,11 @@ impl SessionState {
         }
         let member = self.presence.get(user).ok_or(SessionError::NotPresent)?;
         let mut rows = vec![
-            BreakoutChange::Transitions(vec![self.transition(user, Some(member.room), None, now)]),
-            BreakoutChange::Removed { session: self.session.id, user, at: now.wall },
+            SessionWrite::Transitions(vec![self.transition(user, Some(member.room), None, now)]),
+            SessionWrite::Removed { session: self.session.id, user, at: now.wall },
         ];
         if member.session_role == SessionRole::CoHost {
-            rows.push(BreakoutChange::SetRole { session: self.session.id, user, role: SessionRole::Participant });
+            rows.push(SessionWrite::SetRole { session: self.session.id, user, role: SessionRole::Participant });
         }
         self.stage(Change::Remove { user, by }, rows, Some(Reply { conn, request_id }), None, out);
         Ok(())
@@ -379,7 +379,7 @@ impl SessionState {
         if self.presence.get(user).is_none() && !self.standing.contains_key(&user) {
             return Err(SessionError::NotPresent);
         }
-        let rows = vec![BreakoutChange::SetRole { session: self.session.id, user, role }];
+        let rows = vec![SessionWrite::SetRole { session: self.session.id, user, role }];
         self.stage(Change::SetRole { user, role }, rows, Some(Reply { conn, request_id }), None, out);
         Ok(())
     }

@@ -43,8 +43,8 @@ use crate::limits::{Budget, Budgets, Ledger, Spend};
 use crate::presence::{Diff, Member, Presence};
 use crate::rooms::Breakout;
 use crate::store::{
-    BreakoutChange, ClosedRoomRecord, EditOutcome, HistoryQuery, InsertOutcome, MessageRecord, NewMessage,
-    ParticipantRecord, SessionRecord, TransitionRecord, WriteFailed,
+    ClosedRoomRecord, EditOutcome, HistoryQuery, InsertOutcome, MessageRecord, NewMessage, ParticipantRecord,
+    SessionRecord, SessionWrite, TransitionRecord, WriteFailed,
 };
 
 /// Replayed messages per `replay` frame, so a long replay never needs one huge frame.

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use convene_protocol::{AssignmentMode, ConnId, MoveReason, RequestId, RoomId, UserId};
 
 use super::{Audience, Change, Effect, Event, Now, Reply, SessionError, SessionState, send};
-use crate::store::{BreakoutChange, TransitionRecord};
+use crate::store::{SessionWrite, TransitionRecord};
 
 impl SessionState {
     /// Checks a set of moves as a whole: everyone present, named once, every room open, and no
@@ -183,7 +183,7 @@ impl SessionState {
         let transitions = self.transitions_for(&moves, now);
         let change = Change::Relocate { moves, reason: MoveReason::Moved };
         let reply = Reply { conn, request_id };
-        self.stage(change, vec![BreakoutChange::Transitions(transitions)], Some(reply), Some(host), out);
+        self.stage(change, vec![SessionWrite::Transitions(transitions)], Some(reply), Some(host), out);
         Ok(())
     }
 
@@ -278,7 +278,7 @@ impl SessionState {
         let moves = vec![(user, room)];
         self.check_moves(&moves)?;
         let reason = if is_host { MoveReason::Moved } else { MoveReason::Selected };
-        let changes = vec![BreakoutChange::Transitions(self.transitions_for(&moves, now))];
+        let changes = vec![SessionWrite::Transitions(self.transitions_for(&moves, now))];
         self.stage(Change::Relocate { moves, reason }, changes, Some(Reply { conn, request_id }), None, out);
         Ok(())
     }

@@ -19,7 +19,7 @@ use convene_protocol::{MoveReason, RequestId, RoomId, SessionRole, UserId};
 
 use super::{Audience, Command, Effect, Event, Now, Persist, Reply, SessionError, SessionState, send};
 use crate::rooms::{Breakout, Deadline};
-use crate::store::{BreakoutChange, WriteFailed};
+use crate::store::{SessionWrite, WriteFailed};
 
 /// Commands that may wait behind a change in flight. A session's mailbox holds 1,024; this
 /// holds as many again, so a burst that arrives during one commit waits rather than fails.
@@ -110,7 +110,7 @@ impl SessionState {
     pub(super) fn stage(
         &mut self,
         change: Change,
-        changes: Vec<BreakoutChange>,
+        changes: Vec<SessionWrite>,
         reply: Option<Reply>,
         remember: Option<UserId>,
         out: &mut Vec<Effect>,

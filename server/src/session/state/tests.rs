@@ -452,7 +452,7 @@ fn a_timer_warns_ahead_then_closes_its_room_on_the_sessions_clock() {
     assert_eq!(moved_users(&out), [person.user_id]);
     let stored = out.iter().any(|e| {
         matches!(e, Effect::Persist(Persist::Staged { changes })
-            if changes.iter().any(|c| matches!(c, crate::store::BreakoutChange::CloseRooms { .. })))
+            if changes.iter().any(|c| matches!(c, crate::store::SessionWrite::CloseRooms { .. })))
     });
     assert!(stored, "the close is written with its transitions");
     assert_eq!(f.state.next_deadline(), None);
