@@ -7,7 +7,7 @@ pub mod plan;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use convene_protocol::{AssignmentMode, UserId};
+use convene_protocol::{AssignmentMode, RequestId, UserId};
 
 /// Most breakout rooms a session may have at once (Zoom's limit too).
 pub const MAX_BREAKOUT_ROOMS: usize = 100;
@@ -24,6 +24,9 @@ pub struct Deadline {
     pub wall: DateTime<Utc>,
 }
 
+/// A host and the request they acted under.
+pub type Requester = (UserId, Option<RequestId>);
+
 /// What makes a room a breakout room.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Breakout {
@@ -36,6 +39,9 @@ pub struct Breakout {
     pub ends: Option<Deadline>,
     /// Set once the closing countdown started: members return to the main room then.
     pub closes: Option<Deadline>,
+    /// The host who started that countdown, and under which request: the close is recorded in
+    /// their name when it happens. `None` when the room's timer started it.
+    pub closing_by: Option<Requester>,
 }
 
 /// Checks a room name given by a host (a session's or a breakout room's): trimmed, 1 to 100

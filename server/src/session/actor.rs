@@ -270,9 +270,11 @@ impl Actor {
                 self.submit_change(op, outcome, conn, request_id, None);
                 return;
             }
-            Persist::Delete { conn, request_id, room, message_id, by, any_sender, at } => {
+            Persist::Delete { conn, request_id, room, message_id, by, any_sender, at, audit } => {
                 let (done, outcome) = oneshot::channel();
-                let op = WriteOp::DeleteMessage { room_id: room, message_id, deleted_by: by, any_sender, at, done };
+                let audit = audit.map(|record| *record);
+                let op =
+                    WriteOp::DeleteMessage { room_id: room, message_id, deleted_by: by, any_sender, at, audit, done };
                 self.submit_change(op, outcome, conn, request_id, Some(by));
                 return;
             }
@@ -282,7 +284,6 @@ impl Actor {
             Persist::ParticipantLeft { user, at } => WriteOp::ParticipantLeft { session_id, user_id: user, at },
             Persist::SessionStarted { at } => WriteOp::SessionStarted { session_id, at },
             Persist::SessionEnded { at } => WriteOp::SessionEnded { session_id, at },
-            Persist::LobbyChanged { enabled } => WriteOp::LobbyChanged { session_id, enabled },
             Persist::Staged { changes } => {
                 let (done, outcome) = oneshot::channel();
                 let committed = |result| Command::Committed { result };

@@ -120,6 +120,7 @@ impl Registry {
                 created_at: room.created_at,
                 ends: None,
                 closes: None,
+                closing_by: None,
             };
             open_rooms.push((chat, breakout));
         }

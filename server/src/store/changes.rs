@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use convene_protocol::{RoomId, SessionId, UserId};
 
-use super::{BreakoutRoomRecord, TransitionRecord};
+use super::{AuditRecord, BreakoutRoomRecord, TransitionRecord};
 
 /// One change of a session's rows; the changes of one command commit together.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,6 +27,18 @@ pub enum SessionWrite {
         user: UserId,
         at: DateTime<Utc>,
     },
+    /// The session's lobby was turned on or off.
+    LobbyChanged {
+        session: SessionId,
+        enabled: bool,
+    },
+    /// A host ended the session.
+    SessionEnded {
+        session: SessionId,
+        at: DateTime<Utc>,
+    },
+    /// A row of the audit trail, for the host action the other changes carry out.
+    Audit(AuditRecord),
     /// A member's role in the session (`session_participants.role`).
     SetRole {
         session: SessionId,
@@ -100,6 +112,25 @@ macro_rules! apply_session_writes {
                     .bind(false)
                     .execute(&mut *$tx)
                     .await?;
+                }
+                $crate::store::SessionWrite::LobbyChanged { session, enabled } => {
+                    sqlx::query("UPDATE video_sessions SET lobby_enabled = $2 WHERE id = $1")
+                        .bind(session.0)
+                        .bind(*enabled)
+                        .execute(&mut *$tx)
+                        .await?;
+                }
+                $crate::store::SessionWrite::SessionEnded { session, at } => {
+                    sqlx::query(
+                        "UPDATE video_sessions SET status = 'ended', ended_at = COALESCE(ended_at, $2) WHERE id = $1",
+                    )
+                    .bind(session.0)
+                    .bind(*at)
+                    .execute(&mut *$tx)
+                    .await?;
+                }
+                $crate::store::SessionWrite::Audit(record) => {
+                    $crate::store::audit::insert_audit!($tx, record);
                 }
                 $crate::store::SessionWrite::Transitions(rows) => {
                     for chunk in rows.chunks(1000) {

@@ -10,6 +10,7 @@
 //! - A room's sequence numbers are allocated inside the transaction that stores the messages, so
 //!   they are gapless and survive restarts.
 
+mod audit;
 mod breakouts;
 mod changes;
 mod connect;
@@ -20,6 +21,7 @@ pub mod writer;
 
 use sqlx::{PgPool, SqlitePool};
 
+pub use audit::{AuditAction, AuditPage, AuditRecord};
 pub use breakouts::{BreakoutRoomRecord, ClosedRoomRecord, TransitionRecord, TransitionType};
 pub use changes::SessionWrite;
 pub use connect::SqliteDurability;

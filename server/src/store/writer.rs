@@ -81,6 +81,9 @@ pub enum WriteOp {
         /// Hosts may delete anyone's message; others only their own.
         any_sender: bool,
         at: DateTime<Utc>,
+        /// The audit row to write, with the message's sender as its target, when the message
+        /// deleted was someone else's.
+        audit: Option<super::AuditRecord>,
         done: oneshot::Sender<Result<EditOutcome, WriteFailed>>,
     },
     ParticipantJoined {
@@ -101,10 +104,6 @@ pub enum WriteOp {
     SessionEnded {
         session_id: SessionId,
         at: DateTime<Utc>,
-    },
-    LobbyChanged {
-        session_id: SessionId,
-        enabled: bool,
     },
     /// A session's row changes (rooms, transitions, participants, audit), committed together.
     Changes {
@@ -395,7 +394,7 @@ impl Store {
                             }
                         })
                     }
-                    WriteOp::DeleteMessage { room_id, message_id, deleted_by, any_sender, at, .. } => {
+                    WriteOp::DeleteMessage { room_id, message_id, deleted_by, any_sender, at, audit, .. } => {
                         let sql = format!(
                             "UPDATE room_messages SET deleted_at = $1, deleted_by = $2 \
                              WHERE id = $3 AND room_id = $4 AND deleted_at IS NULL AND ($5 OR sender_id = $2) \
@@ -405,7 +404,17 @@ impl Store {
                             .bind(*at).bind(deleted_by.0).bind(message_id.0).bind(room_id.0).bind(*any_sender)
                             .fetch_optional(&mut *tx).await?;
                         OpResult::Changed(match row {
-                            Some(row) => EditOutcome::Changed(row.into()),
+                            Some(row) => {
+                                let message = MessageRecord::from(row);
+                                if let Some(audit) = audit.as_ref().filter(|_| message.sender_id != *deleted_by) {
+                                    let record = super::AuditRecord {
+                                        target_user_id: Some(message.sender_id),
+                                        ..audit.clone()
+                                    };
+                                    super::audit::insert_audit!(tx, &record);
+                                }
+                                EditOutcome::Changed(message)
+                            }
                             None => {
                                 let exists: Option<i64> = sqlx::query_scalar(
                                     "SELECT seq FROM room_messages WHERE id = $1 AND room_id = $2 AND deleted_at IS NULL",
@@ -448,12 +457,6 @@ impl Store {
                     WriteOp::Barrier { .. } => OpResult::Done,
                     WriteOp::Changes { changes, .. } => {
                         super::changes::apply_session_writes!(tx, changes);
-                        OpResult::Done
-                    }
-                    WriteOp::LobbyChanged { session_id, enabled } => {
-                        sqlx::query("UPDATE video_sessions SET lobby_enabled = $2 WHERE id = $1")
-                            .bind(session_id.0).bind(*enabled)
-                            .execute(&mut *tx).await?;
                         OpResult::Done
                     }
                 };

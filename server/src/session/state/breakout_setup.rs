@@ -5,12 +5,15 @@ use std::time::Duration;
 
 use convene_protocol::{AssignmentMode, ConnId, RequestId, RoomId, UserId};
 
+use serde_json::json;
+
+use super::audit::Action;
 use super::breakouts::MAX_TIMER_SECS;
 use super::{Audience, Change, Effect, Event, Now, Reply, SessionError, SessionState, send};
 use crate::chat::RoomChat;
 use crate::rooms::plan::{Slot, SplitRequest, split};
 use crate::rooms::{Breakout, MAX_BREAKOUT_ROOMS, MAX_ROOM_CAPACITY, valid_room_name};
-use crate::store::{BreakoutRoomRecord, SessionWrite};
+use crate::store::{AuditAction, BreakoutRoomRecord, SessionWrite};
 
 impl SessionState {
     #[allow(clippy::too_many_arguments)]
@@ -56,6 +59,7 @@ impl SessionState {
                 created_at: now.wall,
                 ends: None,
                 closes: None,
+                closing_by: None,
             };
             records.push(BreakoutRoomRecord {
                 id,
@@ -68,7 +72,9 @@ impl SessionState {
             });
             created.push((id, breakout));
         }
-        let changes = vec![SessionWrite::CreateRooms(records)];
+        let ids: Vec<RoomId> = created.iter().map(|(id, _)| *id).collect();
+        let action = Action::new(host, AuditAction::CreateRooms).with(json!({ "room_ids": ids }));
+        let changes = vec![SessionWrite::CreateRooms(records), self.audited(action, &request_id, now)];
         self.stage(Change::CreateRooms(created), changes, Some(Reply { conn, request_id }), None, out);
         Ok(())
     }
@@ -83,6 +89,7 @@ impl SessionState {
         self.announce_breakouts(&ids, &[], out);
     }
 
+    #[expect(clippy::too_many_arguments, reason = "the request's fields, then the clock and the effects")]
     pub(super) fn update_room(
         &mut self,
         conn: ConnId,
@@ -90,9 +97,10 @@ impl SessionState {
         room: RoomId,
         name: Option<String>,
         max_participants: Option<u32>,
+        now: Now,
         out: &mut Vec<Effect>,
     ) -> Result<(), SessionError> {
-        self.host_of(conn)?;
+        let host = self.host_of(conn)?.user_id;
         let name = name
             .map(|n| {
                 valid_room_name(&n).ok_or(SessionError::Invalid("room names must be 1 to 100 printable characters"))
@@ -108,7 +116,12 @@ impl SessionState {
         }
         let name = name.unwrap_or_else(|| breakout.name.clone());
         let max_participants = max_participants.unwrap_or(breakout.max_participants);
-        let changes = vec![SessionWrite::UpdateRoom { room, name: name.clone(), max_participants }];
+        let detail = json!({ "room_id": room, "name": name, "max_participants": max_participants });
+        let action = Action::new(host, AuditAction::UpdateRoom).with(detail);
+        let changes = vec![
+            SessionWrite::UpdateRoom { room, name: name.clone(), max_participants },
+            self.audited(action, &request_id, now),
+        ];
         let change = Change::UpdateRoom { room, name, max_participants };
         self.stage(change, changes, Some(Reply { conn, request_id }), None, out);
         Ok(())
@@ -119,14 +132,16 @@ impl SessionState {
         conn: ConnId,
         request_id: Option<RequestId>,
         room: RoomId,
+        now: Now,
         out: &mut Vec<Effect>,
     ) -> Result<(), SessionError> {
-        self.host_of(conn)?;
+        let host = self.host_of(conn)?.user_id;
         let r = self.rooms.get(&room).filter(|r| r.breakout.is_some()).ok_or(SessionError::NoSuchRoom)?;
         if !r.members.is_empty() {
             return Err(SessionError::Conflict("only an empty room can be deleted"));
         }
-        let changes = vec![SessionWrite::DeleteRoom(room)];
+        let action = Action::new(host, AuditAction::DeleteRoom).with(json!({ "room_id": room }));
+        let changes = vec![SessionWrite::DeleteRoom(room), self.audited(action, &request_id, now)];
         self.stage(Change::DeleteRoom(room), changes, Some(Reply { conn, request_id }), None, out);
         Ok(())
     }

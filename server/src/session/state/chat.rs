@@ -2,13 +2,15 @@
 
 use convene_protocol::{ClientMsgId, ConnId, MessageId, RequestId, RoomId, UserId};
 
+use serde_json::json;
 use tracing::warn;
 
+use super::audit::Action;
 use super::{Audience, Effect, Event, Now, Persist, SessionError, SessionState, send};
 use crate::chat::{Known, Waiter};
 use crate::limits::Spend;
 use crate::presence::Member;
-use crate::store::{EditOutcome, InsertOutcome, NewMessage, WriteFailed};
+use crate::store::{AuditAction, EditOutcome, InsertOutcome, NewMessage, WriteFailed};
 
 /// How often a member who keeps typing is announced as typing again. Clients re-send `active`
 /// every few seconds so a late arrival learns of it; more often than this is coalesced.
@@ -42,9 +44,15 @@ impl SessionState {
         out: &mut Vec<Effect>,
     ) -> Result<(), SessionError> {
         let member = self.reader_of(conn, room)?;
-        // Hosts moderate: they may delete anyone's message.
+        // Hosts moderate: they may delete anyone's message, and doing so is audited.
         let (by, any_sender) = (member.user_id, member.session_role.is_host());
-        out.push(Effect::Persist(Persist::Delete { conn, request_id, room, message_id, by, any_sender, at: now.wall }));
+        let audit = any_sender.then(|| {
+            let action =
+                Action::new(by, AuditAction::DeleteMessage).with(json!({ "room_id": room, "message_id": message_id }));
+            Box::new(self.audit_record(action, &request_id, now))
+        });
+        let at = now.wall;
+        out.push(Effect::Persist(Persist::Delete { conn, request_id, room, message_id, by, any_sender, at, audit }));
         Ok(())
     }
 

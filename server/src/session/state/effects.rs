@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use convene_protocol::{ClientMsgId, ConnId, MessageId, MoveReason, RequestId, Role, RoomId, SessionRole, UserId};
 
 use super::*;
+use crate::store::AuditRecord;
 
 /// Who receives an event.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -169,6 +170,8 @@ pub enum Persist {
         by: UserId,
         any_sender: bool,
         at: DateTime<Utc>,
+        /// Written with the delete when the message turns out to be someone else's.
+        audit: Option<Box<AuditRecord>>,
     },
     ParticipantJoined {
         user: UserId,
@@ -184,9 +187,6 @@ pub enum Persist {
     },
     SessionEnded {
         at: DateTime<Utc>,
-    },
-    LobbyChanged {
-        enabled: bool,
     },
     /// Bookkeeping: transitions of joins and leaves, and what ending a session closes. Nobody
     /// waits on it.

@@ -5,10 +5,13 @@ use std::time::Duration;
 
 use convene_protocol::{ConnId, MoveReason, RequestId, RoomId, UserId};
 
+use serde_json::json;
+
+use super::audit::Action;
 use super::breakouts::MAX_TIMER_SECS;
 use super::{Audience, Change, ClosedRoom, Effect, Event, Now, Reply, Room, SessionError, SessionState, send};
-use crate::rooms::Deadline;
-use crate::store::SessionWrite;
+use crate::rooms::{Deadline, Requester};
+use crate::store::{AuditAction, SessionWrite};
 
 impl SessionState {
     pub(super) fn open(
@@ -41,7 +44,10 @@ impl SessionState {
             at: now.mono + Duration::from_secs(u64::from(secs)),
             wall: now.wall + chrono::Duration::seconds(i64::from(secs)),
         });
-        let changes = vec![SessionWrite::Transitions(self.transitions_for(&moves, now))];
+        let changes = vec![
+            SessionWrite::Transitions(self.transitions_for(&moves, now)),
+            self.audited_moves(host, AuditAction::OpenBreakouts, &moves, &request_id, now),
+        ];
         self.stage(Change::Open { moves, ends }, changes, Some(Reply { conn, request_id }), Some(host), out);
         Ok(())
     }
@@ -56,7 +62,7 @@ impl SessionState {
         now: Now,
         out: &mut Vec<Effect>,
     ) -> Result<(), SessionError> {
-        self.host_of(conn)?;
+        let host = self.host_of(conn)?.user_id;
         if countdown_secs.is_some_and(|s| s > MAX_TIMER_SECS) {
             return Err(SessionError::Invalid("countdown_secs is at most a day"));
         }
@@ -70,20 +76,32 @@ impl SessionState {
         }
         let countdown = countdown_secs.map_or(self.breakouts.options.countdown, |s| Duration::from_secs(u64::from(s)));
         if countdown.is_zero() {
-            let changes = self.closing_rows(&rooms, now);
+            let mut changes = self.closing_rows(&rooms, now);
+            let action = Action::new(host, AuditAction::CloseBreakouts).with(json!({ "room_ids": rooms }));
+            changes.push(self.audited(action, &request_id, now));
             self.stage(Change::Close(rooms), changes, Some(Reply { conn, request_id }), None, out);
             return Ok(());
         }
         for room in &rooms {
-            self.start_countdown(*room, countdown, now, out);
+            self.start_countdown(*room, countdown, Some((host, request_id.clone())), now, out);
         }
         self.announce_breakouts(&rooms, &[], out);
         send(out, Audience::Conn(conn), Event::Succeeded { request_id });
         Ok(())
     }
 
-    fn start_countdown(&mut self, room: RoomId, countdown: Duration, now: Now, out: &mut Vec<Effect>) {
+    fn start_countdown(
+        &mut self,
+        room: RoomId,
+        countdown: Duration,
+        by: Option<Requester>,
+        now: Now,
+        out: &mut Vec<Effect>,
+    ) {
         let Some(breakout) = self.rooms.get_mut(&room).and_then(|r| r.breakout.as_mut()) else { return };
+        if breakout.closing_by.is_none() {
+            breakout.closing_by = by;
+        }
         let closes = Deadline {
             at: now.mono + countdown,
             wall: now.wall + chrono::Duration::from_std(countdown).unwrap_or(chrono::Duration::zero()),
@@ -154,7 +172,7 @@ impl SessionState {
             })
             .collect();
         for (room, left) in warn {
-            self.start_countdown(room, left, now, out);
+            self.start_countdown(room, left, None, now, out);
         }
         let mut due: Vec<RoomId> = self
             .rooms
@@ -164,9 +182,33 @@ impl SessionState {
             .collect();
         due.sort();
         if !due.is_empty() {
-            let changes = self.closing_rows(&due, now);
+            let mut changes = self.closing_rows(&due, now);
+            changes.extend(self.audited_closes(&due, now));
             self.stage(Change::Close(due), changes, None, None, out);
         }
+    }
+
+    /// The audit rows of rooms closing at the end of a countdown a host started: one per
+    /// request, naming the rooms it closes now.
+    fn audited_closes(&self, due: &[RoomId], now: Now) -> Vec<SessionWrite> {
+        let mut requests: Vec<(&Requester, Vec<RoomId>)> = Vec::new();
+        for room in due {
+            let Some(by) = self.rooms.get(room).and_then(|r| r.breakout.as_ref()).and_then(|b| b.closing_by.as_ref())
+            else {
+                continue;
+            };
+            match requests.iter_mut().find(|(requester, _)| *requester == by) {
+                Some((_, rooms)) => rooms.push(*room),
+                None => requests.push((by, vec![*room])),
+            }
+        }
+        requests
+            .into_iter()
+            .map(|((host, request_id), rooms)| {
+                let action = Action::new(*host, AuditAction::CloseBreakouts).with(json!({ "room_ids": rooms }));
+                self.audited(action, request_id, now)
+            })
+            .collect()
     }
 
     /// When the session's clock next needs to run, if ever. Not while a change is in flight:

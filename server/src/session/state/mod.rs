@@ -9,6 +9,7 @@
 //! - A chat message is announced to the room and acknowledged only after its commit
 //!   ([`Command::Posted`]); a retried client message id is acknowledged again, never re-posted.
 
+mod audit;
 mod breakout_setup;
 mod breakouts;
 mod chat;
@@ -17,6 +18,7 @@ mod effects;
 mod error;
 mod lifecycle;
 mod membership;
+mod moderation;
 mod moves;
 mod staging;
 #[cfg(test)]
@@ -340,8 +342,8 @@ impl SessionState {
             Command::End { conn, request_id } => self.end(conn, request_id, now, out),
             Command::Admit { conn, request_id, user } => self.admit(conn, request_id, user, now, out),
             Command::Deny { conn, request_id, user } => self.deny(conn, request_id, user, now, out),
-            Command::SetLobby { conn, request_id, enabled } => self.set_lobby(conn, request_id, enabled, out),
-            Command::SetRole { conn, request_id, user, role } => self.set_role(conn, request_id, user, role, out),
+            Command::SetLobby { conn, request_id, enabled } => self.set_lobby(conn, request_id, enabled, now, out),
+            Command::SetRole { conn, request_id, user, role } => self.set_role(conn, request_id, user, role, now, out),
             Command::Remove { conn, request_id, user } => self.remove(conn, request_id, user, now, out),
             Command::SetStatus { conn, request_id, status } => self.set_status(conn, request_id, status, out),
             Command::Post { conn, request_id, room, client_msg_id, body } => {
@@ -361,9 +363,9 @@ impl SessionState {
                 self.create_rooms(conn, request_id, &names, count, max_participants, mode, now, out)
             }
             Command::UpdateRoom { conn, request_id, room, name, max_participants } => {
-                self.update_room(conn, request_id, room, name, max_participants, out)
+                self.update_room(conn, request_id, room, name, max_participants, now, out)
             }
-            Command::DeleteRoom { conn, request_id, room } => self.delete_room(conn, request_id, room, out),
+            Command::DeleteRoom { conn, request_id, room } => self.delete_room(conn, request_id, room, now, out),
             Command::SetBreakoutOptions {
                 conn,
                 request_id,

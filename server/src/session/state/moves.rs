@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use convene_protocol::{AssignmentMode, ConnId, MoveReason, RequestId, RoomId, UserId};
 
 use super::{Audience, Change, Effect, Event, Now, Reply, SessionError, SessionState, send};
-use crate::store::{SessionWrite, TransitionRecord};
+use crate::store::{AuditAction, SessionWrite, TransitionRecord};
 
 impl SessionState {
     /// Checks a set of moves as a whole: everyone present, named once, every room open, and no
@@ -170,6 +170,7 @@ impl SessionState {
         &mut self,
         conn: ConnId,
         request_id: Option<RequestId>,
+        action: AuditAction,
         plan: impl FnOnce(&Self) -> Result<Vec<(UserId, RoomId)>, SessionError>,
         now: Now,
         out: &mut Vec<Effect>,
@@ -180,10 +181,12 @@ impl SessionState {
         }
         let moves = plan(self).and_then(|moves| self.check_moves(&moves).map(|()| moves));
         let moves = moves.inspect_err(|error| self.remember(host, &request_id, &Err(error.clone())))?;
-        let transitions = self.transitions_for(&moves, now);
+        let changes = vec![
+            SessionWrite::Transitions(self.transitions_for(&moves, now)),
+            self.audited_moves(host, action, &moves, &request_id, now),
+        ];
         let change = Change::Relocate { moves, reason: MoveReason::Moved };
-        let reply = Reply { conn, request_id };
-        self.stage(change, vec![SessionWrite::Transitions(transitions)], Some(reply), Some(host), out);
+        self.stage(change, changes, Some(Reply { conn, request_id }), Some(host), out);
         Ok(())
     }
 
@@ -201,6 +204,7 @@ impl SessionState {
         self.host_moves(
             conn,
             request_id,
+            AuditAction::Move,
             |state| {
                 let current = state.presence.get(user).ok_or(SessionError::NotPresent)?.room;
                 if current != from {
@@ -222,7 +226,7 @@ impl SessionState {
         now: Now,
         out: &mut Vec<Effect>,
     ) -> Result<(), SessionError> {
-        self.host_moves(conn, request_id, |_| Ok(assignments), now, out)
+        self.host_moves(conn, request_id, AuditAction::Assign, |_| Ok(assignments), now, out)
     }
 
     pub(super) fn swap(
@@ -237,6 +241,7 @@ impl SessionState {
         self.host_moves(
             conn,
             request_id,
+            AuditAction::Swap,
             |state| {
                 let room_a = state.presence.get(a).ok_or(SessionError::NotPresent)?.room;
                 let room_b = state.presence.get(b).ok_or(SessionError::NotPresent)?.room;

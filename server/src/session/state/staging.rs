@@ -15,6 +15,8 @@
 
 use std::collections::VecDeque;
 
+use chrono::{DateTime, Utc};
+
 use convene_protocol::{MoveReason, RequestId, RoomId, SessionRole, UserId};
 
 use super::{Audience, Command, Effect, Event, Now, Persist, Reply, SessionError, SessionState, send};
@@ -36,6 +38,10 @@ pub enum Change {
     Close(Vec<RoomId>),
     SetRole { user: UserId, role: SessionRole },
     Remove { user: UserId, by: UserId },
+    Admit { user: UserId },
+    Deny { user: UserId },
+    SetLobby { enabled: bool },
+    End { by: UserId, at: DateTime<Utc> },
 }
 
 /// The change in flight: what to apply, whom to answer, and under which request to remember it.
@@ -63,6 +69,7 @@ impl Command {
                 | Self::End { .. }
                 | Self::Admit { .. }
                 | Self::Deny { .. }
+                | Self::SetLobby { .. }
                 | Self::SetRole { .. }
                 | Self::Remove { .. }
                 | Self::CreateRooms { .. }
@@ -115,6 +122,7 @@ impl SessionState {
         remember: Option<UserId>,
         out: &mut Vec<Effect>,
     ) {
+        debug_assert!(self.staging.in_flight.is_none(), "a change was staged over another in flight");
         let remember = remember.zip(reply.as_ref().and_then(|r| r.request_id.clone()));
         self.staging.in_flight = Some(Staged { change, reply, remember });
         out.push(Effect::Persist(Persist::Staged { changes }));
@@ -129,7 +137,7 @@ impl SessionState {
         };
         match result {
             Ok(()) => {
-                self.apply_change(staged.change, out);
+                self.apply_change(staged.change, now, out);
                 if let Some((user, request_id)) = staged.remember {
                     self.breakouts.recent.remember((user, request_id), Ok(()));
                 }
@@ -150,7 +158,7 @@ impl SessionState {
         }
     }
 
-    fn apply_change(&mut self, change: Change, out: &mut Vec<Effect>) {
+    fn apply_change(&mut self, change: Change, now: Now, out: &mut Vec<Effect>) {
         match change {
             Change::Relocate { moves, reason } => {
                 self.relocate(&moves, reason, out);
@@ -185,6 +193,10 @@ impl SessionState {
             Change::Close(rooms) => self.close_now(&rooms, out),
             Change::SetRole { user, role } => self.apply_role(user, role, out),
             Change::Remove { user, by } => self.apply_removal(user, by, out),
+            Change::Admit { user } => self.apply_admit(user, now, out),
+            Change::Deny { user } => self.apply_deny(user, now, out),
+            Change::SetLobby { enabled } => self.apply_lobby(enabled, out),
+            Change::End { by, at } => self.apply_end(by, at, out),
         }
     }
 }

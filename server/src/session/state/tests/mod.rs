@@ -302,7 +302,8 @@ fn ending_tells_everyone_detaches_everyone_and_stops() {
     assert_eq!(told.len(), 3, "members and the lobby hear of the end");
     let detached = effects.iter().filter(|e| matches!(e, Effect::Detach(_))).count();
     assert_eq!(detached, 3);
-    assert_eq!(effects.last(), Some(&Effect::Stop));
+    assert!(effects.contains(&Effect::Stop), "the session stops");
+    assert_eq!(replies(&effects, 1), [Ok(())], "the host is answered once");
     let rejoin = join(&mut f.state, 4, f.host);
     assert_eq!(outcome(&rejoin, 4), Some(Outcome::Refused(ErrorCode::Gone)));
 }
@@ -572,89 +573,5 @@ fn a_full_deferral_queue_refuses_requests_but_never_a_departure() {
     assert!(f.state.presence.get(person.user_id).is_none(), "the departure ran after the move");
 }
 
-/// Who may page a room's history, and what a read of it is answered with.
-fn history_read(state: &mut SessionState, conn: u64, room: RoomId) -> Result<(), ErrorCode> {
-    let command = Command::FetchHistory {
-        conn: ConnId(conn),
-        request_id: None,
-        room,
-        query: crate::store::HistoryQuery::Latest,
-        limit: 10,
-    };
-    let effects = apply(state, command);
-    match effects.as_slice() {
-        [Effect::ReadHistory { conn: c, room: r, .. }] if *c == ConnId(conn) && *r == room => Ok(()),
-        _ => Err(refusal(&effects).unwrap_or_else(|| panic!("neither read nor refused: {effects:?}"))),
-    }
-}
-
-#[test]
-fn a_closed_room_stays_readable_to_hosts_and_those_who_were_in_it() {
-    let mut f = fixture(SessionType::Group, false);
-    join(&mut f.state, 1, f.host);
-    let (visitor, stranger) = (identity(Role::Patient, f.org), identity(Role::Patient, f.org));
-    join(&mut f.state, 2, visitor);
-    join(&mut f.state, 3, stranger);
-    let rooms = create_rooms(&mut f, 2, 5);
-    let (breakout, other) = (rooms[0], rooms[1]);
-    let assign = vec![(visitor.user_id, breakout), (stranger.user_id, other)];
-    apply(&mut f.state, Command::Assign { conn: ConnId(1), request_id: None, assignments: assign });
-
-    // While the room is open, its members and the hosts may read it.
-    let open_rules = [(1, Ok(())), (2, Ok(())), (3, Err(ErrorCode::Forbidden))];
-    for (conn, expected) in open_rules {
-        assert_eq!(history_read(&mut f.state, conn, breakout), expected, "open room, conn {conn}");
-    }
-
-    // A send is under way as the room closes at once.
-    let cid = ClientMsgId::new("late").expect("valid");
-    let post = Command::Post {
-        conn: ConnId(2),
-        request_id: None,
-        room: breakout,
-        client_msg_id: cid.clone(),
-        body: "last words".into(),
-    };
-    let Some(Effect::Persist(Persist::Message(message))) = apply(&mut f.state, post).first().cloned() else {
-        panic!("expected a write");
-    };
-    let close = Command::Close { conn: ConnId(1), request_id: None, rooms: vec![breakout], countdown_secs: Some(0) };
-    apply(&mut f.state, close);
-    assert!(!f.state.rooms.contains_key(&breakout), "the room closed");
-    let posted = Command::Posted {
-        room: breakout,
-        sender: visitor.user_id,
-        client_msg_id: cid,
-        result: Ok(InsertOutcome::Inserted(message.stored(1))),
-    };
-    let effects = apply(&mut f.state, posted);
-    let acked = effects.iter().any(|e| {
-        matches!(e, Effect::Send { to: Audience::Conn(ConnId(2)), event: Event::MessageAcked { message, .. } } if message.seq == 1)
-    });
-    assert!(acked, "the sender is answered although the room closed: {effects:?}");
-    assert!(!effects.iter().any(|e| matches!(e, Effect::Send { event: Event::MessagePosted(_), .. })));
-
-    // Once closed: hosts and those who were in it; nobody else; unknown rooms are not found.
-    let closed_rules = [
-        (1, breakout, Ok(())),
-        (2, breakout, Ok(())),
-        (3, breakout, Err(ErrorCode::Forbidden)),
-        (2, RoomId(Uuid::new_v4()), Err(ErrorCode::NotFound)),
-    ];
-    for (conn, room, expected) in closed_rules {
-        assert_eq!(history_read(&mut f.state, conn, room), expected, "closed room, conn {conn}");
-    }
-
-    // Rejoining with a cursor in the closed room reports where its chat ended.
-    apply(&mut f.state, Command::Leave { conn: ConnId(2), request_id: None });
-    let cursor = RoomCursor { room_id: breakout, last_seq: 0 };
-    let effects = apply(
-        &mut f.state,
-        Command::Join { conn: ConnId(4), identity: visitor, request_id: None, resume: vec![cursor] },
-    );
-    let resumed = effects.iter().find_map(|e| match e {
-        Effect::Send { event: Event::Joined { snapshot, .. }, .. } => snapshot.resume.first().cloned(),
-        _ => None,
-    });
-    assert_eq!(resumed, Some(Resumed { room: breakout, recovered: false, replayed: 0, last_seq: 1 }));
-}
+mod audit;
+mod closed_rooms;
