@@ -1,4 +1,5 @@
-//! HTTP endpoints: health, readiness, metrics and session creation.
+//! HTTP endpoints: health, readiness, metrics and session creation. Host reports are in
+//! [`super::reports`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +15,6 @@ use super::ws::bearer_token;
 use crate::server::App;
 use crate::session::wire::session_view;
 use crate::session::{NewSessionSpec, create_session as create};
-use crate::store::Store;
 
 /// 200 while the process serves requests.
 pub async fn healthz() -> &'static str {
@@ -83,7 +83,7 @@ struct HttpError {
     message: String,
 }
 
-fn error(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Response {
+pub(super) fn error(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Response {
     (status, Json(HttpError { code, message: message.into() })).into_response()
 }
 
@@ -119,74 +119,4 @@ pub async fn create_session(State(app): State<Arc<App>>, headers: HeaderMap, bod
             error(status, err.code(), err.to_string())
         }
     }
-}
-
-#[derive(Serialize)]
-struct TransitionView {
-    user_id: convene_protocol::UserId,
-    from_room_id: Option<convene_protocol::RoomId>,
-    to_room_id: Option<convene_protocol::RoomId>,
-    transition_type: &'static str,
-    transitioned_at: chrono::DateTime<chrono::Utc>,
-}
-
-#[derive(Serialize)]
-struct AttendanceView {
-    user_id: convene_protocol::UserId,
-    room_id: convene_protocol::RoomId,
-    seconds: f64,
-}
-
-#[derive(Serialize)]
-struct TransitionsReply {
-    session_id: convene_protocol::SessionId,
-    transitions: Vec<TransitionView>,
-    attendance: Vec<AttendanceView>,
-}
-
-/// `GET /v1/sessions/{id}/transitions`: every change of room in the session and the time each
-/// person spent in each room. For the session's hosts and its organization's admins.
-pub async fn transitions(
-    State(app): State<Arc<App>>,
-    axum::extract::Path(session_id): axum::extract::Path<uuid::Uuid>,
-    headers: HeaderMap,
-) -> Response {
-    let verified = match bearer_token(&headers) {
-        Some(token) => app.verifier.verify(token).await.ok(),
-        None => None,
-    };
-    let Some(identity) = verified else {
-        return error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "a valid bearer token is required");
-    };
-    let session_id = convene_protocol::SessionId(session_id);
-    let unavailable = || error(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, "the database is unavailable");
-    let bound = app.config.db_timeout;
-    let (session, participants) = match Store::within(bound, app.store.load_session(session_id)).await {
-        Ok(Some(found)) if found.0.organization_id == identity.organization_id => found,
-        Ok(_) => return error(StatusCode::NOT_FOUND, ErrorCode::NotFound, "session not found"),
-        Err(_) => return unavailable(),
-    };
-    let hosts_it = session.created_by == identity.user_id
-        || participants.iter().any(|p| p.user_id == identity.user_id && p.role.is_host());
-    if !hosts_it && identity.role != convene_protocol::Role::Admin {
-        return error(StatusCode::FORBIDDEN, ErrorCode::Forbidden, "only the session's hosts and admins may read this");
-    }
-    let Ok(transitions) = Store::within(bound, app.store.transitions(session_id)).await else {
-        return unavailable();
-    };
-    let attendance = crate::rooms::attendance::attendance(&transitions, chrono::Utc::now())
-        .into_iter()
-        .map(|a| AttendanceView { user_id: a.user, room_id: a.room, seconds: a.seconds })
-        .collect();
-    let transitions = transitions
-        .into_iter()
-        .map(|t| TransitionView {
-            user_id: t.user_id,
-            from_room_id: t.from_room,
-            to_room_id: t.to_room,
-            transition_type: t.transition_type.as_str(),
-            transitioned_at: t.at,
-        })
-        .collect();
-    Json(TransitionsReply { session_id, transitions, attendance }).into_response()
 }

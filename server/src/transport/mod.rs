@@ -6,6 +6,7 @@
 
 pub mod gate;
 mod http;
+mod reports;
 mod ws;
 
 use std::sync::Arc;
@@ -39,7 +40,7 @@ const CORS_MAX_AGE: Duration = Duration::from_secs(10 * 60);
 pub fn router(app: Arc<App>) -> Router {
     let api = Router::new()
         .route("/v1/sessions", post(http::create_session))
-        .route("/v1/sessions/{id}/transitions", get(http::transitions))
+        .route("/v1/sessions/{id}/transitions", get(reports::transitions))
         .layer(cors(&app.config.allowed_origins));
     Router::new()
         .route("/v1/ws", get(ws::upgrade))
