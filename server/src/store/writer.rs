@@ -17,6 +17,9 @@
 //!   acknowledged, so nothing acknowledged is lost. An op whose deadline passed before any
 //!   attempt was certainly not stored; one whose attempt was cut short while committing may have
 //!   been, which is why message sends are idempotent (`client_msg_id`).
+//! - An op is never held up by older ones beyond its own deadline: ops that arrive while a batch
+//!   is being retried join it (in submission order), and every attempt is bounded by the
+//!   request timeout, so a request behind bookkeeping that keeps failing is still answered in time.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -46,6 +49,11 @@ pub const MAX_BATCH: usize = 1_000;
 /// unreachable.
 pub const RETRY_WINDOW: Duration = Duration::from_secs(20);
 const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(1);
+const INITIAL_BACKOFF: Duration = Duration::from_millis(25);
+/// Most ops the writer holds while it retries, besides its queue: ops that arrive during an
+/// outage are taken in so that their deadlines are kept. Bounded like the queue, so an outage
+/// holds at most twice the queue's ops in memory.
+const MAX_HELD: usize = WRITER_QUEUE_CAPACITY;
 /// The shortest attempt worth making: below it a commit cannot finish, so the op just expires.
 const MIN_ATTEMPT: Duration = Duration::from_millis(50);
 
@@ -165,7 +173,7 @@ impl Writer {
         request_timeout: Duration,
     ) -> Self {
         let (tx, rx) = mpsc::channel(WRITER_QUEUE_CAPACITY);
-        tracker.spawn(run(store, rx, metrics, shutdown));
+        tracker.spawn(run(store, rx, metrics, shutdown, request_timeout));
         Self { tx, request_timeout }
     }
 
@@ -189,59 +197,107 @@ impl Writer {
     }
 }
 
-async fn run(store: Store, mut rx: mpsc::Receiver<Queued>, metrics: Arc<Metrics>, shutdown: CancellationToken) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
+/// `attempt_limit` bounds every attempt at a commit, whatever the deadlines held: an op that
+/// arrives during an attempt against a database that hangs waits at most that long for it.
+async fn run(
+    store: Store,
+    mut rx: mpsc::Receiver<Queued>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    attempt_limit: Duration,
+) {
+    let mut held = Vec::with_capacity(MAX_BATCH);
     loop {
         let received = tokio::select! {
-            received = rx.recv_many(&mut batch, MAX_BATCH) => received,
+            received = rx.recv_many(&mut held, MAX_BATCH) => received,
             () = shutdown.cancelled() => {
                 // Refuse new ops and drain the ones already queued.
                 rx.close();
-                rx.recv_many(&mut batch, MAX_BATCH).await
+                rx.recv_many(&mut held, MAX_BATCH).await
             }
         };
         if received == 0 {
             break;
         }
-        commit_batch(&store, &mut batch, &metrics, &shutdown).await;
+        commit_held(&store, &mut held, &mut rx, &metrics, &shutdown, attempt_limit).await;
     }
     debug!("writer drained and stopped");
 }
 
-async fn commit_batch(store: &Store, batch: &mut Vec<Queued>, metrics: &Metrics, shutdown: &CancellationToken) {
-    let mut backoff = Duration::from_millis(25);
+/// Commits the held ops, oldest first, at most [`MAX_BATCH`] per transaction, and returns once
+/// every one of them is answered. While the database is unreachable, ops that arrive between
+/// attempts are held too, so each is answered by its own deadline instead of waiting behind a
+/// batch that keeps failing; every attempt is bounded by the nearest deadline held.
+async fn commit_held(
+    store: &Store,
+    held: &mut Vec<Queued>,
+    rx: &mut mpsc::Receiver<Queued>,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+    attempt_limit: Duration,
+) {
+    let mut backoff = INITIAL_BACKOFF;
     loop {
-        expire(batch, metrics);
-        let Some(nearest) = batch.iter().map(|queued| queued.deadline).min() else { return };
-        let budget = nearest.saturating_duration_since(Instant::now()).max(MIN_ATTEMPT);
-        let failure = match tokio::time::timeout(budget, store.commit(batch)).await {
+        expire(held, metrics);
+        let Some(nearest) = held.iter().map(|queued| queued.deadline).min() else { return };
+        let take = held.len().min(MAX_BATCH);
+        let budget = nearest.saturating_duration_since(Instant::now()).min(attempt_limit).max(MIN_ATTEMPT);
+        let failure = match tokio::time::timeout(budget, store.commit(&held[..take])).await {
             Ok(Ok(results)) => {
-                answer(batch.drain(..).zip(results.into_iter().map(Ok)), metrics);
-                return;
+                answer(held.drain(..take).zip(results.into_iter().map(Ok)), metrics);
+                backoff = INITIAL_BACKOFF;
+                continue;
             }
             Ok(Err(err)) if err.is_transient() => err,
             Err(_elapsed) => StoreError::TimedOut,
             Ok(Err(err)) => {
-                warn!(error = %err, ops = batch.len(), "batch refused; committing its ops one by one");
-                for queued in batch.drain(..) {
+                warn!(error = %err, ops = take, "batch refused; committing its ops one by one");
+                let refused: Vec<Queued> = held.drain(..take).collect();
+                for queued in refused {
                     commit_alone(store, queued, metrics).await;
                 }
-                return;
+                continue;
             }
         };
         if shutdown.is_cancelled() {
-            error!(error = %failure, ops = batch.len(), "database unavailable while stopping; failing batch");
-            fail_all(batch, WriteFailed::Unavailable, metrics);
+            error!(error = %failure, ops = held.len(), "database unavailable while stopping; failing batch");
+            fail_all(held, WriteFailed::Unavailable, metrics);
             return;
         }
         let pause = backoff.min(nearest.saturating_duration_since(Instant::now()));
-        warn!(error = %failure, ops = batch.len(), retry_in = ?pause, "database unavailable; retrying batch");
-        tokio::time::sleep(pause).await;
+        warn!(error = %failure, ops = held.len(), retry_in = ?pause, "database unavailable; retrying batch");
+        hold_arrivals_until(Instant::now() + pause, held, rx, shutdown).await;
         backoff = (backoff * 2).min(RETRY_BACKOFF_MAX);
     }
 }
 
-/// Answers `Unavailable` to every op of the batch whose deadline has passed.
+/// Waits until `retry_at`, holding the ops that arrive meanwhile (up to [`MAX_HELD`] in all).
+/// Someone may be waiting on an arrival, with a deadline shorter than the backoff: the next
+/// attempt is brought forward to a first-retry pause after it, since the database may be back.
+async fn hold_arrivals_until(
+    mut retry_at: Instant,
+    held: &mut Vec<Queued>,
+    rx: &mut mpsc::Receiver<Queued>,
+    shutdown: &CancellationToken,
+) {
+    loop {
+        let room = MAX_HELD.saturating_sub(held.len());
+        tokio::select! {
+            () = tokio::time::sleep_until(retry_at) => return,
+            () = shutdown.cancelled() => return,
+            received = rx.recv_many(held, room), if room > 0 => {
+                if received == 0 {
+                    // Every sender is gone: nothing more will arrive.
+                    tokio::time::sleep_until(retry_at).await;
+                    return;
+                }
+                retry_at = retry_at.min(Instant::now() + INITIAL_BACKOFF);
+            }
+        }
+    }
+}
+
+/// Answers `Unavailable` to every held op whose deadline has passed.
 fn expire(batch: &mut Vec<Queued>, metrics: &Metrics) {
     let now = Instant::now();
     if batch.iter().all(|queued| queued.deadline > now) {

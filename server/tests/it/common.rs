@@ -119,6 +119,12 @@ impl TestServer {
     }
 
     pub async fn start_on(db: TestDb, configure: impl FnOnce(&mut Config)) -> Result<Self> {
+        // `CONVENE_TEST_LOG=debug` (any filter) shows the servers' logs with the test's output.
+        if let Ok(filter) = std::env::var("CONVENE_TEST_LOG") {
+            let installed = tracing_subscriber::fmt().with_env_filter(filter).with_test_writer().try_init();
+            // Only the first test of a process installs it; later ones find it there.
+            drop(installed);
+        }
         let mut config =
             Config { database_url: Some(db.url.clone()), jwt_secret: Some(SECRET.to_owned()), ..Config::default() };
         configure(&mut config);

@@ -12,7 +12,10 @@ use serde_json::json;
 use crate::common::{Backend, Client, Outage, TcpProxy, TestDb, TestServer, TestUser, group_session};
 use crate::on_both_backends;
 
-on_both_backends!(a_move_that_cannot_be_stored_is_not_announced_and_a_retry_runs_again);
+on_both_backends!(
+    a_move_that_cannot_be_stored_is_not_announced_and_a_retry_runs_again,
+    a_request_queued_behind_failing_bookkeeping_is_answered_in_time,
+);
 
 /// The request timeout the server is given here.
 const DB_TIMEOUT: Duration = Duration::from_secs(1);
@@ -148,5 +151,35 @@ async fn a_move_that_cannot_be_stored_is_not_announced_and_a_retry_runs_again(ba
         .map(|t| (t.from_room, t.to_room))
         .collect();
     assert_eq!(moves, [(Some(session.main_room_id), Some(room))], "one move stored");
+    Ok(())
+}
+
+/// Bookkeeping (a join's rows) may keep retrying for the writer's long window; a request that
+/// arrives behind it is still answered within its own, short bound.
+async fn a_request_queued_behind_failing_bookkeeping_is_answered_in_time(backend: Backend) -> Result<()> {
+    let (server, mut outage) = Outage::server(backend, |config| config.db_timeout = DB_TIMEOUT).await?;
+    let (host, mut host_client, session) = group_session(&server).await?;
+    outage.begin().await?;
+    // This join writes bookkeeping that cannot be stored now.
+    let member = TestUser::new(Role::Patient, host.org);
+    let mut member_client = Client::connect(&server, &member).await?;
+    member_client.join(session.id).await?;
+    let sent = Instant::now();
+    let id = "behind";
+    host_client
+        .send_json(json!({"type": "send_message", "request_id": id, "session_id": session.id,
+            "room_id": session.main_room_id, "client_msg_id": id, "body": id}))
+        .await?;
+    let reply = host_client
+        .recv_until(|m| match m {
+            ServerMessage::Error(e) if e.request_id.as_ref().is_some_and(|r| r.as_str() == id) => Some(Ok(e.code)),
+            ServerMessage::MessageAck { client_msg_id, .. } if client_msg_id.as_str() == id => Some(Err(())),
+            _ => None,
+        })
+        .await?;
+    ensure!(reply == Ok(ErrorCode::Unavailable), "the send was answered {reply:?}");
+    ensure!(sent.elapsed() < DB_TIMEOUT + SLACK, "unavailable came after {:?}", sent.elapsed());
+    outage.end().await?;
+    host_client.post(session.id, session.main_room_id, id, id).await?;
     Ok(())
 }
