@@ -41,6 +41,7 @@ pub fn router(app: Arc<App>) -> Router {
     let api = Router::new()
         .route("/v1/sessions", post(http::create_session))
         .route("/v1/sessions/{id}/transitions", get(reports::transitions))
+        .route("/v1/sessions/{id}/audit", get(reports::audit))
         .layer(cors(&app.config.allowed_origins));
     Router::new()
         .route("/v1/ws", get(ws::upgrade))

@@ -1,14 +1,15 @@
 //! Reports for a session's hosts and its organization's admins: the transitions between rooms
-//! with the time spent in each.
+//! with the time spent in each, and the audit trail of host actions.
 
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use convene_protocol::{ErrorCode, Role, SessionId};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::http::error;
 use super::ws::bearer_token;
@@ -94,4 +95,78 @@ pub async fn transitions(State(app): State<Arc<App>>, Path(id): Path<uuid::Uuid>
         })
         .collect();
     Json(TransitionsReply { session_id, transitions, attendance }).into_response()
+}
+
+/// Audit rows per page when the caller does not say.
+const DEFAULT_AUDIT_PAGE: u32 = 50;
+/// Most audit rows one page may hold.
+const MAX_AUDIT_PAGE: u32 = 200;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// Rows older than this id (the previous page's `next_before`); the newest when absent.
+    before: Option<i64>,
+    limit: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct AuditEntryView {
+    id: i64,
+    actor_id: convene_protocol::UserId,
+    action: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_user_id: Option<convene_protocol::UserId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
+    detail: serde_json::Value,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Serialize)]
+struct AuditReply {
+    session_id: SessionId,
+    entries: Vec<AuditEntryView>,
+    /// Pass as `before` for the next (older) page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_before: Option<i64>,
+}
+
+/// `GET /v1/sessions/{id}/audit?before=&limit=`: the session's audit trail, newest first, paged.
+pub async fn audit(
+    State(app): State<Arc<App>>,
+    Path(id): Path<uuid::Uuid>,
+    query: Result<Query<AuditQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let session_id = SessionId(id);
+    if let Err(refused) = authorize_host(&app, &headers, session_id).await {
+        return refused;
+    }
+    let Ok(Query(query)) = query else {
+        return error(StatusCode::BAD_REQUEST, ErrorCode::Invalid, "query parameters are before (an id) and limit");
+    };
+    let limit = query.limit.unwrap_or(DEFAULT_AUDIT_PAGE);
+    if limit == 0 || limit > MAX_AUDIT_PAGE || query.before.is_some_and(|before| before <= 0) {
+        return error(StatusCode::BAD_REQUEST, ErrorCode::Invalid, "limit is 1 to 200; before is a positive id");
+    }
+    let read = app.store.audit_trail(session_id, query.before, limit);
+    let Ok(page) = Store::within(app.config.db_timeout, read).await else {
+        return unavailable();
+    };
+    let next_before = if page.has_more { page.entries.last().map(|(id, _)| *id) } else { None };
+    let entries = page
+        .entries
+        .into_iter()
+        .map(|(id, record)| AuditEntryView {
+            id,
+            actor_id: record.actor_id,
+            action: record.action.as_str(),
+            target_user_id: record.target_user_id,
+            request_id: record.request_id,
+            detail: record.detail,
+            created_at: record.at,
+        })
+        .collect();
+    Json(AuditReply { session_id, entries, next_before }).into_response()
 }
