@@ -51,8 +51,12 @@ pub fn token(secret: &str, user: Uuid, role: Role) -> Result<String> {
 
 /// Connects as a new user of `role` and reads the `hello`.
 pub async fn connect(url: &str, secret: &str, role: Role) -> Result<Ws> {
-    let user = Uuid::new_v4();
-    let url = format!("{url}?access_token={}", token(secret, user, role)?);
+    connect_with(url, &token(secret, Uuid::new_v4(), role)?).await
+}
+
+/// Connects with `token` and reads the `hello`.
+pub async fn connect_with(url: &str, token: &str) -> Result<Ws> {
+    let url = format!("{url}?access_token={token}");
     let config = WebSocketConfig::default().read_buffer_size(CLIENT_READ_BUFFER);
     let (mut ws, _) =
         tokio::time::timeout(SETUP_TIMEOUT, tokio_tungstenite::connect_async_with_config(url, Some(config), true))

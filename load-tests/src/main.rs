@@ -11,6 +11,9 @@
 //! - `breakout`: one session of P participants; the host opens an automatic plan into R rooms,
 //!   moves people one at a time, then closes all rooms; reports how long each phase took to
 //!   reach the last participant's `moved` event, and checks the stored transitions.
+//! - `abuse`: a well-behaved member's latency, quiet and while typing floods, join/leave
+//!   flapping, header trickles and a one-token socket flood attack its session; reports the
+//!   server's CPU and memory during the attack.
 
 mod client;
 mod scenarios;
@@ -55,6 +58,7 @@ enum Scenario {
     Fanout(scenarios::fanout::Options),
     Chat(scenarios::chat::Options),
     Breakout(scenarios::breakout::Options),
+    Abuse(scenarios::abuse::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -68,6 +72,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Fanout(options) => scenarios::fanout::run(&cli.common, &secret, options).await,
             Scenario::Chat(options) => scenarios::chat::run(&cli.common, &secret, options).await,
             Scenario::Breakout(options) => scenarios::breakout::run(&cli.common, &secret, options).await,
+            Scenario::Abuse(options) => scenarios::abuse::run(&cli.common, &secret, options).await,
         }
     })?;
     #[allow(clippy::print_stdout)]

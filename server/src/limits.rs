@@ -76,6 +76,8 @@ pub struct Budgets {
     pub history: Budget,
     /// Frames of any kind one connection may send.
     pub frames: Budget,
+    /// WebSocket connections one user may open on a node, reconnects included.
+    pub connect: Budget,
 }
 
 impl Default for Budgets {
@@ -89,7 +91,17 @@ impl Default for Budgets {
             command: Budget::new(20.0, 60),
             history: Budget::new(5.0, 20),
             frames: Budget::new(50.0, 200),
+            connect: Budget::new(1.0, 10),
         }
+    }
+}
+
+impl Budget {
+    /// How many frames beyond its budget a connection may send before it is closed: a quarter
+    /// of the burst, refilled at a tenth of the rate. A client that slips over now and then is
+    /// told `rate_limited`; one that keeps sending regardless is closed within seconds.
+    pub fn strikes(self) -> Self {
+        Self::new(self.per_sec / 10.0, (self.burst / 4).max(1))
     }
 }
 
@@ -119,6 +131,12 @@ pub struct TokenBucket {
 impl TokenBucket {
     pub fn full(budget: Budget, now: Instant) -> Self {
         Self { tokens: f64::from(budget.burst), updated: now }
+    }
+
+    /// Whether the bucket would be full at `now`.
+    pub fn is_full(&self, budget: Budget, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.tokens + elapsed * budget.per_sec >= f64::from(budget.burst)
     }
 
     /// Takes one token if there is one.

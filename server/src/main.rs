@@ -120,6 +120,9 @@ struct ServeArgs {
     /// Frames of any kind per connection. Default 50/200.
     #[arg(long, env = "CONVENE_LIMIT_FRAMES", global = true)]
     limit_frames: Option<Budget>,
+    /// WebSocket connections one user may open per node, reconnects included. Default 1/10.
+    #[arg(long, env = "CONVENE_LIMIT_CONNECT", global = true)]
+    limit_connect: Option<Budget>,
     /// How long someone a host denied must wait before knocking on the lobby again.
     #[arg(long, env = "CONVENE_DENY_COOLDOWN", default_value = "5m", value_parser = parse_duration, global = true)]
     deny_cooldown: Duration,
@@ -189,6 +192,7 @@ impl ServeArgs {
             command: self.limit_command.unwrap_or(default.command),
             history: self.limit_history.unwrap_or(default.history),
             frames: self.limit_frames.unwrap_or(default.frames),
+            connect: self.limit_connect.unwrap_or(default.connect),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The scenarios, and the report every run ends with.
 
+pub mod abuse;
 pub mod breakout;
 pub mod chat;
 pub mod connect;
@@ -37,6 +38,8 @@ pub struct Report {
     pub transitions_stored: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transitions_expected: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub abuse: Option<abuse::AbuseReport>,
 }
 
 /// One phase of a scenario: how many events it waited for and how long they took.

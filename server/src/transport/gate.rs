@@ -1,17 +1,22 @@
-//! Admission of WebSocket connections: at most so many on this node, and so many per user.
+//! Admission of WebSocket connections: at most so many on this node, so many per user at once,
+//! and so many new ones per user over time.
 //!
 //! A connection takes a [`Permit`] before its upgrade and holds it for its whole life; dropping
 //! the permit gives the place back. Counting happens before the upgrade, so concurrent upgrades
-//! cannot overshoot either cap.
+//! cannot overshoot either cap. A user's connection attempts draw on a token bucket
+//! ([`Budgets::connect`](crate::limits::Budgets)) that outlives their connections, so closing and
+//! reopening does not reset it; buckets of users with nothing open are dropped once refilled.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
 
 use axum::http::StatusCode;
 use convene_protocol::UserId;
 use dashmap::DashMap;
 
 use crate::config::ConnectionLimits;
+use crate::limits::{Budget, TokenBucket};
 
 /// Why a connection was not admitted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -20,6 +25,8 @@ pub enum Refusal {
     NodeFull,
     #[error("too many connections for this user")]
     UserFull,
+    #[error("this user opens connections too fast; slow down")]
+    TooFast,
 }
 
 impl Refusal {
@@ -27,17 +34,29 @@ impl Refusal {
     pub fn status(self) -> StatusCode {
         match self {
             Self::NodeFull => StatusCode::SERVICE_UNAVAILABLE,
-            Self::UserFull => StatusCode::TOO_MANY_REQUESTS,
+            Self::UserFull | Self::TooFast => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 }
+
+/// Admissions between sweeps of the per-user table for buckets that have refilled.
+const SWEEP_EVERY: u64 = 4096;
 
 /// Counts this node's connections, in total and per user.
 #[derive(Debug)]
 pub struct Gate {
     limits: ConnectionLimits,
+    connect: Budget,
     open: AtomicUsize,
-    per_user: DashMap<UserId, u32>,
+    per_user: DashMap<UserId, UserSlot>,
+    attempts: AtomicU64,
+}
+
+/// One user's connections: how many are open, and their budget for opening more.
+#[derive(Debug)]
+struct UserSlot {
+    open: u32,
+    arrivals: TokenBucket,
 }
 
 /// One admitted connection's place; given back on drop.
@@ -48,24 +67,56 @@ pub struct Permit {
 }
 
 impl Gate {
-    pub fn new(limits: ConnectionLimits) -> Arc<Self> {
-        Arc::new(Self { limits, open: AtomicUsize::new(0), per_user: DashMap::new() })
+    pub fn new(limits: ConnectionLimits, connect: Budget) -> Arc<Self> {
+        Arc::new(Self {
+            limits,
+            connect,
+            open: AtomicUsize::new(0),
+            per_user: DashMap::new(),
+            attempts: AtomicU64::new(0),
+        })
     }
 
-    /// Takes a place for one more connection of `user`, if both caps allow it.
+    /// Takes a place for one more connection of `user`, if the caps and the user's budget for
+    /// new connections allow it.
     pub fn admit(self: &Arc<Self>, user: UserId) -> Result<Permit, Refusal> {
+        self.admit_at(user, Instant::now())
+    }
+
+    fn admit_at(self: &Arc<Self>, user: UserId, now: Instant) -> Result<Permit, Refusal> {
+        if self.attempts.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            self.sweep(now);
+        }
         let max = self.limits.max_connections;
         self.open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| (open < max).then_some(open + 1))
             .map_err(|_| Refusal::NodeFull)?;
-        let mut count = self.per_user.entry(user).or_insert(0);
-        if *count >= self.limits.max_sockets_per_user {
-            drop(count);
+        let connect = self.connect;
+        let mut slot = self
+            .per_user
+            .entry(user)
+            .or_insert_with(|| UserSlot { open: 0, arrivals: TokenBucket::full(connect, now) });
+        let refusal = if slot.open >= self.limits.max_sockets_per_user {
+            Some(Refusal::UserFull)
+        } else if !slot.arrivals.try_take(connect, now) {
+            Some(Refusal::TooFast)
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            drop(slot);
             self.open.fetch_sub(1, Ordering::AcqRel);
-            return Err(Refusal::UserFull);
+            return Err(refusal);
         }
-        *count += 1;
+        slot.open += 1;
         Ok(Permit { gate: self.clone(), user })
+    }
+
+    /// Drops the entries of users with nothing open whose budget has refilled: they would be
+    /// created again exactly as they are.
+    fn sweep(&self, now: Instant) {
+        let connect = self.connect;
+        self.per_user.retain(|_, slot| slot.open > 0 || !slot.arrivals.is_full(connect, now));
     }
 
     /// WebSocket connections admitted and not yet ended.
@@ -76,9 +127,10 @@ impl Gate {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.gate.per_user.remove_if_mut(&self.user, |_, count| {
-            *count = count.saturating_sub(1);
-            *count == 0
+        let (connect, now) = (self.gate.connect, Instant::now());
+        self.gate.per_user.remove_if_mut(&self.user, |_, slot| {
+            slot.open = slot.open.saturating_sub(1);
+            slot.open == 0 && slot.arrivals.is_full(connect, now)
         });
         self.gate.open.fetch_sub(1, Ordering::AcqRel);
     }
@@ -90,7 +142,8 @@ mod tests {
 
     #[test]
     fn caps_connections_per_node_and_per_user_and_gives_places_back() {
-        let gate = Gate::new(ConnectionLimits { max_connections: 3, max_sockets_per_user: 2, max_header_bytes: 0 });
+        let limits = ConnectionLimits { max_connections: 3, max_sockets_per_user: 2, max_header_bytes: 0 };
+        let gate = Gate::new(limits, Budget::new(100.0, 100));
         let (alice, bob) = (UserId::new_v4(), UserId::new_v4());
         let a1 = gate.admit(alice).expect("first");
         let _a2 = gate.admit(alice).expect("second");
@@ -101,6 +154,38 @@ mod tests {
         drop(a1);
         assert_eq!(gate.open(), 2);
         let _a3 = gate.admit(alice).expect("a place was given back");
-        assert_eq!(gate.per_user.get(&alice).map(|c| *c), Some(2));
+        assert_eq!(gate.per_user.get(&alice).map(|slot| slot.open), Some(2));
+    }
+
+    #[test]
+    fn reconnecting_draws_on_a_budget_that_closing_does_not_reset() {
+        let limits = ConnectionLimits { max_connections: 100, max_sockets_per_user: 10, max_header_bytes: 0 };
+        let gate = Gate::new(limits, Budget::new(1.0, 3));
+        let (alice, bob) = (UserId::new_v4(), UserId::new_v4());
+        let start = Instant::now();
+        for _ in 0..3 {
+            let permit = gate.admit_at(alice, start).expect("within the burst");
+            drop(permit);
+        }
+        assert_eq!(gate.admit_at(alice, start).err(), Some(Refusal::TooFast));
+        let bob_in = gate.admit_at(bob, start).expect("each user has their own budget");
+        let later = start + std::time::Duration::from_millis(1100);
+        let alice_in = gate.admit_at(alice, later).expect("one more a second");
+        assert_eq!(gate.open(), 2, "refusals hold no place");
+        drop((bob_in, alice_in));
+    }
+
+    #[test]
+    fn idle_users_are_forgotten_once_their_budget_refills() {
+        let limits = ConnectionLimits { max_connections: 100, max_sockets_per_user: 10, max_header_bytes: 0 };
+        let gate = Gate::new(limits, Budget::new(1.0, 2));
+        let start = Instant::now();
+        let users: Vec<UserId> = (0..5).map(|_| UserId::new_v4()).collect();
+        for user in &users {
+            drop(gate.admit_at(*user, start));
+        }
+        assert_eq!(gate.per_user.len(), 5, "remembered while their budget refills");
+        gate.sweep(start + std::time::Duration::from_secs(2));
+        assert!(gate.per_user.is_empty());
     }
 }

@@ -187,8 +187,8 @@ async fn serve(socket: &mut WebSocket, ctx: &mut ConnCtx, mut queue: ConnQueue) 
     let mut batch = Vec::with_capacity(OUTBOUND_BATCH);
     let budget = app.config.budgets.frames;
     let mut frames = TokenBucket::full(budget, std::time::Instant::now());
-    // Frames refused in a row; past a whole burst of them the client is not listening.
-    let mut refused_in_a_row = 0u32;
+    // Refusals are budgeted too: a client that keeps sending past its budget is not listening.
+    let mut strikes = TokenBucket::full(budget.strikes(), std::time::Instant::now());
     loop {
         tokio::select! {
             biased;
@@ -216,9 +216,9 @@ async fn serve(socket: &mut WebSocket, ctx: &mut ConnCtx, mut queue: ConnQueue) 
                 match incoming {
                     Some(Ok(Message::Text(text))) => {
                         app.metrics.frames_in.fetch_add(1, Ordering::Relaxed);
-                        if !frames.try_take(budget, std::time::Instant::now()) {
-                            refused_in_a_row += 1;
-                            if refused_in_a_row > budget.burst {
+                        let now = std::time::Instant::now();
+                        if !frames.try_take(budget, now) {
+                            if !strikes.try_take(budget.strikes(), now) {
                                 return Some(CloseReason::Flooding);
                             }
                             app.metrics.frames_rate_limited.fetch_add(1, Ordering::Relaxed);
@@ -226,7 +226,6 @@ async fn serve(socket: &mut WebSocket, ctx: &mut ConnCtx, mut queue: ConnQueue) 
                             ctx.reply(&ServerMessage::error(request_id, ErrorCode::RateLimited, "too many frames; slow down"));
                             continue;
                         }
-                        refused_in_a_row = 0;
                         // Boxed: the largest handler future would otherwise be part of every
                         // connection's task, idle or not.
                         Box::pin(dispatch(ctx, text.as_str())).await;

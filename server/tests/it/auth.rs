@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use convene_protocol::Role;
+use convene_server::limits::Budget;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -18,6 +19,7 @@ on_both_backends!(
     a_configured_issuer_is_required,
     oversized_request_headers_are_refused_with_431,
     sockets_per_user_are_capped_with_429,
+    reconnecting_faster_than_the_budget_is_refused_with_429,
     connections_per_node_are_capped_with_503,
 );
 
@@ -163,6 +165,21 @@ async fn sockets_per_user_are_capped_with_429(backend: Backend) -> Result<()> {
     first.ws.close(None).await?;
     first.closed_with().await?;
     assert_eq!(upgrade_status(url.into_client_request()?).await, 101);
+    Ok(())
+}
+
+async fn reconnecting_faster_than_the_budget_is_refused_with_429(backend: Backend) -> Result<()> {
+    let server = TestServer::start_with(backend, |config| config.budgets.connect = Budget::new(0.1, 3)).await?;
+    let user = TestUser::new(Role::Patient, None);
+    // Closing a socket gives its place back but not its share of the budget.
+    for _ in 0..3 {
+        let mut client = crate::common::Client::connect(&server, &user).await?;
+        client.ws.close(None).await?;
+        client.closed_with().await?;
+    }
+    let url = format!("{}?access_token={}", server.ws_url(), user.token());
+    assert_eq!(upgrade_status(url.into_client_request()?).await, 429);
+    crate::common::Client::connect(&server, &TestUser::new(Role::Patient, None)).await?;
     Ok(())
 }
 

@@ -13,6 +13,7 @@ on_both_backends!(
     a_typing_flood_reaches_the_room_as_a_few_frames,
     join_and_leave_flapping_is_limited_and_writes_little,
     a_connection_flooding_frames_is_refused_then_closed_with_4029,
+    a_connection_steadily_over_its_frame_budget_is_closed_with_4029,
 );
 
 /// Frames are not what these tests limit.
@@ -116,5 +117,33 @@ async fn a_connection_flooding_frames_is_refused_then_closed_with_4029(backend: 
     };
     assert_eq!(code, Some(4029));
     ensure!(pongs >= 20 && limited >= 1, "{pongs} pongs, {limited} refusals before the close");
+    Ok(())
+}
+
+/// A client that sends a little faster than its budget for good is closed too, not only one
+/// that sends a whole burst of refused frames in a row.
+async fn a_connection_steadily_over_its_frame_budget_is_closed_with_4029(backend: Backend) -> Result<()> {
+    let server = TestServer::start_with(backend, |config| config.budgets.frames = Budget::new(10.0, 20)).await?;
+    let mut client = Client::connect(&server, &TestUser::new(Role::Patient, None)).await?;
+    // Four times the budget's rate, for at most ten seconds.
+    let mut pace = tokio::time::interval(std::time::Duration::from_millis(25));
+    let mut sent = 0;
+    let code = loop {
+        tokio::select! {
+            _ = pace.tick() => {
+                sent += 1;
+                ensure!(sent < 400, "still open after {sent} frames at four times the budget");
+                if client.send_json(json!({"type": "ping", "request_id": format!("p{sent}")})).await.is_err() {
+                    break client.closed_with().await?;
+                }
+            }
+            next = futures_util::StreamExt::next(&mut client.ws) => match next {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => break None,
+            },
+        }
+    };
+    assert_eq!(code, Some(4029));
     Ok(())
 }

@@ -1,0 +1,249 @@
+//! The abusive clients of the `abuse` scenario, and the tally of what they did and met.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use convene_protocol::{Role, RoomId, SessionId};
+use futures_util::{SinkExt as _, StreamExt as _};
+use serde::Serialize;
+use serde_json::json;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::{self, Message};
+use uuid::Uuid;
+
+use super::Options;
+use crate::Common;
+use crate::client::{connect_with, token};
+
+/// How long a refused flood task waits before it tries again.
+const FLOOD_RETRY: Duration = Duration::from_millis(100);
+/// How long any attacker waits after a failed connect.
+const CONNECT_RETRY: Duration = Duration::from_millis(50);
+/// How often a trickling socket sends another piece of its request head, and how big it is.
+const TRICKLE_EVERY: Duration = Duration::from_millis(500);
+const TRICKLE_PIECE: usize = 1024;
+/// Frames an attacker sends before giving other tasks a turn.
+const FRAMES_PER_YIELD: u64 = 32;
+/// The close code of a connection closed for sending too many frames.
+const CLOSE_FLOODING: u16 = 4029;
+
+/// What the attack did and what the server answered it with.
+#[derive(Debug, Default, Serialize)]
+pub struct Tally {
+    pub typing_frames_sent: AtomicU64,
+    pub flapping_frames_sent: AtomicU64,
+    /// Connections the attackers opened again after the server closed them.
+    pub reconnects: AtomicU64,
+    /// Closes with 4029 (too many frames).
+    pub closed_for_flooding: AtomicU64,
+    pub trickle_sockets_opened: AtomicU64,
+    /// Trickling sockets the server answered 431 (request head too large).
+    pub trickle_refused_431: AtomicU64,
+    /// Trickling sockets the server closed without an answer (handshake timeout).
+    pub trickle_closed_silently: AtomicU64,
+    /// Sockets the one-token flood got upgraded.
+    pub flood_accepted: AtomicU64,
+    pub flood_refused_429: AtomicU64,
+    pub flood_refused_503: AtomicU64,
+    pub connect_failures: AtomicU64,
+}
+
+fn count(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Starts every attacker; each runs until `stop` turns true.
+pub fn launch(
+    common: &Common,
+    secret: &str,
+    options: &Options,
+    session: SessionId,
+    room: RoomId,
+    stop: &watch::Receiver<bool>,
+    tally: &Arc<Tally>,
+) -> Result<Vec<JoinHandle<()>>> {
+    let url = common.urls[0].clone();
+    let mut tasks = Vec::new();
+    for _ in 0..options.typing {
+        let token = token(secret, Uuid::new_v4(), Role::Patient)?;
+        let frame = move |n: u64| json!({"type": "typing", "session_id": session, "room_id": room, "active": n.is_multiple_of(2)});
+        tasks.push(tokio::spawn(flood_frames(
+            url.clone(),
+            token,
+            session,
+            frame,
+            stop.clone(),
+            tally.clone(),
+            Kind::Typing,
+        )));
+    }
+    for _ in 0..options.flappers {
+        let token = token(secret, Uuid::new_v4(), Role::Patient)?;
+        let frame = move |n: u64| {
+            let kind = if n.is_multiple_of(2) { "join_session" } else { "leave_session" };
+            json!({"type": kind, "session_id": session})
+        };
+        tasks.push(tokio::spawn(flood_frames(
+            url.clone(),
+            token,
+            session,
+            frame,
+            stop.clone(),
+            tally.clone(),
+            Kind::Flapping,
+        )));
+    }
+    let address = authority(&url)?;
+    for _ in 0..options.trickle {
+        tasks.push(tokio::spawn(trickle(address.clone(), stop.clone(), tally.clone())));
+    }
+    let shared = token(secret, Uuid::new_v4(), Role::Patient)?;
+    for _ in 0..options.flood {
+        tasks.push(tokio::spawn(flood_sockets(url.clone(), shared.clone(), stop.clone(), tally.clone())));
+    }
+    Ok(tasks)
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Typing,
+    Flapping,
+}
+
+/// Joins the session and sends `frame(n)` for n = 0, 1, ... as fast as the socket takes them,
+/// reconnecting (with the same token) whenever the server closes the connection.
+async fn flood_frames(
+    url: String,
+    token: String,
+    session: SessionId,
+    frame: impl Fn(u64) -> serde_json::Value,
+    stop: watch::Receiver<bool>,
+    tally: Arc<Tally>,
+    kind: Kind,
+) {
+    let sent = match kind {
+        Kind::Typing => &tally.typing_frames_sent,
+        Kind::Flapping => &tally.flapping_frames_sent,
+    };
+    let mut first = true;
+    while !*stop.borrow() {
+        let Ok(ws) = connect_with(&url, &token).await else {
+            count(&tally.connect_failures);
+            tokio::time::sleep(CONNECT_RETRY).await;
+            continue;
+        };
+        if !first {
+            count(&tally.reconnects);
+        }
+        first = false;
+        let (mut sink, stream) = ws.split();
+        let reader = tokio::spawn(watch_close(stream, tally.clone()));
+        let join = json!({"type": "join_session", "session_id": session}).to_string();
+        let mut n = 0;
+        let mut result = sink.send(Message::text(join)).await;
+        while result.is_ok() && !*stop.borrow() {
+            result = sink.send(Message::text(frame(n).to_string())).await;
+            count(sent);
+            n += 1;
+            if n % FRAMES_PER_YIELD == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        reader.abort();
+    }
+}
+
+/// Reads a connection to its end, counting a close for flooding.
+async fn watch_close(mut stream: futures_util::stream::SplitStream<crate::client::Ws>, tally: Arc<Tally>) {
+    while let Some(Ok(message)) = stream.next().await {
+        if let Message::Close(Some(frame)) = message
+            && u16::from(frame.code) == CLOSE_FLOODING
+        {
+            count(&tally.closed_for_flooding);
+        }
+    }
+}
+
+/// Opens a raw socket and sends a WebSocket request head that never ends, a piece at a time,
+/// until the server answers or closes it; then opens another.
+async fn trickle(address: String, mut stop: watch::Receiver<bool>, tally: Arc<Tally>) {
+    while !*stop.borrow() {
+        let Ok(socket) = tokio::net::TcpStream::connect(&address).await else {
+            count(&tally.connect_failures);
+            tokio::time::sleep(CONNECT_RETRY).await;
+            continue;
+        };
+        count(&tally.trickle_sockets_opened);
+        let (mut read, mut write) = socket.into_split();
+        let head = format!(
+            "GET /v1/ws HTTP/1.1\r\nHost: {address}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        );
+        if write.write_all(head.as_bytes()).await.is_err() {
+            continue;
+        }
+        let mut pieces = tokio::time::interval(TRICKLE_EVERY);
+        let mut answer = [0u8; 64];
+        let mut n = 0;
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                read = read.read(&mut answer) => {
+                    match read {
+                        Ok(got) if got > 0 && answer[..got].starts_with(b"HTTP/1.1 431") => count(&tally.trickle_refused_431),
+                        _ => count(&tally.trickle_closed_silently),
+                    }
+                    break;
+                }
+                _ = pieces.tick() => {
+                    let piece = format!("X-Trickle-{n}: {}\r\n", "a".repeat(TRICKLE_PIECE));
+                    n += 1;
+                    if write.write_all(piece.as_bytes()).await.is_err() {
+                        count(&tally.trickle_closed_silently);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Opens sockets with the one shared token in a loop, holding each one it gets.
+async fn flood_sockets(url: String, token: String, mut stop: watch::Receiver<bool>, tally: Arc<Tally>) {
+    while !*stop.borrow() {
+        match connect_with(&url, &token).await {
+            Ok(ws) => {
+                count(&tally.flood_accepted);
+                let (_sink, mut stream) = ws.split();
+                loop {
+                    tokio::select! {
+                        _ = stop.changed() => return,
+                        next = stream.next() => if !matches!(next, Some(Ok(_))) { break },
+                    }
+                }
+            }
+            Err(err) => {
+                match err.downcast_ref::<tungstenite::Error>() {
+                    Some(tungstenite::Error::Http(response)) if response.status() == 429 => {
+                        count(&tally.flood_refused_429)
+                    }
+                    Some(tungstenite::Error::Http(response)) if response.status() == 503 => {
+                        count(&tally.flood_refused_503)
+                    }
+                    _ => count(&tally.connect_failures),
+                }
+                tokio::time::sleep(FLOOD_RETRY).await;
+            }
+        }
+    }
+}
+
+/// `host:port` of a `ws://` URL.
+fn authority(url: &str) -> Result<String> {
+    let rest = url.strip_prefix("ws://").context("the abuse scenario needs a ws:// URL")?;
+    Ok(rest.split('/').next().unwrap_or(rest).to_owned())
+}
