@@ -74,7 +74,7 @@ pub struct Budgets {
     pub help: Budget,
     pub command: Budget,
     pub history: Budget,
-    /// Frames of any kind one connection may send.
+    /// Frames of any kind one user may send to a node, over all their connections.
     pub frames: Budget,
     /// WebSocket connections one user may open on a node, reconnects included.
     pub connect: Budget,
@@ -150,6 +150,47 @@ impl TokenBucket {
         } else {
             false
         }
+    }
+}
+
+/// What may happen to a user's next frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FrameVerdict {
+    /// Within the budget: handle it.
+    Accept,
+    /// Over the budget: answer `rate_limited` and drop it.
+    Refuse,
+    /// Over the budget and out of refusals: the client is not listening; close it.
+    Close,
+}
+
+/// A user's frame budget on a node, shared by all their connections so that reconnecting does
+/// not refill it: frames, and refusals (see [`Budget::strikes`]).
+#[derive(Debug)]
+pub struct FrameBudget {
+    frames: TokenBucket,
+    strikes: TokenBucket,
+}
+
+impl FrameBudget {
+    pub fn full(budget: Budget, now: Instant) -> Self {
+        Self { frames: TokenBucket::full(budget, now), strikes: TokenBucket::full(budget.strikes(), now) }
+    }
+
+    /// Spends one frame of `budget`.
+    pub fn take(&mut self, budget: Budget, now: Instant) -> FrameVerdict {
+        if self.frames.try_take(budget, now) {
+            FrameVerdict::Accept
+        } else if self.strikes.try_take(budget.strikes(), now) {
+            FrameVerdict::Refuse
+        } else {
+            FrameVerdict::Close
+        }
+    }
+
+    /// Whether both buckets would be full at `now`: forgetting it changes nothing.
+    pub fn is_full(&self, budget: Budget, now: Instant) -> bool {
+        self.frames.is_full(budget, now) && self.strikes.is_full(budget.strikes(), now)
     }
 }
 

@@ -96,7 +96,7 @@ struct ServeArgs {
     /// Messages per room kept for resuming clients.
     #[arg(long, env = "CONVENE_RESUME_WINDOW", default_value_t = 500, global = true)]
     resume_window: usize,
-    /// Budgets as rate/burst (per user and session; frames per connection). Default 2/6.
+    /// Budgets as rate/burst (per user and session; frames and connects per user and node). Typing, default 2/6.
     #[arg(long, env = "CONVENE_LIMIT_TYPING", global = true)]
     limit_typing: Option<Budget>,
     /// Joins of a session, reconnects included. Default 0.5/10.
@@ -117,7 +117,7 @@ struct ServeArgs {
     /// History pages. Default 5/20.
     #[arg(long, env = "CONVENE_LIMIT_HISTORY", global = true)]
     limit_history: Option<Budget>,
-    /// Frames of any kind per connection. Default 50/200.
+    /// Frames of any kind per user and node, over all their connections. Default 50/200.
     #[arg(long, env = "CONVENE_LIMIT_FRAMES", global = true)]
     limit_frames: Option<Budget>,
     /// WebSocket connections one user may open per node, reconnects included. Default 1/10.

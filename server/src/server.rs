@@ -126,7 +126,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
     });
     session_tracker.spawn(sweep_expired_sessions(store.clone(), config.sweep_interval, session_shutdown.clone()));
 
-    let gate = Gate::new(config.limits, config.budgets.connect);
+    let gate = Gate::new(config.limits, &config.budgets);
     let app = Arc::new(App {
         config,
         verifier,

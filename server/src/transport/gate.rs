@@ -4,11 +4,12 @@
 //! A connection takes a [`Permit`] before its upgrade and holds it for its whole life; dropping
 //! the permit gives the place back. Counting happens before the upgrade, so concurrent upgrades
 //! cannot overshoot either cap. A user's connection attempts draw on a token bucket
-//! ([`Budgets::connect`](crate::limits::Budgets)) that outlives their connections, so closing and
-//! reopening does not reset it; buckets of users with nothing open are dropped once refilled.
+//! ([`Budgets::connect`]), and all their connections share one frame budget
+//! ([`Budgets::frames`]); both outlive the connections, so closing and reopening resets neither.
+//! Entries of users with nothing open are dropped once their buckets have refilled.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use axum::http::StatusCode;
@@ -16,7 +17,7 @@ use convene_protocol::UserId;
 use dashmap::DashMap;
 
 use crate::config::ConnectionLimits;
-use crate::limits::{Budget, TokenBucket};
+use crate::limits::{Budget, Budgets, FrameBudget, TokenBucket};
 
 /// Why a connection was not admitted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -47,6 +48,7 @@ const SWEEP_EVERY: u64 = 4096;
 pub struct Gate {
     limits: ConnectionLimits,
     connect: Budget,
+    frames: Budget,
     open: AtomicUsize,
     per_user: DashMap<UserId, UserSlot>,
     attempts: AtomicU64,
@@ -57,6 +59,24 @@ pub struct Gate {
 struct UserSlot {
     open: u32,
     arrivals: TokenBucket,
+    frames: Arc<Mutex<FrameBudget>>,
+}
+
+impl UserSlot {
+    fn new(gate: &Gate, now: Instant) -> Self {
+        Self {
+            open: 0,
+            arrivals: TokenBucket::full(gate.connect, now),
+            frames: Arc::new(Mutex::new(FrameBudget::full(gate.frames, now))),
+        }
+    }
+
+    /// Whether nothing is open and every budget has refilled: the entry can be forgotten.
+    fn is_idle(&self, gate: &Gate, now: Instant) -> bool {
+        self.open == 0
+            && self.arrivals.is_full(gate.connect, now)
+            && self.frames.lock().unwrap_or_else(PoisonError::into_inner).is_full(gate.frames, now)
+    }
 }
 
 /// One admitted connection's place; given back on drop.
@@ -64,13 +84,22 @@ struct UserSlot {
 pub struct Permit {
     gate: Arc<Gate>,
     user: UserId,
+    frames: Arc<Mutex<FrameBudget>>,
+}
+
+impl Permit {
+    /// The frame budget this connection shares with the user's other connections.
+    pub fn frames(&self) -> Arc<Mutex<FrameBudget>> {
+        self.frames.clone()
+    }
 }
 
 impl Gate {
-    pub fn new(limits: ConnectionLimits, connect: Budget) -> Arc<Self> {
+    pub fn new(limits: ConnectionLimits, budgets: &Budgets) -> Arc<Self> {
         Arc::new(Self {
             limits,
-            connect,
+            connect: budgets.connect,
+            frames: budgets.frames,
             open: AtomicUsize::new(0),
             per_user: DashMap::new(),
             attempts: AtomicU64::new(0),
@@ -91,14 +120,10 @@ impl Gate {
         self.open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| (open < max).then_some(open + 1))
             .map_err(|_| Refusal::NodeFull)?;
-        let connect = self.connect;
-        let mut slot = self
-            .per_user
-            .entry(user)
-            .or_insert_with(|| UserSlot { open: 0, arrivals: TokenBucket::full(connect, now) });
+        let mut slot = self.per_user.entry(user).or_insert_with(|| UserSlot::new(self, now));
         let refusal = if slot.open >= self.limits.max_sockets_per_user {
             Some(Refusal::UserFull)
-        } else if !slot.arrivals.try_take(connect, now) {
+        } else if !slot.arrivals.try_take(self.connect, now) {
             Some(Refusal::TooFast)
         } else {
             None
@@ -109,14 +134,15 @@ impl Gate {
             return Err(refusal);
         }
         slot.open += 1;
-        Ok(Permit { gate: self.clone(), user })
+        let frames = slot.frames.clone();
+        drop(slot);
+        Ok(Permit { gate: self.clone(), user, frames })
     }
 
     /// Drops the entries of users with nothing open whose budget has refilled: they would be
     /// created again exactly as they are.
     fn sweep(&self, now: Instant) {
-        let connect = self.connect;
-        self.per_user.retain(|_, slot| slot.open > 0 || !slot.arrivals.is_full(connect, now));
+        self.per_user.retain(|_, slot| !slot.is_idle(self, now));
     }
 
     /// WebSocket connections admitted and not yet ended.
@@ -127,10 +153,10 @@ impl Gate {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        let (connect, now) = (self.gate.connect, Instant::now());
-        self.gate.per_user.remove_if_mut(&self.user, |_, slot| {
+        let (gate, now) = (&self.gate, Instant::now());
+        gate.per_user.remove_if_mut(&self.user, |_, slot| {
             slot.open = slot.open.saturating_sub(1);
-            slot.open == 0 && slot.arrivals.is_full(connect, now)
+            slot.is_idle(gate, now)
         });
         self.gate.open.fetch_sub(1, Ordering::AcqRel);
     }
@@ -140,10 +166,14 @@ impl Drop for Permit {
 mod tests {
     use super::*;
 
+    fn budgets(connect: Budget) -> Budgets {
+        Budgets { connect, ..Budgets::default() }
+    }
+
     #[test]
     fn caps_connections_per_node_and_per_user_and_gives_places_back() {
         let limits = ConnectionLimits { max_connections: 3, max_sockets_per_user: 2, max_header_bytes: 0 };
-        let gate = Gate::new(limits, Budget::new(100.0, 100));
+        let gate = Gate::new(limits, &budgets(Budget::new(100.0, 100)));
         let (alice, bob) = (UserId::new_v4(), UserId::new_v4());
         let a1 = gate.admit(alice).expect("first");
         let _a2 = gate.admit(alice).expect("second");
@@ -160,7 +190,7 @@ mod tests {
     #[test]
     fn reconnecting_draws_on_a_budget_that_closing_does_not_reset() {
         let limits = ConnectionLimits { max_connections: 100, max_sockets_per_user: 10, max_header_bytes: 0 };
-        let gate = Gate::new(limits, Budget::new(1.0, 3));
+        let gate = Gate::new(limits, &budgets(Budget::new(1.0, 3)));
         let (alice, bob) = (UserId::new_v4(), UserId::new_v4());
         let start = Instant::now();
         for _ in 0..3 {
@@ -178,7 +208,7 @@ mod tests {
     #[test]
     fn idle_users_are_forgotten_once_their_budget_refills() {
         let limits = ConnectionLimits { max_connections: 100, max_sockets_per_user: 10, max_header_bytes: 0 };
-        let gate = Gate::new(limits, Budget::new(1.0, 2));
+        let gate = Gate::new(limits, &budgets(Budget::new(1.0, 2)));
         let start = Instant::now();
         let users: Vec<UserId> = (0..5).map(|_| UserId::new_v4()).collect();
         for user in &users {

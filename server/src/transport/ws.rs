@@ -9,8 +9,8 @@
 //!   sessions; a frame over the size limit closes it with 1009; shutdown closes it with 1012.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -25,7 +25,7 @@ use tracing::{Instrument as _, debug, info_span, warn};
 
 use crate::auth::Identity;
 use crate::handlers::{ConnCtx, dispatch};
-use crate::limits::TokenBucket;
+use crate::limits::{FrameBudget, FrameVerdict};
 use crate::outbound::{CloseReason, ConnLink, ConnQueue, Frame};
 use crate::server::App;
 use crate::session::{Command, Mail};
@@ -48,6 +48,9 @@ const OUTBOUND_BATCH: usize = 64;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the close handshake may take before the socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Frames read from a client closed for flooding while its close is awaited: a client that
+/// listens answers within its frames in flight; one that does not is cut off.
+const FLOOD_CLOSE_FRAMES: usize = 256;
 
 #[derive(Deserialize)]
 pub struct ConnectParams {
@@ -129,7 +132,7 @@ async fn run(mut socket: WebSocket, permit: Permit, conn_id: ConnId, identity: I
     link.send(&hello);
     app.connections.insert(link.clone());
     let mut ctx = ConnCtx { conn_id, identity, link, app: app.clone(), sessions: HashMap::new() };
-    let reason = serve(&mut socket, &mut ctx, queue).await;
+    let reason = serve(&mut socket, &mut ctx, queue, &permit.frames()).await;
     // The place is given back before the client hears of the end (the close handshake or the
     // socket closing), so a client that reconnects at once is not refused for its old socket.
     drop(permit);
@@ -151,14 +154,18 @@ async fn run(mut socket: WebSocket, permit: Permit, conn_id: ConnId, identity: I
 
 /// Closes the connection from the server's side with the close handshake: the close frame, then
 /// the client's own close (or the timeout), so that the client reads everything queued before it.
+/// A flooding client gets only [`FLOOD_CLOSE_FRAMES`] more frames read for its close to arrive:
+/// waiting longer would mean reading its flood.
 async fn close(socket: &mut WebSocket, reason: CloseReason) {
     let handshake = async {
         let frame = CloseFrame { code: reason.code(), reason: reason.text().into() };
         socket.send(Message::Close(Some(frame))).await?;
+        let mut allowance = if reason == CloseReason::Flooding { FLOOD_CLOSE_FRAMES } else { usize::MAX };
         while let Some(message) = socket.recv().await {
-            if matches!(message?, Message::Close(_)) {
+            if matches!(message?, Message::Close(_)) || allowance == 0 {
                 break;
             }
+            allowance -= 1;
         }
         Ok::<(), axum::Error>(())
     };
@@ -170,7 +177,12 @@ async fn close(socket: &mut WebSocket, reason: CloseReason) {
 }
 
 /// Runs the connection until it ends; returns why the server is closing it, if it is.
-async fn serve(socket: &mut WebSocket, ctx: &mut ConnCtx, mut queue: ConnQueue) -> Option<CloseReason> {
+async fn serve(
+    socket: &mut WebSocket,
+    ctx: &mut ConnCtx,
+    mut queue: ConnQueue,
+    frames: &Mutex<FrameBudget>,
+) -> Option<CloseReason> {
     let app = ctx.app.clone();
     let timeout = app.config.heartbeat_timeout;
     let mut heartbeat =
@@ -186,9 +198,6 @@ async fn serve(socket: &mut WebSocket, ctx: &mut ConnCtx, mut queue: ConnQueue) 
     tokio::pin!(token_expiry, closed, shutdown);
     let mut batch = Vec::with_capacity(OUTBOUND_BATCH);
     let budget = app.config.budgets.frames;
-    let mut frames = TokenBucket::full(budget, std::time::Instant::now());
-    // Refusals are budgeted too: a client that keeps sending past its budget is not listening.
-    let mut strikes = TokenBucket::full(budget.strikes(), std::time::Instant::now());
     loop {
         tokio::select! {
             biased;
@@ -216,11 +225,12 @@ async fn serve(socket: &mut WebSocket, ctx: &mut ConnCtx, mut queue: ConnQueue) 
                 match incoming {
                     Some(Ok(Message::Text(text))) => {
                         app.metrics.frames_in.fetch_add(1, Ordering::Relaxed);
-                        let now = std::time::Instant::now();
-                        if !frames.try_take(budget, now) {
-                            if !strikes.try_take(budget.strikes(), now) {
-                                return Some(CloseReason::Flooding);
-                            }
+                        let verdict =
+                            frames.lock().unwrap_or_else(PoisonError::into_inner).take(budget, std::time::Instant::now());
+                        if verdict == FrameVerdict::Close {
+                            return Some(CloseReason::Flooding);
+                        }
+                        if verdict == FrameVerdict::Refuse {
                             app.metrics.frames_rate_limited.fetch_add(1, Ordering::Relaxed);
                             let request_id = ClientMessage::request_id_of(text.as_str());
                             ctx.reply(&ServerMessage::error(request_id, ErrorCode::RateLimited, "too many frames; slow down"));

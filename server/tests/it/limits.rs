@@ -14,6 +14,7 @@ on_both_backends!(
     join_and_leave_flapping_is_limited_and_writes_little,
     a_connection_flooding_frames_is_refused_then_closed_with_4029,
     a_connection_steadily_over_its_frame_budget_is_closed_with_4029,
+    a_users_connections_share_one_frame_budget,
 );
 
 /// Frames are not what these tests limit.
@@ -145,5 +146,23 @@ async fn a_connection_steadily_over_its_frame_budget_is_closed_with_4029(backend
         }
     };
     assert_eq!(code, Some(4029));
+    Ok(())
+}
+
+/// Reconnecting, or opening a second socket, does not refill a user's frame budget.
+async fn a_users_connections_share_one_frame_budget(backend: Backend) -> Result<()> {
+    let server = TestServer::start_with(backend, |config| config.budgets.frames = Budget::new(0.1, 5)).await?;
+    let user = TestUser::new(Role::Patient, None);
+    let mut first = Client::connect(&server, &user).await?;
+    for i in 0..5 {
+        first.send_json(json!({"type": "ping", "request_id": format!("a{i}")})).await?;
+        ensure!(matches!(first.recv().await?, ServerMessage::Pong { .. }), "within the burst");
+    }
+    let mut second = Client::connect(&server, &user).await?;
+    second.send_json(json!({"type": "ping", "request_id": "b"})).await?;
+    second.expect_error(ErrorCode::RateLimited).await?;
+    let mut other = Client::connect(&server, &TestUser::new(Role::Patient, None)).await?;
+    other.send_json(json!({"type": "ping", "request_id": "c"})).await?;
+    ensure!(matches!(other.recv().await?, ServerMessage::Pong { .. }), "another user has their own budget");
     Ok(())
 }
