@@ -38,6 +38,8 @@ pub struct Tally {
     pub flapping_frames_sent: AtomicU64,
     /// Connections the attackers opened again after the server closed them.
     pub reconnects: AtomicU64,
+    /// Reconnects refused with 429: the user's budget for new connections was spent.
+    pub reconnects_refused_429: AtomicU64,
     /// Closes with 4029 (too many frames).
     pub closed_for_flooding: AtomicU64,
     pub trickle_sockets_opened: AtomicU64,
@@ -131,10 +133,16 @@ async fn flood_frames(
     };
     let mut first = true;
     while !*stop.borrow() {
-        let Ok(ws) = connect_with(&url, &token).await else {
-            count(&tally.connect_failures);
-            tokio::time::sleep(CONNECT_RETRY).await;
-            continue;
+        let ws = match connect_with(&url, &token).await {
+            Ok(ws) => ws,
+            Err(err) => {
+                match status_of(&err) {
+                    Some(429) => count(&tally.reconnects_refused_429),
+                    _ => count(&tally.connect_failures),
+                }
+                tokio::time::sleep(CONNECT_RETRY).await;
+                continue;
+            }
         };
         if !first {
             count(&tally.reconnects);
@@ -227,18 +235,22 @@ async fn flood_sockets(url: String, token: String, mut stop: watch::Receiver<boo
                 }
             }
             Err(err) => {
-                match err.downcast_ref::<tungstenite::Error>() {
-                    Some(tungstenite::Error::Http(response)) if response.status() == 429 => {
-                        count(&tally.flood_refused_429)
-                    }
-                    Some(tungstenite::Error::Http(response)) if response.status() == 503 => {
-                        count(&tally.flood_refused_503)
-                    }
+                match status_of(&err) {
+                    Some(429) => count(&tally.flood_refused_429),
+                    Some(503) => count(&tally.flood_refused_503),
                     _ => count(&tally.connect_failures),
                 }
                 tokio::time::sleep(FLOOD_RETRY).await;
             }
         }
+    }
+}
+
+/// The HTTP status an upgrade was refused with, if that is why it failed.
+fn status_of(err: &anyhow::Error) -> Option<u16> {
+    match err.downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Http(response)) => Some(response.status().as_u16()),
+        _ => None,
     }
 }
 

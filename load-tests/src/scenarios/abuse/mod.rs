@@ -35,23 +35,23 @@ use crate::stats::{self, Latency};
 
 #[derive(Args, Debug, Clone)]
 pub struct Options {
-    /// Members flooding `typing`.
-    #[arg(long, default_value_t = 100)]
+    /// Members flooding `typing`, each with their own token.
+    #[arg(long, default_value_t = 10)]
     typing: usize,
-    /// Members joining and leaving in a loop.
-    #[arg(long, default_value_t = 100)]
+    /// Members joining and leaving in a loop, each with their own token.
+    #[arg(long, default_value_t = 10)]
     flappers: usize,
     /// Raw sockets trickling an endless request head.
-    #[arg(long, default_value_t = 400)]
+    #[arg(long, default_value_t = 500)]
     trickle: usize,
     /// Tasks opening sockets with one and the same token.
-    #[arg(long, default_value_t = 400)]
+    #[arg(long, default_value_t = 500)]
     flood: usize,
     /// How long the member is measured before the attack.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
     quiet: Duration,
     /// How long the attack lasts, the member measured throughout.
-    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
     attack: Duration,
 }
 
