@@ -25,10 +25,12 @@ enum Standing {
     Joined,
     JoinedAsHost,
     Left,
+    /// A host removed it from the session.
+    Removed,
     SessionEnded,
 }
 
-const STANDINGS: [Standing; 8] = [
+const STANDINGS: [Standing; 9] = [
     Standing::NeverJoined,
     Standing::InLobby,
     Standing::Denied,
@@ -36,6 +38,7 @@ const STANDINGS: [Standing; 8] = [
     Standing::Joined,
     Standing::JoinedAsHost,
     Standing::Left,
+    Standing::Removed,
     Standing::SessionEnded,
 ];
 
@@ -159,6 +162,12 @@ async fn prepare(server: &TestServer, standing: Standing) -> Result<Probe> {
             client.join(session.id).await?;
             client.send_json(json!({"type": "leave_session", "session_id": session.id})).await?;
             client.recv_until(|m| matches!(m, ServerMessage::Left { .. }).then_some(())).await?;
+        }
+        Standing::Removed => {
+            client.join(session.id).await?;
+            let remove = json!({"type": "remove_participant", "session_id": session.id, "user_id": participant.id});
+            ensure!(host_client.request(remove).await? == Ok(()), "the host could not remove the participant");
+            client.recv_until(|m| matches!(m, ServerMessage::Removed { .. }).then_some(())).await?;
         }
         Standing::SessionEnded => {
             client.join(session.id).await?;
