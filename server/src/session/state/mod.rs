@@ -32,6 +32,8 @@ pub use effects::{
 pub use error::SessionError;
 pub use staging::{Change, DEFERRED_CAPACITY};
 
+use moderation::Verdict;
+
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
@@ -340,8 +342,8 @@ impl SessionState {
                 Ok(())
             }
             Command::End { conn, request_id } => self.end(conn, request_id, now, out),
-            Command::Admit { conn, request_id, user } => self.admit(conn, request_id, user, now, out),
-            Command::Deny { conn, request_id, user } => self.deny(conn, request_id, user, now, out),
+            Command::Admit { conn, request_id, user } => self.decide(conn, request_id, user, Verdict::Admit, now, out),
+            Command::Deny { conn, request_id, user } => self.decide(conn, request_id, user, Verdict::Deny, now, out),
             Command::SetLobby { conn, request_id, enabled } => self.set_lobby(conn, request_id, enabled, now, out),
             Command::SetRole { conn, request_id, user, role } => self.set_role(conn, request_id, user, role, now, out),
             Command::Remove { conn, request_id, user } => self.remove(conn, request_id, user, now, out),

@@ -9,12 +9,21 @@ use super::audit::Action;
 use super::*;
 use crate::store::AuditAction;
 
+/// What a host decides about someone waiting in the lobby.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Verdict {
+    Admit,
+    Deny,
+}
+
 impl SessionState {
-    pub(super) fn admit(
+    /// A host's decision about someone waiting in the lobby, staged with its audit row.
+    pub(super) fn decide(
         &mut self,
         conn: ConnId,
         request_id: Option<RequestId>,
         user: UserId,
+        verdict: Verdict,
         now: Now,
         out: &mut Vec<Effect>,
     ) -> Result<(), SessionError> {
@@ -22,8 +31,12 @@ impl SessionState {
         if !self.lobby.contains_key(&user) {
             return Err(SessionError::NotWaiting);
         }
-        let rows = vec![self.audited(Action::new(host, AuditAction::Admit).on(user), &request_id, now)];
-        self.stage(Change::Admit { user }, rows, Some(Reply { conn, request_id }), None, out);
+        let (action, change) = match verdict {
+            Verdict::Admit => (AuditAction::Admit, Change::Admit { user }),
+            Verdict::Deny => (AuditAction::Deny, Change::Deny { user }),
+        };
+        let rows = vec![self.audited(Action::new(host, action).on(user), &request_id, now)];
+        self.stage(change, rows, Some(Reply { conn, request_id }), None, out);
         Ok(())
     }
 
@@ -43,23 +56,6 @@ impl SessionState {
         for (waiting_conn, join_request, resume) in entry.conns {
             self.admit_conn(waiting_conn, user, entry.role, session_role, join_request, &resume, now, out);
         }
-    }
-
-    pub(super) fn deny(
-        &mut self,
-        conn: ConnId,
-        request_id: Option<RequestId>,
-        user: UserId,
-        now: Now,
-        out: &mut Vec<Effect>,
-    ) -> Result<(), SessionError> {
-        let host = self.host_of(conn)?.user_id;
-        if !self.lobby.contains_key(&user) {
-            return Err(SessionError::NotWaiting);
-        }
-        let rows = vec![self.audited(Action::new(host, AuditAction::Deny).on(user), &request_id, now)];
-        self.stage(Change::Deny { user }, rows, Some(Reply { conn, request_id }), None, out);
-        Ok(())
     }
 
     /// Carries out a committed denial: the person's waiting devices hear `denied` and leave, and
