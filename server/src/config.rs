@@ -57,11 +57,19 @@ pub struct ConnectionLimits {
     pub max_sockets_per_user: u32,
     /// Largest HTTP request head (request line and headers); larger ones get 431.
     pub max_header_bytes: usize,
+    /// How long an upgrade refused with 429 (too many sockets, or opened too fast) is held before
+    /// it is answered: a client retrying in a loop then costs one attempt per delay per socket.
+    pub refusal_delay: Duration,
 }
 
 impl Default for ConnectionLimits {
     fn default() -> Self {
-        Self { max_connections: 10_000, max_sockets_per_user: 10, max_header_bytes: 16 * 1024 }
+        Self {
+            max_connections: 10_000,
+            max_sockets_per_user: 10,
+            max_header_bytes: 16 * 1024,
+            refusal_delay: Duration::from_secs(1),
+        }
     }
 }
 

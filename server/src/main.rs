@@ -139,6 +139,10 @@ struct ServeArgs {
     /// Largest HTTP request head (request line and headers), in bytes; at least 8192.
     #[arg(long, env = "CONVENE_MAX_HEADER_BYTES", default_value_t = 16 * 1024, global = true)]
     max_header_bytes: usize,
+    /// How long an upgrade refused with 429 waits before its answer: a client retrying in a
+    /// loop is slowed to one attempt per delay per socket.
+    #[arg(long, env = "CONVENE_REFUSAL_DELAY", default_value = "1s", value_parser = parse_duration, global = true)]
+    refusal_delay: Duration,
     /// Time a client has to send its HTTP request head, upgrade included.
     #[arg(long, env = "CONVENE_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
     handshake_timeout: Duration,
@@ -167,6 +171,7 @@ impl ServeArgs {
                 max_connections: self.max_connections.unwrap_or_else(default_max_connections),
                 max_sockets_per_user: self.max_sockets_per_user,
                 max_header_bytes: self.max_header_bytes,
+                refusal_delay: self.refusal_delay,
             },
             max_frame_bytes: self.max_frame_bytes,
             chat: ChatLimits {

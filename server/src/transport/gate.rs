@@ -172,7 +172,12 @@ mod tests {
 
     #[test]
     fn caps_connections_per_node_and_per_user_and_gives_places_back() {
-        let limits = ConnectionLimits { max_connections: 3, max_sockets_per_user: 2, max_header_bytes: 0 };
+        let limits = ConnectionLimits {
+            max_connections: 3,
+            max_sockets_per_user: 2,
+            max_header_bytes: 0,
+            ..ConnectionLimits::default()
+        };
         let gate = Gate::new(limits, &budgets(Budget::new(100.0, 100)));
         let (alice, bob) = (UserId::new_v4(), UserId::new_v4());
         let a1 = gate.admit(alice).expect("first");
@@ -189,7 +194,12 @@ mod tests {
 
     #[test]
     fn reconnecting_draws_on_a_budget_that_closing_does_not_reset() {
-        let limits = ConnectionLimits { max_connections: 100, max_sockets_per_user: 10, max_header_bytes: 0 };
+        let limits = ConnectionLimits {
+            max_connections: 100,
+            max_sockets_per_user: 10,
+            max_header_bytes: 0,
+            ..ConnectionLimits::default()
+        };
         let gate = Gate::new(limits, &budgets(Budget::new(1.0, 3)));
         let (alice, bob) = (UserId::new_v4(), UserId::new_v4());
         let start = Instant::now();
@@ -207,7 +217,12 @@ mod tests {
 
     #[test]
     fn idle_users_are_forgotten_once_their_budget_refills() {
-        let limits = ConnectionLimits { max_connections: 100, max_sockets_per_user: 10, max_header_bytes: 0 };
+        let limits = ConnectionLimits {
+            max_connections: 100,
+            max_sockets_per_user: 10,
+            max_header_bytes: 0,
+            ..ConnectionLimits::default()
+        };
         let gate = Gate::new(limits, &budgets(Budget::new(1.0, 2)));
         let start = Instant::now();
         let users: Vec<UserId> = (0..5).map(|_| UserId::new_v4()).collect();

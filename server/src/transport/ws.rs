@@ -84,7 +84,16 @@ pub async fn upgrade(
         Ok(permit) => permit,
         Err(refusal) => {
             debug!(user_id = %identity.user_id, %refusal, "refused a connection");
-            return (refusal.status(), refusal.to_string()).into_response();
+            let status = refusal.status();
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                // A client that retries at once is slowed to the delay; the socket waits in its
+                // handshake, where the node's headroom bounds how many may.
+                let delay = app.config.limits.refusal_delay;
+                tokio::time::sleep(delay).await;
+                let retry_after = delay.as_secs().max(1).to_string();
+                return (status, [(header::RETRY_AFTER, retry_after)], refusal.to_string()).into_response();
+            }
+            return (status, refusal.to_string()).into_response();
         }
     };
     let conn_id = ConnId(app.conn_ids.fetch_add(1, Ordering::Relaxed));

@@ -25,10 +25,20 @@ on_both_backends!(
 
 /// The HTTP status the upgrade was answered with (101 when it succeeded).
 async fn upgrade_status(request: tokio_tungstenite::tungstenite::handshake::client::Request) -> u16 {
+    upgrade_answer(request).await.0
+}
+
+/// The HTTP status the upgrade was answered with, and its `Retry-After`.
+async fn upgrade_answer(request: tokio_tungstenite::tungstenite::handshake::client::Request) -> (u16, Option<String>) {
+    let retry_after = |headers: &tokio_tungstenite::tungstenite::http::HeaderMap| {
+        headers.get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned)
+    };
     match tokio_tungstenite::connect_async(request).await {
-        Ok((_, response)) => response.status().as_u16(),
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
-        Err(_) => 0,
+        Ok((_, response)) => (response.status().as_u16(), retry_after(response.headers())),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            (response.status().as_u16(), retry_after(response.headers()))
+        }
+        Err(_) => (0, None),
     }
 }
 
@@ -178,7 +188,8 @@ async fn reconnecting_faster_than_the_budget_is_refused_with_429(backend: Backen
         client.closed_with().await?;
     }
     let url = format!("{}?access_token={}", server.ws_url(), user.token());
-    assert_eq!(upgrade_status(url.into_client_request()?).await, 429);
+    let refused = upgrade_answer(url.into_client_request()?).await;
+    assert_eq!(refused, (429, Some("1".to_owned())), "refused, and told when to come back");
     crate::common::Client::connect(&server, &TestUser::new(Role::Patient, None)).await?;
     Ok(())
 }
