@@ -19,6 +19,25 @@ use super::Options;
 use crate::Common;
 use crate::client::{connect_with, token};
 
+/// The attackers' thread's niceness: the probe, on the default 0, gets the load generator's CPU
+/// first, so that what it measures is the server and not the attack's own load.
+const ATTACK_NICENESS: i32 = 10;
+
+/// A runtime for the attackers, on its own thread of lower priority.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("attack")
+        .on_thread_start(|| {
+            let thread = rustix::thread::gettid();
+            if let Err(err) = rustix::process::setpriority_process(Some(thread), ATTACK_NICENESS) {
+                eprintln!("abuse: could not lower the attackers' priority: {err}");
+            }
+        })
+        .enable_all()
+        .build()
+}
+
 /// How long a refused flood task waits before it tries again.
 const FLOOD_RETRY: Duration = Duration::from_millis(100);
 /// How long any attacker waits after a failed connect.
@@ -58,8 +77,10 @@ fn count(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Starts every attacker; each runs until `stop` turns true.
+/// Starts every attacker on `runtime`; each runs until `stop` turns true.
+#[expect(clippy::too_many_arguments, reason = "the scenario's setup, passed through once")]
 pub fn launch(
+    runtime: &tokio::runtime::Handle,
     common: &Common,
     secret: &str,
     options: &Options,
@@ -73,7 +94,7 @@ pub fn launch(
     for _ in 0..options.typing {
         let token = token(secret, Uuid::new_v4(), Role::Patient)?;
         let frame = move |n: u64| json!({"type": "typing", "session_id": session, "room_id": room, "active": n.is_multiple_of(2)});
-        tasks.push(tokio::spawn(flood_frames(
+        tasks.push(runtime.spawn(flood_frames(
             url.clone(),
             token,
             session,
@@ -89,7 +110,7 @@ pub fn launch(
             let kind = if n.is_multiple_of(2) { "join_session" } else { "leave_session" };
             json!({"type": kind, "session_id": session})
         };
-        tasks.push(tokio::spawn(flood_frames(
+        tasks.push(runtime.spawn(flood_frames(
             url.clone(),
             token,
             session,
@@ -101,11 +122,11 @@ pub fn launch(
     }
     let address = authority(&url)?;
     for _ in 0..options.trickle {
-        tasks.push(tokio::spawn(trickle(address.clone(), stop.clone(), tally.clone())));
+        tasks.push(runtime.spawn(trickle(address.clone(), stop.clone(), tally.clone())));
     }
     let shared = token(secret, Uuid::new_v4(), Role::Patient)?;
     for _ in 0..options.flood {
-        tasks.push(tokio::spawn(flood_sockets(url.clone(), shared.clone(), stop.clone(), tally.clone())));
+        tasks.push(runtime.spawn(flood_sockets(url.clone(), shared.clone(), stop.clone(), tally.clone())));
     }
     Ok(tasks)
 }

@@ -11,7 +11,9 @@
 //!
 //! The member (the probe) posts a message every 200 ms (within the chat budget) and pings every
 //! 100 ms; a second member (the listener) in the same room times the messages' delivery. Both
-//! keep reading throughout, so they are never the slow consumers the server disconnects.
+//! keep reading throughout, so they are never the slow consumers the server disconnects. The
+//! attackers run on a runtime of their own, on a thread of lower priority, so that the attack's
+//! load on the load generator does not delay the probe's own reads and inflate its figures.
 
 mod attackers;
 
@@ -132,7 +134,9 @@ pub async fn run(common: &Common, secret: &str, options: Options) -> Result<Repo
 
     let (stop, stopped) = watch::channel(false);
     let tally = Arc::new(attackers::Tally::default());
-    let attack = attackers::launch(common, secret, &options, session_id, room, &stopped, &tally)?;
+    let attack_runtime = attackers::runtime()?;
+    let attack =
+        attackers::launch(attack_runtime.handle(), common, secret, &options, session_id, room, &stopped, &tally)?;
     let mut rss_peak_kb = rss_before_kb;
     let mut rss_ticks = tokio::time::interval(RSS_EVERY);
     let attack_ends = tokio::time::Instant::from(base + total);
@@ -151,6 +155,8 @@ pub async fn run(common: &Common, secret: &str, options: Options) -> Result<Repo
     for attacker in attack {
         attacker.await.map_err(|e| anyhow!("attacker panicked: {e}"))?;
     }
+    // Its tasks have all ended; what it still holds (readers of closed sockets) goes with it.
+    attack_runtime.shutdown_background();
     eprintln!("abuse: attack over");
     let samples = probing.await.map_err(|e| anyhow!("probe panicked: {e}"))??;
     let delivered = listener.await.map_err(|e| anyhow!("listener panicked: {e}"))??;
