@@ -92,6 +92,11 @@ impl RoomChat {
         }
     }
 
+    /// Whether anything was ever written here, or a send is being committed.
+    pub fn has_history(&self) -> bool {
+        self.last_seq > 0 || !self.pending.is_empty()
+    }
+
     /// Records a send whose commit is under way, or another wait on one.
     pub fn wait(&mut self, sender: UserId, client_msg_id: ClientMsgId, waiter: Waiter) {
         self.pending.entry((sender, client_msg_id)).or_default().push(waiter);

@@ -140,6 +140,10 @@ impl SessionState {
         if !r.members.is_empty() {
             return Err(SessionError::Conflict("only an empty room can be deleted"));
         }
+        // Its chat would become unreadable, and a send still being committed unanswered.
+        if r.chat.has_history() {
+            return Err(SessionError::Conflict("a room with messages is closed, not deleted"));
+        }
         let action = Action::new(host, AuditAction::DeleteRoom).with(json!({ "room_id": room }));
         let changes = vec![SessionWrite::DeleteRoom(room), self.audited(action, &request_id, now)];
         self.stage(Change::DeleteRoom(room), changes, Some(Reply { conn, request_id }), None, out);

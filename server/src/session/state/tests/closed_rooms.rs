@@ -88,3 +88,26 @@ fn a_closed_room_stays_readable_to_hosts_and_those_who_were_in_it() {
     });
     assert_eq!(resumed, Some(Resumed { room: breakout, recovered: false, replayed: 0, last_seq: 1 }));
 }
+
+#[test]
+fn a_room_with_messages_is_closed_not_deleted() {
+    let mut f = fixture(SessionType::Group, false);
+    join(&mut f.state, 1, f.host);
+    let rooms = create_rooms(&mut f, 2, 5);
+    let (written, untouched) = (rooms[0], rooms[1]);
+    let host = f.host.user_id;
+    apply(&mut f.state, Command::Move { conn: ConnId(1), request_id: None, user: host, from: f.room, to: written });
+    let post = Command::Post {
+        conn: ConnId(1),
+        request_id: None,
+        room: written,
+        client_msg_id: ClientMsgId::new("m").expect("valid"),
+        body: "hello".into(),
+    };
+    assert!(matches!(apply(&mut f.state, post).first(), Some(Effect::Persist(Persist::Message(_)))));
+    apply(&mut f.state, Command::Move { conn: ConnId(1), request_id: None, user: host, from: written, to: f.room });
+    // The send is still being committed; the room is empty but not deletable, now or later.
+    let delete = |room| Command::DeleteRoom { conn: ConnId(1), request_id: None, room };
+    assert_eq!(replies(&apply(&mut f.state, delete(written)), 1), [Err(ErrorCode::Conflict)]);
+    assert_eq!(replies(&apply(&mut f.state, delete(untouched)), 1), [Ok(())]);
+}
