@@ -50,10 +50,10 @@ pub struct Options {
     #[arg(long, default_value_t = 500)]
     flood: usize,
     /// How long the member is measured before the attack.
-    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
     quiet: Duration,
     /// How long the attack lasts, the member measured throughout.
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
     attack: Duration,
 }
 
