@@ -68,6 +68,8 @@ pub enum Spend {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Budgets {
     pub typing: Budget,
+    /// Typing announcements in one room, whoever types: bounds the fan-out of a busy room.
+    pub room_typing: Budget,
     pub join: Budget,
     pub status: Budget,
     pub broadcast: Budget,
@@ -84,6 +86,7 @@ impl Default for Budgets {
     fn default() -> Self {
         Self {
             typing: Budget::new(2.0, 6),
+            room_typing: Budget::new(10.0, 20),
             join: Budget::new(0.5, 10),
             status: Budget::new(1.0, 5),
             broadcast: Budget::new(0.5, 5),

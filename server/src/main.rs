@@ -99,6 +99,9 @@ struct ServeArgs {
     /// Budgets as rate/burst (per user and session; frames and connects per user and node). Typing, default 2/6.
     #[arg(long, env = "CONVENE_LIMIT_TYPING", global = true)]
     limit_typing: Option<Budget>,
+    /// Typing announcements per room, whoever types. Default 10/20.
+    #[arg(long, env = "CONVENE_LIMIT_ROOM_TYPING", global = true)]
+    limit_room_typing: Option<Budget>,
     /// Joins of a session, reconnects included. Default 0.5/10.
     #[arg(long, env = "CONVENE_LIMIT_JOIN", global = true)]
     limit_join: Option<Budget>,
@@ -190,6 +193,7 @@ impl ServeArgs {
         let default = Budgets::default();
         Budgets {
             typing: self.limit_typing.unwrap_or(default.typing),
+            room_typing: self.limit_room_typing.unwrap_or(default.room_typing),
             join: self.limit_join.unwrap_or(default.join),
             status: self.limit_status.unwrap_or(default.status),
             broadcast: self.limit_broadcast.unwrap_or(default.broadcast),

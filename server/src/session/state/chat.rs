@@ -74,8 +74,13 @@ impl SessionState {
         };
         if !repeat {
             self.spend(user, Spend::Typing, now)?;
-            self.typing.insert((user, room), (active, now.mono));
-            send(out, Audience::RoomExcept(room, user), Event::Typed { room, user, active });
+            // A room's announcements have a budget of their own, however many type at once. Past
+            // it a change is not announced, nor remembered as announced: typing is a hint, and the
+            // client's next change or refresh carries the state.
+            if self.room_typing.try_spend(room, self.budgets.room_typing, now.mono) {
+                self.typing.insert((user, room), (active, now.mono));
+                send(out, Audience::RoomExcept(room, user), Event::Typed { room, user, active });
+            }
         }
         send(out, Audience::Conn(conn), Event::Succeeded { request_id });
         Ok(())

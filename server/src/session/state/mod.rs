@@ -215,6 +215,8 @@ pub struct SessionState {
     denied: HashMap<UserId, Instant>,
     /// What each member has spent of each budget.
     ledger: Ledger<(UserId, Spend)>,
+    /// What each room has spent of its typing announcements.
+    room_typing: Ledger<RoomId>,
     /// Each member's last announced typing state per room, and when: repeats are coalesced.
     typing: HashMap<(UserId, RoomId), (bool, Instant)>,
     breakouts: Breakouts,
@@ -272,6 +274,7 @@ impl SessionState {
             deny_cooldown,
             denied: HashMap::new(),
             ledger: Ledger::default(),
+            room_typing: Ledger::default(),
             typing: HashMap::new(),
             breakouts: Breakouts { last_room, ..Breakouts::default() },
             staging: staging::Staging::default(),

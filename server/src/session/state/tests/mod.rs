@@ -575,3 +575,22 @@ fn a_full_deferral_queue_refuses_requests_but_never_a_departure() {
 
 mod audit;
 mod closed_rooms;
+
+#[test]
+fn a_rooms_typing_announcements_are_bounded_however_many_type() {
+    let mut f = fixture(SessionType::Group, false);
+    join(&mut f.state, 1, f.host);
+    let typists = 40u64;
+    for conn in 2..2 + typists {
+        join(&mut f.state, conn, identity(Role::Patient, f.org));
+    }
+    let now = Now::current();
+    let mut announced = 0;
+    for conn in 2..2 + typists {
+        let command = Command::Typing { conn: ConnId(conn), request_id: None, room: f.room, active: true };
+        let effects = apply_at(&mut f.state, command, now);
+        assert_eq!(replies(&effects, conn), [Ok(())], "every typist is answered");
+        announced += effects.iter().filter(|e| matches!(e, Effect::Send { event: Event::Typed { .. }, .. })).count();
+    }
+    assert_eq!(announced, 20, "the room's burst, not one announcement per typist");
+}
