@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -43,6 +43,15 @@ async fn authorize_host(app: &App, headers: &HeaderMap, id: SessionId) -> Result
     Ok(())
 }
 
+/// The session id of the path, when it is a uuid.
+fn session_in(path: Result<Path<uuid::Uuid>, PathRejection>) -> Option<SessionId> {
+    path.ok().map(|Path(id)| SessionId(id))
+}
+
+fn not_a_session_id() -> Response {
+    error(StatusCode::BAD_REQUEST, ErrorCode::Invalid, "the session id is not a uuid")
+}
+
 fn unavailable() -> Response {
     error(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable, "the database is unavailable")
 }
@@ -72,8 +81,14 @@ struct TransitionsReply {
 
 /// `GET /v1/sessions/{id}/transitions`: every change of room in the session and the time each
 /// person spent in each room.
-pub async fn transitions(State(app): State<Arc<App>>, Path(id): Path<uuid::Uuid>, headers: HeaderMap) -> Response {
-    let session_id = SessionId(id);
+pub async fn transitions(
+    State(app): State<Arc<App>>,
+    path: Result<Path<uuid::Uuid>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(session_id) = session_in(path) else {
+        return not_a_session_id();
+    };
     if let Err(refused) = authorize_host(&app, &headers, session_id).await {
         return refused;
     }
@@ -135,11 +150,13 @@ struct AuditReply {
 /// `GET /v1/sessions/{id}/audit?before=&limit=`: the session's audit trail, newest first, paged.
 pub async fn audit(
     State(app): State<Arc<App>>,
-    Path(id): Path<uuid::Uuid>,
+    path: Result<Path<uuid::Uuid>, PathRejection>,
     query: Result<Query<AuditQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
-    let session_id = SessionId(id);
+    let Some(session_id) = session_in(path) else {
+        return not_a_session_id();
+    };
     if let Err(refused) = authorize_host(&app, &headers, session_id).await {
         return refused;
     }

@@ -184,6 +184,12 @@ async fn only_hosts_and_admins_read_the_audit_trail(backend: Backend) -> Result<
     }
     let unknown = SessionId(uuid::Uuid::new_v4());
     assert_eq!(audit_page(&server, Some(&admin), unknown, "").await?.0, 404);
+    for report in ["audit", "transitions"] {
+        let url = server.http(&format!("/v1/sessions/not-a-uuid/{report}"));
+        let response = reqwest::Client::new().get(url).bearer_auth(admin.token()).send().await?;
+        assert_eq!(response.status(), 400);
+        assert_eq!(response.json::<Value>().await?["code"], json!("invalid"), "{report}");
+    }
     Ok(())
 }
 
