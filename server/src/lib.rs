@@ -4,6 +4,8 @@
 //! between them. The entry point is [`run`], which serves on a listener until a cancellation
 //! token fires, so tests start and stop whole servers in-process.
 
+pub mod admission;
+pub mod app;
 pub mod auth;
 pub mod bus;
 pub mod chat;

@@ -13,6 +13,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::admission::Gate;
+use crate::app::App;
 use crate::auth::{self, AuthError, Verifier};
 use crate::bus::redis::{RedisError, RedisProbe};
 use crate::config::Config;
@@ -21,29 +23,6 @@ use crate::outbound::Connections;
 use crate::session::{Registry, Rules, SessionDeps};
 use crate::store::{Store, StoreError, Writer};
 use crate::transport;
-use crate::transport::gate::Gate;
-
-/// What every connection shares.
-#[derive(Debug)]
-pub struct App {
-    pub config: Config,
-    pub verifier: Verifier,
-    pub store: Store,
-    pub registry: Arc<Registry>,
-    pub metrics: Arc<Metrics>,
-    pub redis: Option<RedisProbe>,
-    /// This node's connections by id.
-    pub connections: Arc<Connections>,
-    pub conn_ids: AtomicU64,
-    /// Admission of WebSocket connections (per node, per user).
-    pub gate: Arc<Gate>,
-    /// TCP sockets accepted and not yet closed, upgraded or not.
-    pub sockets: Arc<AtomicUsize>,
-    /// Accepted sockets and WebSocket connections.
-    pub conn_tracker: TaskTracker,
-    /// Fires when the server begins to shut down.
-    pub shutdown: CancellationToken,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {

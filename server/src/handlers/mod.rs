@@ -44,9 +44,9 @@ use std::sync::Arc;
 use convene_protocol::{ClientMessage, ConnId, ErrorCode, ServerMessage, SessionId};
 use tracing::{Instrument as _, debug_span};
 
+use crate::app::App;
 use crate::auth::Identity;
 use crate::outbound::ConnLink;
-use crate::server::App;
 use crate::session::{Command, CreateError, Mail, RegistryError, SessionError, SessionHandle};
 
 /// What a handler knows about the connection it serves.

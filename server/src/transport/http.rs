@@ -12,7 +12,7 @@ use convene_protocol::{CreateSession, ErrorCode};
 use serde::Serialize;
 
 use super::ws::bearer_token;
-use crate::server::App;
+use crate::app::App;
 use crate::session::wire::session_view;
 use crate::session::{NewSessionSpec, create_session as create};
 

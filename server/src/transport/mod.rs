@@ -4,7 +4,6 @@
 //! within the handshake timeout, so a client that opens a socket and sends nothing cannot hold
 //! it. WebSocket connections continue on the same tracker after the upgrade.
 
-pub mod gate;
 mod http;
 mod reports;
 mod ws;
@@ -22,7 +21,7 @@ use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tracing::{debug, warn};
 
-use crate::server::App;
+use crate::app::App;
 
 /// Pause after a failed accept (typically: out of file descriptors) before trying again, so the
 /// loop does not spin while descriptors are exhausted.

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::http::error;
 use super::ws::bearer_token;
-use crate::server::App;
+use crate::app::App;
 use crate::store::Store;
 
 /// Checks that the bearer of `headers` hosts session `id` or administers its organization.

@@ -23,13 +23,13 @@ use serde::Deserialize;
 use tokio::time::Instant;
 use tracing::{Instrument as _, debug, info_span, warn};
 
+use crate::admission::{Permit, Refusal};
+use crate::app::App;
 use crate::auth::Identity;
 use crate::handlers::{ConnCtx, dispatch};
 use crate::limits::{FrameBudget, FrameVerdict};
 use crate::outbound::{CloseReason, ConnLink, ConnQueue, Frame};
-use crate::server::App;
 use crate::session::{Command, Mail};
-use crate::transport::gate::Permit;
 
 /// Bytes read from the socket at a time. Small, because it is allocated for every connection and
 /// zeroed before every read; client frames are small, and larger ones are read in pieces.
@@ -84,7 +84,7 @@ pub async fn upgrade(
         Ok(permit) => permit,
         Err(refusal) => {
             debug!(user_id = %identity.user_id, %refusal, "refused a connection");
-            let status = refusal.status();
+            let status = refusal_status(refusal);
             if status == StatusCode::TOO_MANY_REQUESTS {
                 // A client that retries at once is slowed to the delay; the socket waits in its
                 // handshake, where the node's headroom bounds how many may.
@@ -109,6 +109,14 @@ pub async fn upgrade(
             let span = info_span!("conn", conn_id = %conn_id, user_id = %identity.user_id);
             tracker.track_future(run(socket, permit, conn_id, identity, app).instrument(span))
         })
+}
+
+/// The HTTP status a refused upgrade is answered with.
+fn refusal_status(refusal: Refusal) -> StatusCode {
+    match refusal {
+        Refusal::NodeFull => StatusCode::SERVICE_UNAVAILABLE,
+        Refusal::UserFull | Refusal::TooFast => StatusCode::TOO_MANY_REQUESTS,
+    }
 }
 
 /// The `Bearer` token of an `Authorization` header.

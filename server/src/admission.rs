@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use axum::http::StatusCode;
 use convene_protocol::UserId;
 use dashmap::DashMap;
 
@@ -28,16 +27,6 @@ pub enum Refusal {
     UserFull,
     #[error("this user opens connections too fast; slow down")]
     TooFast,
-}
-
-impl Refusal {
-    /// The HTTP status the upgrade is answered with.
-    pub fn status(self) -> StatusCode {
-        match self {
-            Self::NodeFull => StatusCode::SERVICE_UNAVAILABLE,
-            Self::UserFull | Self::TooFast => StatusCode::TOO_MANY_REQUESTS,
-        }
-    }
 }
 
 /// Admissions between sweeps of the per-user table for buckets that have refilled.

@@ -1,0 +1,40 @@
+//! What every connection and request handler shares: the node's state, built by
+//! [`crate::run`]. Its own module, so that the transport and the handlers depend on it and not
+//! on the server that assembles it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admission::Gate;
+use crate::auth::Verifier;
+use crate::bus::redis::RedisProbe;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::outbound::Connections;
+use crate::session::Registry;
+use crate::store::Store;
+
+/// What every connection shares.
+#[derive(Debug)]
+pub struct App {
+    pub config: Config,
+    pub verifier: Verifier,
+    pub store: Store,
+    pub registry: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
+    pub redis: Option<RedisProbe>,
+    /// This node's connections by id.
+    pub connections: Arc<Connections>,
+    pub conn_ids: AtomicU64,
+    /// Admission of WebSocket connections (per node, per user).
+    pub gate: Arc<Gate>,
+    /// TCP sockets accepted and not yet closed, upgraded or not.
+    pub sockets: Arc<AtomicUsize>,
+    /// Accepted sockets and WebSocket connections.
+    pub conn_tracker: TaskTracker,
+    /// Fires when the server begins to shut down.
+    pub shutdown: CancellationToken,
+}
