@@ -12,18 +12,21 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use convene_protocol::{ClientMsgId, ConnId, OrgId, RequestId, RoomId, ServerMessage, SessionId};
 use futures_util::stream::{FuturesOrdered, StreamExt as _};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{Instrument as _, debug, error, info_span, warn};
 
-use super::registry::{Registry, SessionDeps};
-use super::state::{Command, Effect, Now, Persist, SessionState};
+use super::state::{Command, Effect, Now, Persist, Rules, SessionState};
 use super::wire::{chat_message, to_wire};
 use crate::auth::Identity;
-use crate::outbound::{ConnLink, Frame};
-use crate::store::{HistoryQuery, Store, WriteFailed, WriteOp};
+use crate::metrics::Metrics;
+use crate::outbound::{ConnLink, Connections, Frame};
+use crate::store::{HistoryQuery, Store, WriteFailed, WriteOp, Writer};
 
 /// Mail waiting for one session. Commands from all of a session's connections funnel into this
 /// queue; when it is full a connection waits (its own reads pause) until the actor catches up,
@@ -67,14 +70,61 @@ impl SessionHandle {
     }
 }
 
+/// What every session actor needs.
+#[derive(Debug)]
+pub struct SessionDeps {
+    pub store: Store,
+    pub writer: Writer,
+    pub metrics: Arc<Metrics>,
+    /// This node's connections, for replies to connections a session does not hold.
+    pub connections: Arc<Connections>,
+    pub rules: Rules,
+    /// How long loading a session or reading history may wait for the database.
+    pub db_timeout: Duration,
+    /// How long an actor with no connections waits before releasing its session.
+    pub idle_grace: Duration,
+    pub tracker: TaskTracker,
+    pub shutdown: CancellationToken,
+}
+
 type PendingWrite = Pin<Box<dyn Future<Output = Command> + Send>>;
+
+/// An actor that stopped: its writes are committed. Once the registry has let its session go,
+/// the mail still in its mailbox is settled with [`Retiring::leftover`].
+pub(super) struct Retiring {
+    actor: Actor,
+    pub(super) mailbox: mpsc::Receiver<Mail>,
+}
+
+impl Retiring {
+    /// Settles one piece of mail that arrived after the actor stopped. A departure (only those
+    /// of connections that no longer belong to the session get here) is applied by this actor;
+    /// a join is handed back to go on to the session's next actor, or refused as `unavailable`
+    /// when the server is stopping.
+    pub(super) fn leftover(&mut self, mail: Mail) -> Option<Mail> {
+        match mail {
+            Mail::Join { .. } if !self.actor.deps.shutdown.is_cancelled() => Some(mail),
+            Mail::Join { link, request_id, .. } => {
+                let error = ServerMessage::error(
+                    request_id,
+                    convene_protocol::ErrorCode::Unavailable,
+                    "the server is restarting; retry",
+                );
+                link.send(&error);
+                None
+            }
+            Mail::Command(command) => {
+                self.actor.handle(command);
+                None
+            }
+        }
+    }
+}
 
 pub(super) struct Actor {
     state: SessionState,
     links: HashMap<ConnId, ConnLink>,
     deps: Arc<SessionDeps>,
-    registry: Arc<Registry>,
-    generation: u64,
     /// Writes under way, whose outcomes come back in submission order.
     pending: FuturesOrdered<PendingWrite>,
     /// Commands the actor gives itself (a slow connection's departure, a refused write).
@@ -84,13 +134,11 @@ pub(super) struct Actor {
 }
 
 impl Actor {
-    pub(super) fn new(state: SessionState, deps: Arc<SessionDeps>, registry: Arc<Registry>, generation: u64) -> Self {
+    pub(super) fn new(state: SessionState, deps: Arc<SessionDeps>) -> Self {
         Self {
             state,
             links: HashMap::new(),
             deps,
-            registry,
-            generation,
             pending: FuturesOrdered::new(),
             followups: VecDeque::new(),
             effects: Vec::new(),
@@ -98,7 +146,9 @@ impl Actor {
         }
     }
 
-    pub(super) async fn run(mut self, mut mailbox: mpsc::Receiver<Mail>) {
+    /// Runs the session until it is idle, ended or shut down, and its writes are committed;
+    /// then hands itself back, with the mail it did not take, to be retired.
+    pub(super) async fn run(mut self, mut mailbox: mpsc::Receiver<Mail>) -> Retiring {
         let id = self.state.session().id;
         let span = info_span!("session", session_id = %id);
         async move {
@@ -135,18 +185,17 @@ impl Actor {
                     () = self.deps.shutdown.cancelled() => break,
                 }
             }
-            self.retire(mailbox).await;
+            self.settle().await;
             self.deps.metrics.sessions_active.fetch_sub(1, Ordering::Relaxed);
+            Retiring { actor: self, mailbox }
         }
         .instrument(span)
-        .await;
+        .await
     }
 
-    /// Settles what is left, then leaves the registry. Writes under way are seen through, and a
-    /// writer barrier makes sure every write of this actor is committed before the next actor of
-    /// the session could load it. Mail that raced the departure is then forwarded to that next
-    /// actor.
-    async fn retire(&mut self, mut mailbox: mpsc::Receiver<Mail>) {
+    /// Sees the writes under way through, then passes a writer barrier, so that every write of
+    /// this actor is committed before the next actor of the session could load it.
+    async fn settle(&mut self) {
         while let Some(outcome) = self.pending.next().await {
             self.handle(outcome);
         }
@@ -158,31 +207,6 @@ impl Actor {
                 }
             }
             Err(err) => warn!(error = %err, "could not confirm the session's last writes"),
-        }
-        self.registry.retire(self.state.session().id, self.generation);
-        mailbox.close();
-        let shutting_down = self.deps.shutdown.is_cancelled();
-        while let Some(mail) = mailbox.recv().await {
-            match mail {
-                Mail::Join { .. } if !shutting_down => match self.registry.get(self.state.session().id).await {
-                    Ok(next) => {
-                        if next.send(mail).await.is_err() {
-                            warn!("the session's next actor stopped before a forwarded join");
-                        }
-                    }
-                    Err(err) => warn!(error = %err, "could not forward a join to the session's next actor"),
-                },
-                Mail::Join { link, request_id, .. } => {
-                    let error = ServerMessage::error(
-                        request_id,
-                        convene_protocol::ErrorCode::Unavailable,
-                        "the server is restarting; retry",
-                    );
-                    link.send(&error);
-                }
-                // Only departures of connections that no longer belong to the session reach here.
-                Mail::Command(command) => self.handle(command),
-            }
         }
     }
 

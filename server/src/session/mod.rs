@@ -16,7 +16,7 @@ pub mod registry;
 pub mod state;
 pub mod wire;
 
-pub use actor::{Mail, SessionHandle};
+pub use actor::{Mail, SessionDeps, SessionHandle};
 pub use create::{CreateError, NewSessionSpec, create_session};
-pub use registry::{Registry, RegistryError, SessionDeps};
+pub use registry::{Registry, RegistryError};
 pub use state::{Command, Rules, SessionError};

@@ -9,37 +9,16 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use convene_protocol::{RoomId, SessionId};
-use tokio::sync::OnceCell;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use tokio::sync::{OnceCell, mpsc};
+use tracing::{Instrument as _, info_span, warn};
 
-use super::actor::{Actor, SessionHandle};
-use super::state::{Loaded, MAIN_ROOM_NAME, Rules, SessionState};
+use super::actor::{Actor, Mail, SessionDeps, SessionHandle};
+use super::state::{Loaded, MAIN_ROOM_NAME, SessionState};
 use crate::chat::RoomChat;
-use crate::metrics::Metrics;
-use crate::outbound::Connections;
 use crate::rooms::Breakout;
-use crate::store::{HistoryQuery, Store, StoreError, Writer};
-
-/// What every session actor needs.
-#[derive(Debug)]
-pub struct SessionDeps {
-    pub store: Store,
-    pub writer: Writer,
-    pub metrics: Arc<Metrics>,
-    /// This node's connections, for replies to connections a session does not hold.
-    pub connections: Arc<Connections>,
-    pub rules: Rules,
-    /// How long loading a session or reading history may wait for the database.
-    pub db_timeout: Duration,
-    /// How long an actor with no connections waits before releasing its session.
-    pub idle_grace: Duration,
-    pub tracker: TaskTracker,
-    pub shutdown: CancellationToken,
-}
+use crate::store::{HistoryQuery, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -68,7 +47,7 @@ impl Registry {
         let slot = self.lock().entry(id).or_default().clone();
         let loaded = slot.get_or_try_init(|| self.start(id)).await.cloned();
         if let Err(RegistryError::Store(err)) = &loaded {
-            tracing::warn!(error = %err, session_id = %id, "session load failed");
+            warn!(error = %err, session_id = %id, "session load failed");
         }
         if loaded.is_err() {
             // Failures are not cached: the next use tries again.
@@ -80,8 +59,31 @@ impl Registry {
         loaded
     }
 
-    /// Called by an actor as it stops, so that later uses start a new one.
-    pub(super) fn retire(&self, id: SessionId, generation: u64) {
+    /// Runs an actor to its end, then lets its session go and settles the mail that raced its
+    /// departure: joins go on to the session's next actor, departures are applied by the old one.
+    async fn run_actor(self: Arc<Self>, actor: Actor, mailbox: mpsc::Receiver<Mail>, id: SessionId, generation: u64) {
+        let mut retiring = actor.run(mailbox).await;
+        async move {
+            self.retire(id, generation);
+            retiring.mailbox.close();
+            while let Some(mail) = retiring.mailbox.recv().await {
+                let Some(join) = retiring.leftover(mail) else { continue };
+                match self.get(id).await {
+                    Ok(next) => {
+                        if next.send(join).await.is_err() {
+                            warn!("the session's next actor stopped before a forwarded join");
+                        }
+                    }
+                    Err(err) => warn!(error = %err, "could not forward a join to the session's next actor"),
+                }
+            }
+        }
+        .instrument(info_span!("session", session_id = %id))
+        .await;
+    }
+
+    /// Lets a stopped actor's session go, so that later uses start a new one.
+    fn retire(&self, id: SessionId, generation: u64) {
         let mut slots = self.lock();
         if slots.get(&id).and_then(|slot| slot.get()).is_some_and(|handle| handle.generation == generation) {
             slots.remove(&id);
@@ -89,7 +91,7 @@ impl Registry {
     }
 
     /// Loads the session and spawns its actor. The future is boxed with its `Send` bound
-    /// spelled out because an actor may call back into [`Registry::get`] as it retires; without
+    /// spelled out because a retiring actor's leftover joins call back into [`Registry::get`]; without
     /// the box, the compiler would need each future's type to infer the other's.
     fn start(
         self: &Arc<Self>,
@@ -130,8 +132,8 @@ impl Registry {
         let state = SessionState::new(loaded, self.deps.rules);
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);
         let (handle, mailbox) = SessionHandle::new(id, state.session().organization_id, generation);
-        let actor = Actor::new(state, self.deps.clone(), self.clone(), generation);
-        self.deps.tracker.spawn(actor.run(mailbox));
+        let actor = Actor::new(state, self.deps.clone());
+        self.deps.tracker.spawn(self.clone().run_actor(actor, mailbox, id, generation));
         Ok(handle)
     }
 

@@ -9,6 +9,7 @@ use crate::common::{Backend, Client, TestServer, TestUser, group_session};
 use crate::on_both_backends;
 
 on_both_backends!(
+    a_session_released_when_idle_is_loaded_again_by_every_join,
     hosts_create_sessions_over_http_and_others_cannot,
     hosts_create_sessions_over_the_socket,
     duplicate_room_names_conflict,
@@ -312,5 +313,43 @@ async fn other_organizations_sessions_are_not_found(backend: Backend) -> Result<
     client.expect_error(ErrorCode::NotFound).await?;
     client.send_json(json!({"type": "join_session", "request_id": "k", "session_id": Uuid::new_v4()})).await?;
     client.expect_error(ErrorCode::NotFound).await?;
+    Ok(())
+}
+
+/// With no idle grace the session's actor is released whenever its last member leaves, so
+/// joins keep arriving while it retires: each is answered by the next actor, which loads the
+/// session with what was stored.
+async fn a_session_released_when_idle_is_loaded_again_by_every_join(backend: Backend) -> Result<()> {
+    let server =
+        TestServer::start_with(backend, |config| config.session_idle_grace = std::time::Duration::ZERO).await?;
+    let (host, mut host_client, session) = group_session(&server).await?;
+    let first = host_client.post(session.id, session.main_room_id, "before", "said before the cycles").await?;
+    host_client.send_json(json!({"type": "leave_session", "session_id": session.id})).await?;
+    host_client.recv_until(|m| matches!(m, ServerMessage::Left { .. }).then_some(())).await?;
+    // Many people, each joining and leaving once, two at a time, so that one's join meets the
+    // other's departure and the release it causes.
+    for _ in 0..60 {
+        let mut pair = Vec::new();
+        for _ in 0..2 {
+            pair.push(Client::connect(&server, &TestUser::new(Role::Patient, host.org)).await?);
+        }
+        for client in &mut pair {
+            client.send_json(json!({"type": "join_session", "request_id": "j", "session_id": session.id})).await?;
+        }
+        for client in &mut pair {
+            let joined = client
+                .recv_until(|m| match m {
+                    ServerMessage::Joined { .. } => Some(Ok(())),
+                    ServerMessage::Error(e) => Some(Err(e.code)),
+                    _ => None,
+                })
+                .await?;
+            ensure!(joined.is_ok(), "a join was refused: {joined:?}");
+            client.send_json(json!({"type": "leave_session", "session_id": session.id})).await?;
+        }
+    }
+    let mut again = Client::connect(&server, &host).await?;
+    let joined = again.join(session.id).await?;
+    ensure!(joined.rooms.iter().any(|r| r.last_seq == first), "the stored chat was loaded again: {:?}", joined.rooms);
     Ok(())
 }
