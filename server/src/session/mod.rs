@@ -3,7 +3,8 @@
 //! - [`state`] is the pure state machine (`apply(command) -> effects`).
 //! - [`actor`] runs it: a task with a bounded mailbox that carries out the effects (fan-out,
 //!   writes through the store's writer, history reads).
-//! - [`registry`] finds or loads a session's actor; it only hands out handles.
+//! - [`registry`] finds or loads a session's actor and releases it when it stops; it only hands
+//!   out handles and never holds session state.
 //! - [`create`] creates sessions (shared by HTTP and the socket).
 //! - [`wire`] maps the session's events to protocol messages.
 //!

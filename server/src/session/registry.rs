@@ -1,4 +1,5 @@
-//! Finds the actor of a session, loading the session and starting its actor on first use.
+//! Finds the actor of a session, loading the session and starting its actor on first use, and
+//! releases the actor when it stops (forwarding joins that raced the release to the next one).
 //!
 //! The registry only maps ids to handles; it never holds session state. Its lock guards a map
 //! lookup and is never held across an `.await`: concurrent first uses of one session wait on a
