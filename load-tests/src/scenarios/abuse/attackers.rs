@@ -91,34 +91,12 @@ pub fn launch(
 ) -> Result<Vec<JoinHandle<()>>> {
     let url = common.urls[0].clone();
     let mut tasks = Vec::new();
-    for _ in 0..options.typing {
-        let token = token(secret, Uuid::new_v4(), Role::Patient)?;
-        let frame = move |n: u64| json!({"type": "typing", "session_id": session, "room_id": room, "active": n.is_multiple_of(2)});
-        tasks.push(runtime.spawn(flood_frames(
-            url.clone(),
-            token,
-            session,
-            frame,
-            stop.clone(),
-            tally.clone(),
-            Kind::Typing,
-        )));
-    }
-    for _ in 0..options.flappers {
-        let token = token(secret, Uuid::new_v4(), Role::Patient)?;
-        let frame = move |n: u64| {
-            let kind = if n.is_multiple_of(2) { "join_session" } else { "leave_session" };
-            json!({"type": kind, "session_id": session})
-        };
-        tasks.push(runtime.spawn(flood_frames(
-            url.clone(),
-            token,
-            session,
-            frame,
-            stop.clone(),
-            tally.clone(),
-            Kind::Flapping,
-        )));
+    for (kind, count) in [(Kind::Typing, options.typing), (Kind::Flapping, options.flappers)] {
+        for _ in 0..count {
+            let token = token(secret, Uuid::new_v4(), Role::Patient)?;
+            let target = Target { url: url.clone(), token, session, room };
+            tasks.push(runtime.spawn(flood_frames(target, kind, stop.clone(), tally.clone())));
+        }
     }
     let address = authority(&url)?;
     for _ in 0..options.trickle {
@@ -137,21 +115,41 @@ enum Kind {
     Flapping,
 }
 
-/// Joins the session and sends `frame(n)` for n = 0, 1, ... as fast as the socket takes them,
-/// reconnecting (with the same token) whenever the server closes the connection.
-async fn flood_frames(
+impl Kind {
+    /// The `n`th frame of this flood: typing on and off, or joining and leaving.
+    fn frame(self, n: u64, session: SessionId, room: RoomId) -> serde_json::Value {
+        match self {
+            Self::Typing => {
+                json!({"type": "typing", "session_id": session, "room_id": room, "active": n.is_multiple_of(2)})
+            }
+            Self::Flapping => {
+                let kind = if n.is_multiple_of(2) { "join_session" } else { "leave_session" };
+                json!({"type": kind, "session_id": session})
+            }
+        }
+    }
+
+    fn sent(self, tally: &Tally) -> &AtomicU64 {
+        match self {
+            Self::Typing => &tally.typing_frames_sent,
+            Self::Flapping => &tally.flapping_frames_sent,
+        }
+    }
+}
+
+/// Where a flooding member connects, as whom, and the session it floods.
+struct Target {
     url: String,
     token: String,
     session: SessionId,
-    frame: impl Fn(u64) -> serde_json::Value,
-    stop: watch::Receiver<bool>,
-    tally: Arc<Tally>,
-    kind: Kind,
-) {
-    let sent = match kind {
-        Kind::Typing => &tally.typing_frames_sent,
-        Kind::Flapping => &tally.flapping_frames_sent,
-    };
+    room: RoomId,
+}
+
+/// Joins the session and sends the flood's frames as fast as the socket takes them,
+/// reconnecting (with the same token) whenever the server closes the connection.
+async fn flood_frames(target: Target, kind: Kind, stop: watch::Receiver<bool>, tally: Arc<Tally>) {
+    let Target { url, token, session, room } = target;
+    let sent = kind.sent(&tally);
     let mut first = true;
     while !*stop.borrow() {
         let ws = match connect_with(&url, &token).await {
@@ -175,7 +173,7 @@ async fn flood_frames(
         let mut n = 0;
         let mut result = sink.send(Message::text(join)).await;
         while result.is_ok() && !*stop.borrow() {
-            result = sink.send(Message::text(frame(n).to_string())).await;
+            result = sink.send(Message::text(kind.frame(n, session, room).to_string())).await;
             count(sent);
             n += 1;
             if n % FRAMES_PER_YIELD == 0 {
