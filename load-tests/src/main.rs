@@ -44,12 +44,20 @@ pub struct Common {
     /// The server's data directory, for its dev secret.
     #[arg(long, env = "CONVENE_DATA_DIR", default_value = "./data", global = true)]
     data_dir: std::path::PathBuf,
-    /// The server's process id: its CPU time and memory are reported.
-    #[arg(long, global = true)]
-    server_pid: Option<u32>,
+    /// The server's process id: its CPU time and memory are reported. Repeat it for every node
+    /// of a cluster (`fanout` reports each node's CPU; the other scenarios the first node's).
+    #[arg(long = "server-pid", global = true)]
+    server_pids: Vec<u32>,
     /// Connections opened at once while setting up.
     #[arg(long, default_value_t = 256, global = true)]
     connect_concurrency: usize,
+}
+
+impl Common {
+    /// The (first) server's process id.
+    pub fn server_pid(&self) -> Option<u32> {
+        self.server_pids.first().copied()
+    }
 }
 
 #[derive(Subcommand)]

@@ -177,7 +177,7 @@ pub async fn run(common: &Common, secret: &str, options: Options) -> Result<Repo
         ],
         transitions_stored: Some(stored),
         transitions_expected: Some(expected),
-        server_rss_kb: common.server_pid.and_then(stats::rss_kb),
+        server_rss_kb: common.server_pid().and_then(stats::rss_kb),
         ..Report::default()
     })
 }

@@ -47,7 +47,7 @@ pub async fn run(common: &Common, secret: &str, options: Options) -> Result<Repo
     }
     let base = Instant::now();
     let deadline = base + options.duration;
-    let server_cpu_before = common.server_pid.and_then(|pid| stats::cpu_micros(Some(pid)));
+    let server_cpu_before = common.server_pid().and_then(|pid| stats::cpu_micros(Some(pid)));
     let mut tasks = Vec::new();
     for (ws, session) in sessions {
         let (mut sink, mut stream) = ws.split();
@@ -105,8 +105,9 @@ pub async fn run(common: &Common, secret: &str, options: Options) -> Result<Repo
     }
     errors += sent.saturating_sub(acked);
     let elapsed = options.duration.as_secs_f64();
-    let server_cpu = server_cpu_before
-        .and_then(|before| common.server_pid.and_then(|pid| stats::cpu_micros(Some(pid))).map(|after| after - before));
+    let server_cpu = server_cpu_before.and_then(|before| {
+        common.server_pid().and_then(|pid| stats::cpu_micros(Some(pid))).map(|after| after - before)
+    });
     Ok(Report {
         scenario: "chat",
         connections: options.senders,

@@ -23,7 +23,7 @@ pub struct Options {
 }
 
 pub async fn run(common: &Common, secret: &str, options: Options) -> Result<Report> {
-    let rss_before = common.server_pid.and_then(stats::rss_kb);
+    let rss_before = common.server_pid().and_then(stats::rss_kb);
     let opened = futures_util::stream::iter(0..options.connections)
         .map(|i| {
             let url = common.urls[i % common.urls.len()].clone();
@@ -55,7 +55,7 @@ pub async fn run(common: &Common, secret: &str, options: Options) -> Result<Repo
         }
     }
     tokio::time::sleep(options.hold).await;
-    let rss_after = common.server_pid.and_then(stats::rss_kb);
+    let rss_after = common.server_pid().and_then(stats::rss_kb);
     let open = readers.len();
     let per_connection = match (rss_before, rss_after) {
         (Some(before), Some(after)) if open > 0 => Some(after.saturating_sub(before) as f64 / open as f64),

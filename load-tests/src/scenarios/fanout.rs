@@ -113,7 +113,8 @@ pub async fn run(common: &Common, secret: &str, options: Options) -> Result<Repo
             Ok::<u64, anyhow::Error>(per_room)
         }));
     }
-    let server_cpu_before = common.server_pid.and_then(|pid| stats::cpu_micros(Some(pid)));
+    let cpu_of = || common.server_pids.iter().map(|pid| stats::cpu_micros(Some(*pid))).collect::<Vec<_>>();
+    let servers_cpu_before = cpu_of();
     let own_cpu_before = stats::cpu_micros(None);
     start.wait().await;
     let sending_started = Instant::now();
@@ -133,8 +134,13 @@ pub async fn run(common: &Common, secret: &str, options: Options) -> Result<Repo
         last = last.max(received.last_at.unwrap_or(last));
     }
     let elapsed = last.duration_since(sending_started).as_secs_f64();
-    let server_cpu = server_cpu_before
-        .and_then(|before| common.server_pid.and_then(|pid| stats::cpu_micros(Some(pid))).map(|after| after - before));
+    let servers_cpu: Vec<Option<u64>> = servers_cpu_before
+        .iter()
+        .zip(cpu_of())
+        .map(|(before, after)| before.zip(after).map(|(before, after)| after - before))
+        .collect();
+    // All nodes together: a delivery costs the owner's fan-out plus, across nodes, the relay.
+    let server_cpu = servers_cpu.iter().copied().sum::<Option<u64>>().filter(|_| !servers_cpu.is_empty());
     let own_cpu = own_cpu_before.and_then(|before| stats::cpu_micros(None).map(|after| after - before));
     let per_delivery = |cpu: Option<u64>| cpu.filter(|_| delivered > 0).map(|us| us as f64 / delivered as f64);
     Ok(Report {
@@ -146,9 +152,14 @@ pub async fn run(common: &Common, secret: &str, options: Options) -> Result<Repo
         latency: stats::summarize(latencies),
         errors,
         server_cpu_us_per_delivery: per_delivery(server_cpu),
+        node_cpu_us_per_delivery: if servers_cpu.len() > 1 {
+            servers_cpu.iter().map(|cpu| per_delivery(*cpu)).collect::<Option<Vec<_>>>().unwrap_or_default()
+        } else {
+            Vec::new()
+        },
         loadgen_cpu_us_per_delivery: per_delivery(own_cpu),
         server_cpu_percent: server_cpu.map(|us| us as f64 / 1e4 / elapsed.max(f64::EPSILON)),
-        server_rss_kb: common.server_pid.and_then(stats::rss_kb),
+        server_rss_kb: common.server_pid().and_then(stats::rss_kb),
         ..Report::default()
     })
 }

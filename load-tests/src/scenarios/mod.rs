@@ -23,6 +23,9 @@ pub struct Report {
     pub errors: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_cpu_us_per_delivery: Option<f64>,
+    /// Each node's share, when several `--server-pid`s are given (in their order).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub node_cpu_us_per_delivery: Vec<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub loadgen_cpu_us_per_delivery: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]

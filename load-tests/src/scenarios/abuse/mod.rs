@@ -124,7 +124,7 @@ pub async fn run(common: &Common, secret: &str, options: Options) -> Result<Repo
     let listener = tokio::spawn(listen(listener, base, total + GRACE, typing_seen.clone()));
     let probing = tokio::spawn(probe_member(probe, session_id, room, base, total));
 
-    let pid = common.server_pid;
+    let pid = common.server_pid();
     let cpu_at_start = pid.and_then(|pid| stats::cpu_micros(Some(pid)));
     tokio::time::sleep_until((base + options.quiet).into()).await;
     let cpu_at_attack = pid.and_then(|pid| stats::cpu_micros(Some(pid)));
