@@ -1,55 +1,46 @@
 //! Messages a client sends. [`ClientMessage::parse`] is the one place where text becomes a typed
 //! request; everything downstream works with these types and never sees JSON.
 
-use serde::{Deserialize, Serialize};
-use strum::{EnumDiscriminants, EnumIter, IntoStaticStr};
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::ErrorCode;
-use crate::breakout::{
-    AskForHelp, AssignParticipants, Broadcast, CloseBreakoutRooms, CreateBreakoutRooms, DeleteBreakoutRoom,
-    MoveParticipant, OpenBreakouts, PlanBreakouts, ResolveHelp, SelectRoom, SetBreakoutOptions, SwapParticipants,
-    UpdateBreakoutRoom,
-};
 use crate::ids::{ClientMsgId, MessageId, RequestId, RoomId, SessionId, UserId};
+use crate::request::{SessionRequest, SessionRequestKind};
 use crate::server::{PresenceStatus, SessionRole, SessionType};
 
-/// Every request a client may send, tagged by `type`. [`ClientMessageKind`] names the kinds
-/// without their payloads (and can list them all, so tests cover a kind the day it is added).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, EnumDiscriminants)]
-#[serde(tag = "type", rename_all = "snake_case")]
-#[strum_discriminants(name(ClientMessageKind), derive(Hash, EnumIter, IntoStaticStr))]
-#[strum_discriminants(strum(serialize_all = "snake_case"))]
+/// Every request a client may send, tagged by `type`: the two the node answers itself, and
+/// the requests addressed to a session ([`SessionRequest`]), which go to that session's owner.
+#[derive(Clone, Debug, PartialEq)]
 pub enum ClientMessage {
     Ping(Ping),
     CreateSession(CreateSession),
-    JoinSession(JoinSession),
-    LeaveSession(LeaveSession),
-    EndSession(EndSession),
-    AdmitParticipant(AdmitParticipant),
-    DenyParticipant(DenyParticipant),
-    SetRole(SetRole),
-    RemoveParticipant(RemoveParticipant),
-    SetLobby(SetLobby),
-    SetStatus(SetStatus),
-    SendMessage(SendMessage),
-    EditMessage(EditMessage),
-    DeleteMessage(DeleteMessage),
-    FetchHistory(FetchHistory),
-    Typing(Typing),
-    CreateBreakoutRooms(CreateBreakoutRooms),
-    UpdateBreakoutRoom(UpdateBreakoutRoom),
-    DeleteBreakoutRoom(DeleteBreakoutRoom),
-    SetBreakoutOptions(SetBreakoutOptions),
-    PlanBreakouts(PlanBreakouts),
-    OpenBreakouts(OpenBreakouts),
-    MoveParticipant(MoveParticipant),
-    AssignParticipants(AssignParticipants),
-    SwapParticipants(SwapParticipants),
-    SelectRoom(SelectRoom),
-    CloseBreakoutRooms(CloseBreakoutRooms),
-    Broadcast(Broadcast),
-    AskForHelp(AskForHelp),
-    ResolveHelp(ResolveHelp),
+    Session(SessionRequest),
+}
+
+/// The kinds the node answers itself, tagged as on the wire.
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum NodeRequest {
+    Ping(Ping),
+    CreateSession(CreateSession),
+}
+
+/// Borrowing twin of [`NodeRequest`], to serialize without cloning.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum NodeRequestRef<'a> {
+    Ping(&'a Ping),
+    CreateSession(&'a CreateSession),
+}
+
+impl Serialize for ClientMessage {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Ping(ping) => NodeRequestRef::Ping(ping).serialize(serializer),
+            Self::CreateSession(create) => NodeRequestRef::CreateSession(create).serialize(serializer),
+            Self::Session(request) => request.serialize(serializer),
+        }
+    }
 }
 
 /// Asks for a `pong`; lets a client measure round trips through the server.
@@ -93,6 +84,11 @@ pub struct JoinSession {
     /// Rooms the client was in and the last sequence it saw in each; missed messages are replayed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resume: Vec<RoomCursor>,
+}
+
+impl JoinSession {
+    /// Rooms a resume may name: far more than a session has, few enough to bound the work.
+    pub const MAX_RESUME_ROOMS: usize = 64;
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -218,6 +214,13 @@ pub struct FetchHistory {
     pub limit: Option<u32>,
 }
 
+impl FetchHistory {
+    /// Largest page a client may ask for.
+    pub const MAX_LIMIT: u32 = 100;
+    /// The page size when the client names none.
+    pub const DEFAULT_LIMIT: u32 = 50;
+}
+
 /// Says the caller started or stopped typing; ephemeral, never stored. Repeats of the same
 /// state are coalesced: the room hears a change, and a refresh of `active` at most every few
 /// seconds.
@@ -242,12 +245,42 @@ pub struct ParseError {
 
 impl ClientMessage {
     /// Parses one text frame.
+    ///
+    /// Session requests, nearly all traffic, are read in one pass; only a frame that is not one
+    /// pays for a look at its tag and a second read (`ping`, `create_session`, or an error).
     pub fn parse(text: &str) -> Result<Self, ParseError> {
-        serde_json::from_str(text).map_err(|err| {
-            // Only the failure path pays for a second, lenient read that recovers the request id.
+        let invalid = |err: serde_json::Error| {
+            // Only the failure path pays for a lenient read that recovers the request id.
             let request_id = Self::request_id_of(text);
             ParseError { request_id, code: ErrorCode::Invalid, reason: err.to_string() }
-        })
+        };
+        match serde_json::from_str::<SessionRequest>(text) {
+            Ok(request) => match request.validate() {
+                Ok(()) => Ok(Self::Session(request)),
+                Err(reason) => Err(ParseError {
+                    request_id: request.request_id().cloned(),
+                    code: ErrorCode::Invalid,
+                    reason: reason.to_owned(),
+                }),
+            },
+            Err(_) if Self::names_node_request(text) => match serde_json::from_str::<NodeRequest>(text) {
+                Ok(NodeRequest::Ping(ping)) => Ok(Self::Ping(ping)),
+                Ok(NodeRequest::CreateSession(create)) => Ok(Self::CreateSession(create)),
+                Err(node_err) => Err(invalid(node_err)),
+            },
+            Err(err) => Err(invalid(err)),
+        }
+    }
+
+    /// Whether a frame's `type` is one the node answers itself.
+    fn names_node_request(text: &str) -> bool {
+        #[derive(Deserialize)]
+        struct Tag<'a> {
+            #[serde(rename = "type", borrow, default)]
+            kind: Option<std::borrow::Cow<'a, str>>,
+        }
+        serde_json::from_str::<Tag<'_>>(text)
+            .is_ok_and(|tag| matches!(tag.kind.as_deref(), Some("ping" | "create_session")))
     }
 
     /// The `request_id` of a frame, read leniently (the rest of the frame may be anything), so
@@ -267,42 +300,25 @@ impl ClientMessage {
     /// The request id the client attached, if any.
     pub fn request_id(&self) -> Option<&RequestId> {
         match self {
-            Self::Ping(m) => m.request_id.as_ref(),
-            Self::CreateSession(m) => m.request_id.as_ref(),
-            Self::JoinSession(m) => m.request_id.as_ref(),
-            Self::LeaveSession(m) => m.request_id.as_ref(),
-            Self::EndSession(m) => m.request_id.as_ref(),
-            Self::AdmitParticipant(m) => m.request_id.as_ref(),
-            Self::DenyParticipant(m) => m.request_id.as_ref(),
-            Self::SetRole(m) => m.request_id.as_ref(),
-            Self::RemoveParticipant(m) => m.request_id.as_ref(),
-            Self::SetLobby(m) => m.request_id.as_ref(),
-            Self::SetStatus(m) => m.request_id.as_ref(),
-            Self::SendMessage(m) => m.request_id.as_ref(),
-            Self::EditMessage(m) => m.request_id.as_ref(),
-            Self::DeleteMessage(m) => m.request_id.as_ref(),
-            Self::FetchHistory(m) => m.request_id.as_ref(),
-            Self::Typing(m) => m.request_id.as_ref(),
-            Self::CreateBreakoutRooms(m) => m.request_id.as_ref(),
-            Self::UpdateBreakoutRoom(m) => m.request_id.as_ref(),
-            Self::DeleteBreakoutRoom(m) => m.request_id.as_ref(),
-            Self::SetBreakoutOptions(m) => m.request_id.as_ref(),
-            Self::PlanBreakouts(m) => m.request_id.as_ref(),
-            Self::OpenBreakouts(m) => m.request_id.as_ref(),
-            Self::MoveParticipant(m) => m.request_id.as_ref(),
-            Self::AssignParticipants(m) => m.request_id.as_ref(),
-            Self::SwapParticipants(m) => m.request_id.as_ref(),
-            Self::SelectRoom(m) => m.request_id.as_ref(),
-            Self::CloseBreakoutRooms(m) => m.request_id.as_ref(),
-            Self::Broadcast(m) => m.request_id.as_ref(),
-            Self::AskForHelp(m) => m.request_id.as_ref(),
-            Self::ResolveHelp(m) => m.request_id.as_ref(),
+            Self::Ping(ping) => ping.request_id.as_ref(),
+            Self::CreateSession(create) => create.request_id.as_ref(),
+            Self::Session(request) => request.request_id(),
         }
     }
 
     /// The message's `type` tag, for logs and metrics.
     pub fn kind(&self) -> &'static str {
-        ClientMessageKind::from(self).into()
+        match self {
+            Self::Ping(_) => "ping",
+            Self::CreateSession(_) => "create_session",
+            Self::Session(request) => request.kind(),
+        }
+    }
+
+    /// Every `type` a client may send.
+    pub fn kinds() -> impl Iterator<Item = &'static str> {
+        use strum::IntoEnumIterator as _;
+        ["ping", "create_session"].into_iter().chain(SessionRequestKind::iter().map(<&str>::from))
     }
 }
 
@@ -318,11 +334,11 @@ mod tests {
         let parsed = ClientMessage::parse(&text);
         assert_eq!(
             parsed,
-            Ok(ClientMessage::JoinSession(JoinSession {
+            Ok(ClientMessage::Session(SessionRequest::JoinSession(JoinSession {
                 request_id: RequestId::new("r1"),
                 session_id: SessionId(session),
                 resume: vec![],
-            }))
+            })))
         );
     }
 
@@ -334,6 +350,12 @@ mod tests {
             (r#"{"type":"send_message","request_id":7}"#, None),
             ("not json at all", None),
             (r#"{"type":"ping","request_id":""}"#, None),
+            (r#"{"type":"ping","request_id":5}"#, None),
+            (r#"{"type":"create_session","request_id":"r4"}"#, Some("r4")),
+            (
+                r#"{"type":"fetch_history","request_id":"r5","session_id":"00000000-0000-0000-0000-000000000000","room_id":"00000000-0000-0000-0000-000000000000","limit":0}"#,
+                Some("r5"),
+            ),
         ];
         for (text, request_id) in cases {
             let err = ClientMessage::parse(text).expect_err(text);
@@ -344,12 +366,32 @@ mod tests {
 
     #[test]
     fn kinds_are_the_wire_tags() {
-        use strum::IntoEnumIterator as _;
-        let kinds: Vec<&str> = ClientMessageKind::iter().map(<&str>::from).collect();
+        let kinds: Vec<&str> = ClientMessage::kinds().collect();
         assert_eq!(kinds.len(), 30);
-        assert!(kinds.contains(&"join_session") && kinds.contains(&"resolve_help"));
+        assert!(kinds.contains(&"join_session") && kinds.contains(&"resolve_help") && kinds.contains(&"ping"));
         let ping = ClientMessage::parse(r#"{"type":"ping"}"#).expect("parses");
         assert_eq!(ping.kind(), "ping");
+    }
+
+    #[test]
+    fn every_kind_serializes_with_its_tag_and_parses_back() {
+        let session = SessionId(Uuid::new_v4());
+        let messages = [
+            ClientMessage::Ping(Ping { request_id: RequestId::new("p") }),
+            ClientMessage::CreateSession(CreateSession {
+                request_id: None,
+                session_type: SessionType::Group,
+                room_name: None,
+                invitees: vec![],
+                lobby_enabled: true,
+            }),
+            ClientMessage::Session(LeaveSession { request_id: RequestId::new("l"), session_id: session }.into()),
+        ];
+        for message in messages {
+            let text = serde_json::to_string(&message).expect("encodes");
+            assert!(text.contains(&format!(r#""type":"{}""#, message.kind())), "{text}");
+            assert_eq!(ClientMessage::parse(&text), Ok(message));
+        }
     }
 
     #[test]

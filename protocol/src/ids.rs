@@ -62,14 +62,64 @@ impl From<SessionId> for RoomId {
     }
 }
 
-/// One WebSocket connection, numbered by the server that accepted it.
+/// One run of one server process. Drawn at random when the process starts, so a restarted node
+/// is a new node: nothing addressed to its previous run can reach, or be mistaken for, its
+/// connections now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct ConnId(pub u64);
+pub struct NodeId(pub u64);
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// One WebSocket connection: the node that accepted it and its number there. On the wire it is
+/// a string, `"<node>-<number>"` (the node in 16 hex digits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId {
+    pub node: NodeId,
+    pub local: u64,
+}
+
+impl ConnId {
+    pub const fn new(node: NodeId, local: u64) -> Self {
+        Self { node, local }
+    }
+}
 
 impl fmt::Display for ConnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
+        write!(f, "{}-{}", self.node, self.local)
+    }
+}
+
+impl std::str::FromStr for ConnId {
+    type Err = &'static str;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        const MALFORMED: &str = "a connection id is <16 hex digits>-<number>";
+        let (node, local) = text.split_once('-').ok_or(MALFORMED)?;
+        if node.len() != 16 {
+            return Err(MALFORMED);
+        }
+        let node = u64::from_str_radix(node, 16).map_err(|_| MALFORMED)?;
+        let local = local.parse().map_err(|_| MALFORMED)?;
+        Ok(Self::new(NodeId(node), local))
+    }
+}
+
+impl Serialize for ConnId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ConnId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        text.parse().map_err(de::Error::custom)
     }
 }
 
@@ -124,3 +174,19 @@ client_token!(
     /// Chosen by the client per chat message; a retried send with the same id is not a new message.
     ClientMsgId
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_ids_name_their_node_and_read_back() {
+        let conn = ConnId::new(NodeId(0xfeed), 42);
+        let text = serde_json::to_string(&conn).expect("encodes");
+        assert_eq!(text, r#""000000000000feed-42""#);
+        assert_eq!(serde_json::from_str::<ConnId>(&text).expect("decodes"), conn);
+        for bad in [r#""feed-42""#, r#""000000000000feed""#, r#""000000000000feed-x""#, "42"] {
+            assert!(serde_json::from_str::<ConnId>(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -7,13 +7,15 @@
 //!
 //! Every message is a JSON object whose `type` field names its kind in snake_case. Text becomes a
 //! typed [`ClientMessage`] exactly once, through [`ClientMessage::parse`], which also decides which
-//! error code a malformed frame earns.
+//! error code a malformed frame earns. Requests addressed to a session form their own enum,
+//! [`SessionRequest`]: the server hands it, unchanged, to whichever node owns the session.
 
 mod breakout;
 mod claims;
 mod client;
 mod error;
 mod ids;
+mod request;
 mod server;
 
 pub use breakout::{
@@ -23,12 +25,13 @@ pub use breakout::{
 };
 pub use claims::{AppMetadata, Claims, Role, SUPABASE_AUDIENCE};
 pub use client::{
-    AdmitParticipant, ClientMessage, ClientMessageKind, CreateSession, DeleteMessage, DenyParticipant, EditMessage,
-    EndSession, FetchHistory, JoinSession, LeaveSession, ParseError, Ping, RemoveParticipant, RoomCursor, SendMessage,
-    SetLobby, SetRole, SetStatus, Typing,
+    AdmitParticipant, ClientMessage, CreateSession, DeleteMessage, DenyParticipant, EditMessage, EndSession,
+    FetchHistory, JoinSession, LeaveSession, ParseError, Ping, RemoveParticipant, RoomCursor, SendMessage, SetLobby,
+    SetRole, SetStatus, Typing,
 };
 pub use error::ErrorCode;
-pub use ids::{ClientMsgId, ConnId, MessageId, OrgId, RequestId, RoomId, SessionId, UserId};
+pub use ids::{ClientMsgId, ConnId, MessageId, NodeId, OrgId, RequestId, RoomId, SessionId, UserId};
+pub use request::{SessionRequest, SessionRequestKind};
 pub use server::{
     ChatMessage, ErrorReply, LobbyEntry, MemberView, PresenceStatus, ResumeOutcome, RoomView, ServerMessage,
     SessionRole, SessionStatus, SessionType, SessionView,

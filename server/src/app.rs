@@ -5,11 +5,14 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 
+use convene_protocol::NodeId;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admission::Gate;
 use crate::auth::Verifier;
+use crate::bus::Bus;
 use crate::bus::redis::RedisProbe;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -26,8 +29,16 @@ pub struct App {
     pub registry: Arc<Registry>,
     pub metrics: Arc<Metrics>,
     pub redis: Option<RedisProbe>,
+    /// This run of this process: the first half of every connection id it hands out.
+    pub node: NodeId,
+    /// The cluster this node is part of (or the node alone).
+    pub bus: Arc<Bus>,
+    /// Bumped when a node died or messages for this node were lost: each connection checks
+    /// whether a session it relies on is affected, and if so reconnects to resume.
+    pub cluster_changes: watch::Sender<u64>,
     /// This node's connections by id.
     pub connections: Arc<Connections>,
+    /// The second half: connections numbered in the order they were accepted.
     pub conn_ids: AtomicU64,
     /// Admission of WebSocket connections (per node, per user).
     pub gate: Arc<Gate>,

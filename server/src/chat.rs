@@ -161,7 +161,7 @@ impl RoomChat {
 mod tests {
     use super::*;
     use chrono::Utc;
-    use convene_protocol::{MessageId, SessionId};
+    use convene_protocol::{MessageId, NodeId, SessionId};
     use uuid::Uuid;
 
     fn message(room: RoomId, seq: i64, sender: UserId) -> MessageRecord {
@@ -209,7 +209,7 @@ mod tests {
         let mut room = RoomChat::new(room_id, "main".into(), 0, vec![], 2);
         let id = |s: &str| ClientMsgId::new(s).expect("valid id");
         assert_eq!(room.known(sender, &id("c1")), Known::New);
-        room.wait(sender, id("c1"), Waiter { conn: ConnId(1), request_id: None });
+        room.wait(sender, id("c1"), Waiter { conn: ConnId::new(NodeId(1), 1), request_id: None });
         assert_eq!(room.known(sender, &id("c1")), Known::Pending);
         assert_eq!(room.settle(sender, &id("c1")).len(), 1);
         room.committed(message(room_id, 1, sender));

@@ -11,8 +11,11 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `postgres://…` or `sqlite:…`; without it, SQLite in `data_dir`.
     pub database_url: Option<String>,
-    /// Checked by `/readyz` when set.
+    /// With it, the node joins a cluster of nodes over this Redis (which needs a Postgres
+    /// `database_url`, the cluster's shared record).
     pub redis_url: Option<String>,
+    /// The cluster's name and timing.
+    pub cluster: ClusterConfig,
     /// How the embedded SQLite database syncs commits (ignored for Postgres).
     pub sqlite_durability: crate::store::SqliteDurability,
     /// HS256 secret; without it the server runs in dev mode with a generated one.
@@ -73,6 +76,31 @@ impl Default for ConnectionLimits {
     }
 }
 
+/// A cluster of nodes over one Redis.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// Prefixes every Redis key and channel of the cluster, so clusters may share a Redis.
+    pub name: String,
+    /// How long a session's lease lasts unless renewed: how long a dead owner's sessions wait
+    /// before another node takes them over.
+    pub lease_ttl: Duration,
+    /// How often a node records its heartbeat.
+    pub heartbeat_interval: Duration,
+    /// How long a node may go unheard before it counts as dead and its connections leave.
+    pub node_timeout: Duration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            name: "convene".to_owned(),
+            lease_ttl: Duration::from_secs(5),
+            heartbeat_interval: Duration::from_secs(1),
+            node_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
 /// Limits on room chat.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ChatLimits {
@@ -99,6 +127,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./data"),
             database_url: None,
             redis_url: None,
+            cluster: ClusterConfig::default(),
             sqlite_durability: crate::store::SqliteDurability::Full,
             jwt_secret: None,
             jwks_url: None,

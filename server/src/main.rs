@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use convene_protocol::Role;
+use convene_server::config::ClusterConfig;
 use convene_server::config::parse_duration;
 use convene_server::limits::{Budget, Budgets};
 use convene_server::{ChatLimits, Config, ConnectionLimits, auth, open_store, run};
@@ -63,9 +64,19 @@ struct ServeArgs {
     /// process; a power loss may lose the latest commits).
     #[arg(long, env = "CONVENE_SQLITE_SYNC", default_value = "full", value_parser = parse_durability, global = true)]
     sqlite_sync: convene_server::store::SqliteDurability,
-    /// redis://…; checked by /readyz.
+    /// redis://…: join a cluster of nodes over this Redis (needs a Postgres DATABASE_URL).
     #[arg(long, env = "REDIS_URL", global = true)]
     redis_url: Option<String>,
+    /// The cluster's name, prefixing its Redis keys and channels (clusters may share a Redis).
+    #[arg(long, env = "CONVENE_CLUSTER", default_value = "convene", global = true)]
+    cluster: String,
+    /// How long a session's lease lasts unless its owner renews it: a dead owner's sessions are
+    /// taken over after at most this long.
+    #[arg(long, env = "CONVENE_LEASE_TTL", default_value = "5s", value_parser = parse_duration, global = true)]
+    lease_ttl: Duration,
+    /// How long a node may go unheard before its connections are announced as gone.
+    #[arg(long, env = "CONVENE_NODE_TIMEOUT", default_value = "5s", value_parser = parse_duration, global = true)]
+    node_timeout: Duration,
     /// HS256 secret for access tokens (Supabase's JWT secret); without it, dev mode.
     #[arg(long, env = "CONVENE_JWT_SECRET", hide_env_values = true, global = true)]
     jwt_secret: Option<String>,
@@ -160,6 +171,12 @@ impl ServeArgs {
             data_dir: self.data_dir.clone(),
             database_url: self.database_url.clone(),
             redis_url: self.redis_url.clone(),
+            cluster: ClusterConfig {
+                name: self.cluster.clone(),
+                lease_ttl: self.lease_ttl,
+                heartbeat_interval: (self.node_timeout / 5).max(Duration::from_millis(100)),
+                node_timeout: self.node_timeout,
+            },
             sqlite_durability: self.sqlite_sync,
             jwt_secret: self.jwt_secret.clone(),
             jwks_url: self.jwks_url.clone(),

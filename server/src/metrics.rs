@@ -23,6 +23,11 @@ pub struct Metrics {
     pub sockets_refused: AtomicU64,
     pub frames_rate_limited: AtomicU64,
     pub write_failures: AtomicU64,
+    /// Messages between nodes that were sent and received.
+    pub bus_sent: AtomicU64,
+    pub bus_received: AtomicU64,
+    /// Messages between nodes that could not be published or taken in.
+    pub bus_lost: AtomicU64,
     pub persist_latency: Histogram,
 }
 
@@ -99,6 +104,13 @@ impl Metrics {
                 "convene_write_failures_total",
                 "Writes the database refused or could not take in time.",
                 &self.write_failures,
+            ),
+            ("convene_bus_sent_total", "Messages published to other nodes.", &self.bus_sent),
+            ("convene_bus_received_total", "Messages received from other nodes.", &self.bus_received),
+            (
+                "convene_bus_lost_total",
+                "Messages between nodes that were lost (queue full, Redis down).",
+                &self.bus_lost,
             ),
         ];
         for (name, help, value) in counters {

@@ -41,6 +41,16 @@ impl Frame {
         }
     }
 
+    /// A frame received from another node, if it is text.
+    pub fn from_bytes(bytes: bytes::Bytes) -> Option<Self> {
+        Utf8Bytes::try_from(bytes).ok().map(|text| Self(Arc::new(text)))
+    }
+
+    /// The encoded message.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+
     /// The text to write; shares the encoded bytes rather than copying them.
     pub fn into_text(self) -> Utf8Bytes {
         Utf8Bytes::clone(&self.0)
@@ -48,7 +58,8 @@ impl Frame {
 }
 
 /// Why the server closed a connection; each maps to a WebSocket close code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum CloseReason {
     /// The client did not read its queue fast enough.
     Slow,
@@ -79,6 +90,20 @@ impl CloseReason {
             Self::ProtocolError => 1002,
             Self::InvalidText => 1007,
             Self::Flooding => 4029,
+        }
+    }
+
+    /// Whether frames already queued are written before the close: yes when the server sends a
+    /// healthy client away, no when the client is the problem (it cannot or will not read).
+    pub fn delivers_queued(self) -> bool {
+        match self {
+            Self::Restarting | Self::TokenExpired => true,
+            Self::Slow
+            | Self::Unresponsive
+            | Self::TooBig
+            | Self::ProtocolError
+            | Self::InvalidText
+            | Self::Flooding => false,
         }
     }
 

@@ -130,7 +130,12 @@ impl Presence {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use convene_protocol::NodeId;
     use uuid::Uuid;
+
+    fn conn_id(local: u64) -> ConnId {
+        ConnId::new(NodeId(1), local)
+    }
 
     #[test]
     fn a_second_device_updates_and_the_last_device_leaves() {
@@ -139,12 +144,12 @@ mod tests {
         let room = RoomId(Uuid::new_v4());
         let now = Utc::now();
         let steps = [
-            (true, ConnId(1), Diff::Joined, 1),
-            (true, ConnId(2), Diff::Updated, 2),
-            (true, ConnId(2), Diff::Unchanged, 2),
-            (false, ConnId(3), Diff::Unchanged, 2),
-            (false, ConnId(1), Diff::Updated, 1),
-            (false, ConnId(2), Diff::Left, 0),
+            (true, conn_id(1), Diff::Joined, 1),
+            (true, conn_id(2), Diff::Updated, 2),
+            (true, conn_id(2), Diff::Unchanged, 2),
+            (false, conn_id(3), Diff::Unchanged, 2),
+            (false, conn_id(1), Diff::Updated, 1),
+            (false, conn_id(2), Diff::Left, 0),
         ];
         for (add, conn, expected, devices) in steps {
             let diff = if add {

@@ -8,7 +8,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 
+use convene_protocol::{NodeId, SessionId};
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -16,12 +18,14 @@ use tracing::{info, warn};
 use crate::admission::Gate;
 use crate::app::App;
 use crate::auth::{self, AuthError, Verifier};
-use crate::bus::redis::{RedisError, RedisProbe};
+use crate::bus::redis::{RedisBus, RedisError, RedisProbe};
+use crate::bus::{Bus, Timing};
+use crate::cluster::{self, Cluster};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::outbound::Connections;
 use crate::session::{Registry, Rules, SessionDeps};
-use crate::store::{Store, StoreError, Writer};
+use crate::store::{Backend, Store, StoreError, Writer};
 use crate::transport;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +36,8 @@ pub enum ServerError {
     Auth(#[from] AuthError),
     #[error(transparent)]
     Redis(#[from] RedisError),
+    #[error("{0}")]
+    Config(&'static str),
 }
 
 /// The HS256 secret from the configuration or, in dev mode, from the data directory.
@@ -80,9 +86,42 @@ pub async fn open_store(config: &Config) -> Result<Store, StoreError> {
 /// Serves on `listener` until `shutdown` is cancelled, then shuts down gracefully.
 pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationToken) -> Result<(), ServerError> {
     let store = open_store(&config).await?;
+    if config.redis_url.is_some() && store.backend() != Backend::Postgres {
+        return Err(ServerError::Config(
+            "REDIS_URL makes this node one of a cluster, whose nodes share one database: \
+             set DATABASE_URL to a Postgres database (an SQLite file belongs to a single node)",
+        ));
+    }
     let verifier = verifier(&config).await?;
     let redis = config.redis_url.as_deref().map(RedisProbe::new).transpose()?;
     let metrics = Arc::new(Metrics::default());
+    let node = NodeId(rand::random());
+
+    // The bus first: sessions reach other nodes' connections through it.
+    let bus_tracker = TaskTracker::new();
+    let bus_shutdown = CancellationToken::new();
+    let (inbox, inbox_rx) = mpsc::channel(cluster::INBOX_CAPACITY);
+    let timing = Timing {
+        lease_ttl: config.cluster.lease_ttl,
+        heartbeat_interval: config.cluster.heartbeat_interval,
+        node_timeout: config.cluster.node_timeout,
+    };
+    let bus = Arc::new(match &config.redis_url {
+        Some(url) => {
+            let redis = RedisBus::connect(
+                url,
+                &config.cluster.name,
+                node,
+                inbox,
+                metrics.clone(),
+                &bus_tracker,
+                bus_shutdown.clone(),
+            )
+            .await?;
+            Bus::redis(node, redis, timing, metrics.clone())
+        }
+        None => Bus::alone(node, timing, metrics.clone()),
+    });
 
     let writer_tracker = TaskTracker::new();
     let writer_shutdown = CancellationToken::new();
@@ -97,6 +136,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         writer,
         metrics: metrics.clone(),
         connections: connections.clone(),
+        bus: bus.clone(),
         rules: Rules { chat: config.chat, budgets: config.budgets, deny_cooldown: config.deny_cooldown },
         db_timeout: config.db_timeout,
         idle_grace: config.session_idle_grace,
@@ -104,6 +144,22 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         shutdown: session_shutdown.clone(),
     });
     session_tracker.spawn(sweep_expired_sessions(store.clone(), config.sweep_interval, session_shutdown.clone()));
+
+    let (changes, _) = watch::channel(0);
+    let cluster = Arc::new(Cluster {
+        bus: bus.clone(),
+        registry: registry.clone(),
+        connections: connections.clone(),
+        metrics: metrics.clone(),
+        changes: changes.clone(),
+    });
+    if bus.is_clustered() {
+        // Heard from before serving: no other node may take this one for dead.
+        if let Err(err) = bus.heartbeat().await {
+            warn!(error = %err, "the first heartbeat failed; the heartbeat task retries");
+        }
+        cluster.spawn(inbox_rx, &bus_tracker, &bus_shutdown);
+    }
 
     let gate = Gate::new(config.limits, &config.budgets);
     let app = Arc::new(App {
@@ -113,6 +169,9 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         registry,
         metrics,
         redis,
+        node,
+        bus: bus.clone(),
+        cluster_changes: changes,
         connections,
         conn_ids: AtomicU64::new(1),
         gate,
@@ -121,7 +180,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         shutdown,
     });
     if let Ok(addr) = listener.local_addr() {
-        info!(%addr, backend = ?store.backend(), "convene listening");
+        info!(%addr, %node, backend = ?store.backend(), "convene listening");
     }
     transport::serve(listener, app.clone()).await;
 
@@ -129,9 +188,23 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
     app.conn_tracker.close();
     app.conn_tracker.wait().await;
     info!("stopping sessions");
+    let owned: Vec<SessionId> = app.registry.all_running().iter().map(|local| local.id).collect();
     session_shutdown.cancel();
     session_tracker.close();
     session_tracker.wait().await;
+    // The sessions' writes are committed: another node may take them over at once.
+    for session in owned {
+        if let Err(err) = bus.release(session).await {
+            warn!(error = %err, %session, "could not release a session's lease; it runs out instead");
+        }
+    }
+    if let Err(err) = bus.leave().await {
+        warn!(error = %err, "could not leave the cluster's heartbeats; the others notice after the timeout");
+    }
+    bus_shutdown.cancel();
+    bus_tracker.close();
+    bus_tracker.wait().await;
+    drop(cluster);
     drop(app);
     info!("flushing writes");
     writer_shutdown.cancel();

@@ -1,53 +1,24 @@
-//! Request handlers: one file per client message kind, all dispatched from [`dispatch`], which
-//! parses the frame (the only place text becomes a [`ClientMessage`]), opens a tracing span
-//! for the request and turns a handler's error into an error reply naming the request.
+//! What a connection does with a client's frame: [`dispatch`] parses it (the only place text
+//! becomes a [`ClientMessage`]), opens a tracing span for the request and sees that it is
+//! answered.
 //!
-//! Handlers run on the connection's task. Session-scoped requests are forwarded to the session's
-//! actor, which replies through the connection's outbound queue; a handler replies itself only
-//! to what it settles on its own (parse errors, `ping`, `create_session`, requests for a session
-//! the connection is not in).
+//! The node answers `ping` and `create_session` itself. Every other request is a
+//! [`SessionRequest`] and goes, unchanged, to the session's actor, which answers it through the
+//! connection's outbound queue; the connection replies itself only when the session cannot be
+//! reached (it does not exist for the caller, or cannot be loaded).
 
-mod admit_participant;
-mod ask_for_help;
-mod assign_participants;
-mod broadcast;
-mod close_breakout_rooms;
-mod create_breakout_rooms;
 mod create_session;
-mod delete_breakout_room;
-mod delete_message;
-mod deny_participant;
-mod edit_message;
-mod end_session;
-mod fetch_history;
-mod join_session;
-mod leave_session;
-mod move_participant;
-mod open_breakouts;
-mod ping;
-mod plan_breakouts;
-mod remove_participant;
-mod resolve_help;
-mod select_room;
-mod send_message;
-mod set_breakout_options;
-mod set_lobby;
-mod set_role;
-mod set_status;
-mod swap_participants;
-mod typing;
-mod update_breakout_room;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use convene_protocol::{ClientMessage, ConnId, ErrorCode, ServerMessage, SessionId};
-use tracing::{Instrument as _, debug_span};
+use convene_protocol::{ClientMessage, ConnId, ErrorCode, ServerMessage, SessionId, SessionRequest};
+use tracing::{Instrument as _, debug_span, warn};
 
 use crate::app::App;
 use crate::auth::Identity;
 use crate::outbound::ConnLink;
-use crate::session::{Command, CreateError, Mail, RegistryError, SessionError, SessionHandle};
+use crate::session::{Command, CreateError, RegistryError, SessionError, SessionHandle, Undelivered};
 
 /// What a handler knows about the connection it serves.
 #[derive(Debug)]
@@ -87,7 +58,7 @@ impl From<RegistryError> for HandlerError {
     fn from(err: RegistryError) -> Self {
         match err {
             RegistryError::NotFound => Self::Session(SessionError::NotFound),
-            RegistryError::Store(_) => Self::Unavailable,
+            RegistryError::Store(_) | RegistryError::Bus(_) => Self::Unavailable,
         }
     }
 }
@@ -105,36 +76,12 @@ pub async fn dispatch(ctx: &mut ConnCtx, text: &str) {
     let span = debug_span!("request", kind = message.kind(), conn_id = %ctx.conn_id, user_id = %ctx.identity.user_id, request_id = request_id.as_ref().map(|r| r.as_str()));
     let result = async {
         match message {
-            ClientMessage::Ping(m) => ping::handle(ctx, m),
-            ClientMessage::CreateSession(m) => create_session::handle(ctx, m).await,
-            ClientMessage::JoinSession(m) => join_session::handle(ctx, m).await,
-            ClientMessage::LeaveSession(m) => leave_session::handle(ctx, m).await,
-            ClientMessage::EndSession(m) => end_session::handle(ctx, m).await,
-            ClientMessage::AdmitParticipant(m) => admit_participant::handle(ctx, m).await,
-            ClientMessage::DenyParticipant(m) => deny_participant::handle(ctx, m).await,
-            ClientMessage::SetLobby(m) => set_lobby::handle(ctx, m).await,
-            ClientMessage::SetRole(m) => set_role::handle(ctx, m).await,
-            ClientMessage::RemoveParticipant(m) => remove_participant::handle(ctx, m).await,
-            ClientMessage::SetStatus(m) => set_status::handle(ctx, m).await,
-            ClientMessage::SendMessage(m) => send_message::handle(ctx, m).await,
-            ClientMessage::EditMessage(m) => edit_message::handle(ctx, m).await,
-            ClientMessage::DeleteMessage(m) => delete_message::handle(ctx, m).await,
-            ClientMessage::FetchHistory(m) => fetch_history::handle(ctx, m).await,
-            ClientMessage::Typing(m) => typing::handle(ctx, m).await,
-            ClientMessage::CreateBreakoutRooms(m) => create_breakout_rooms::handle(ctx, m).await,
-            ClientMessage::UpdateBreakoutRoom(m) => update_breakout_room::handle(ctx, m).await,
-            ClientMessage::DeleteBreakoutRoom(m) => delete_breakout_room::handle(ctx, m).await,
-            ClientMessage::SetBreakoutOptions(m) => set_breakout_options::handle(ctx, m).await,
-            ClientMessage::PlanBreakouts(m) => plan_breakouts::handle(ctx, m).await,
-            ClientMessage::OpenBreakouts(m) => open_breakouts::handle(ctx, m).await,
-            ClientMessage::MoveParticipant(m) => move_participant::handle(ctx, m).await,
-            ClientMessage::AssignParticipants(m) => assign_participants::handle(ctx, m).await,
-            ClientMessage::SwapParticipants(m) => swap_participants::handle(ctx, m).await,
-            ClientMessage::SelectRoom(m) => select_room::handle(ctx, m).await,
-            ClientMessage::CloseBreakoutRooms(m) => close_breakout_rooms::handle(ctx, m).await,
-            ClientMessage::Broadcast(m) => broadcast::handle(ctx, m).await,
-            ClientMessage::AskForHelp(m) => ask_for_help::handle(ctx, m).await,
-            ClientMessage::ResolveHelp(m) => resolve_help::handle(ctx, m).await,
+            ClientMessage::Ping(ping) => {
+                ctx.reply(&ServerMessage::Pong { request_id: ping.request_id });
+                Ok(())
+            }
+            ClientMessage::CreateSession(create) => create_session::handle(ctx, create).await,
+            ClientMessage::Session(request) => ctx.forward(request).await,
         }
     }
     .instrument(span)
@@ -151,21 +98,64 @@ impl ConnCtx {
         self.link.send(message);
     }
 
-    /// Hands a command to the session's actor, which answers it. Sessions of another
-    /// organization are answered here: they do not exist for this caller.
-    async fn forward(&mut self, session_id: SessionId, command: Command) -> Result<(), HandlerError> {
-        let handle = match self.sessions.get(&session_id) {
+    /// Hands a request to its session's actor, here or on its owner node, which answers it.
+    async fn forward(&mut self, request: SessionRequest) -> Result<(), HandlerError> {
+        let session_id = request.session_id();
+        let joining = matches!(request, SessionRequest::JoinSession(_));
+        let leaving = matches!(request, SessionRequest::LeaveSession(_));
+        let command = Command::Request { conn: self.conn_id, identity: self.identity, request };
+        if joining {
+            return self.join(session_id, command).await;
+        }
+        let mut command = command;
+        let mut handle = match self.sessions.get(&session_id) {
             Some(handle) => handle.clone(),
             None => self.app.registry.get(session_id).await?,
         };
-        if handle.organization_id != self.identity.organization_id {
-            return Err(SessionError::NotFound.into());
+        // The actor this connection knew may have stopped (the session was released, or lost
+        // to another owner) and handed the connection on: the session's next actor answers.
+        for attempt in 0..2 {
+            match handle.send(command).await {
+                Ok(()) => break,
+                Err(Undelivered::Stopped(returned)) if attempt == 0 => {
+                    command = *returned;
+                    handle = self.app.registry.get(session_id).await?;
+                    if self.sessions.contains_key(&session_id) {
+                        self.sessions.insert(session_id, handle.clone());
+                    }
+                }
+                Err(Undelivered::Stopped(_)) => return Err(HandlerError::Unavailable),
+                Err(Undelivered::Unreachable(err)) => {
+                    warn!(error = %err, %session_id, "the session's owner is out of reach");
+                    return Err(HandlerError::Unavailable);
+                }
+            }
         }
-        if handle.send(Mail::Command(command)).await.is_err() {
-            // The actor stopped: the session ended, or it was released with nobody attached.
+        if leaving {
             self.sessions.remove(&session_id);
-            return Err(SessionError::NotMember.into());
         }
         Ok(())
+    }
+
+    /// Joins (or, with `resume`, rejoins) a session. The session's actor decides between
+    /// admitting, the lobby and refusal, and answers the connection itself.
+    async fn join(&mut self, session_id: SessionId, command: Command) -> Result<(), HandlerError> {
+        let mut command = command;
+        // An actor that stops just as the join arrives hands it back; the next one takes it.
+        for _attempt in 0..2 {
+            let handle = self.app.registry.get(session_id).await?;
+            match handle.send(command).await {
+                Ok(()) => {
+                    self.sessions.insert(session_id, handle);
+                    return Ok(());
+                }
+                Err(Undelivered::Stopped(returned)) => command = *returned,
+                Err(Undelivered::Unreachable(err)) => {
+                    warn!(error = %err, %session_id, "the session's owner is out of reach");
+                    return Err(HandlerError::Unavailable);
+                }
+            }
+        }
+        Err(HandlerError::Unavailable)
     }
 }

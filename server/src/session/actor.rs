@@ -7,68 +7,33 @@
 //! order, as commands of their own. Fan-out happens only after commit, so every member sees a
 //! room's messages in sequence order.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use convene_protocol::{ClientMsgId, ConnId, OrgId, RequestId, RoomId, ServerMessage, SessionId};
+use convene_protocol::{ClientMsgId, ConnId, RequestId, RoomId, ServerMessage};
 use futures_util::stream::{FuturesOrdered, StreamExt as _};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument as _, debug, error, info_span, warn};
 
-use super::state::{Command, Effect, Now, Persist, Rules, SessionState};
+use super::state::{Command, Effect, Internal, Now, Persist, Rules, SessionState};
 use super::wire::{chat_message, to_wire};
-use crate::auth::Identity;
+use crate::bus::Bus;
+use crate::delivery::Outbox;
 use crate::metrics::Metrics;
-use crate::outbound::{ConnLink, Connections, Frame};
-use crate::store::{HistoryQuery, Store, WriteFailed, WriteOp, Writer};
+use crate::outbound::{CloseReason, Connections, Frame};
+use crate::store::{Fence, HistoryQuery, Store, WriteFailed, WriteOp, Writer};
 
-/// Mail waiting for one session. Commands from all of a session's connections funnel into this
+/// Commands waiting for one session. Commands from all of a session's connections funnel into this
 /// queue; when it is full a connection waits (its own reads pause) until the actor catches up,
 /// which is the back-pressure we want. 1,024 absorbs a burst from every member of a
 /// 1,000-person session without pausing anyone.
 pub const MAILBOX_CAPACITY: usize = 1024;
-
-/// What a session is sent.
-#[derive(Debug)]
-pub enum Mail {
-    /// A connection asks to join; the actor keeps `link` to reach it.
-    Join {
-        link: ConnLink,
-        identity: Identity,
-        request_id: Option<RequestId>,
-        resume: Vec<convene_protocol::RoomCursor>,
-    },
-    Command(Command),
-}
-
-/// A handle on a running session actor.
-#[derive(Clone, Debug)]
-pub struct SessionHandle {
-    pub id: SessionId,
-    /// The session's organization, which never changes: requests from other organizations are
-    /// answered `not_found` without troubling the actor.
-    pub organization_id: Option<OrgId>,
-    pub(super) generation: u64,
-    tx: mpsc::Sender<Mail>,
-}
-
-impl SessionHandle {
-    pub(super) fn new(id: SessionId, organization_id: Option<OrgId>, generation: u64) -> (Self, mpsc::Receiver<Mail>) {
-        let (tx, rx) = mpsc::channel(MAILBOX_CAPACITY);
-        (Self { id, organization_id, generation, tx }, rx)
-    }
-
-    /// Delivers mail, waiting for room in the mailbox. Gives the mail back if the actor stopped.
-    pub async fn send(&self, mail: Mail) -> Result<(), Mail> {
-        self.tx.send(mail).await.map_err(|err| err.0)
-    }
-}
 
 /// What every session actor needs.
 #[derive(Debug)]
@@ -78,6 +43,8 @@ pub struct SessionDeps {
     pub metrics: Arc<Metrics>,
     /// This node's connections, for replies to connections a session does not hold.
     pub connections: Arc<Connections>,
+    /// The cluster: this node's id, leases, and the other nodes' connections.
+    pub bus: Arc<Bus>,
     pub rules: Rules,
     /// How long loading a session or reading history may wait for the database.
     pub db_timeout: Duration,
@@ -87,43 +54,52 @@ pub struct SessionDeps {
     pub shutdown: CancellationToken,
 }
 
-type PendingWrite = Pin<Box<dyn Future<Output = Command> + Send>>;
+type PendingWrite = Pin<Box<dyn Future<Output = Internal> + Send>>;
 
 /// An actor that stopped: its writes are committed. Once the registry has let its session go,
-/// the mail still in its mailbox is settled with [`Retiring::leftover`].
+/// the commands still in its mailbox are settled with [`Retiring::leftover`].
 pub(super) struct Retiring {
     actor: Actor,
-    pub(super) mailbox: mpsc::Receiver<Mail>,
+    pub(super) mailbox: mpsc::Receiver<Command>,
 }
 
 impl Retiring {
-    /// Settles one piece of mail that arrived after the actor stopped. A departure (only those
-    /// of connections that no longer belong to the session get here) is applied by this actor;
-    /// a join is handed back to go on to the session's next actor, or refused as `unavailable`
-    /// when the server is stopping.
-    pub(super) fn leftover(&mut self, mail: Mail) -> Option<Mail> {
-        match mail {
-            Mail::Join { .. } if !self.actor.deps.shutdown.is_cancelled() => Some(mail),
-            Mail::Join { link, request_id, .. } => {
-                let error = ServerMessage::error(
-                    request_id,
-                    convene_protocol::ErrorCode::Unavailable,
-                    "the server is restarting; retry",
-                );
-                link.send(&error);
-                None
-            }
-            Mail::Command(command) => {
-                self.actor.handle(command);
-                None
-            }
+    /// Settles one command that arrived after the actor stopped. The departure of a connection
+    /// this actor held is applied here (and recorded); anything else is handed back to go on to
+    /// the session's next actor (a connection may have joined it through this mailbox), or, when
+    /// the server is stopping, a request is refused as `unavailable`.
+    pub(super) fn leftover(&mut self, command: Command) -> Option<Command> {
+        if let Command::Disconnect { conn } = command
+            && self.actor.state.holds(conn)
+        {
+            self.actor.handle(command);
+            return None;
         }
+        if !self.actor.deps.shutdown.is_cancelled() {
+            return Some(command);
+        }
+        if let (Some(conn), request_id) = command.origin() {
+            let error = ServerMessage::error(
+                request_id,
+                convene_protocol::ErrorCode::Unavailable,
+                "the server is restarting; retry",
+            );
+            self.actor.outbox.send_one(conn, &error);
+        }
+        None
     }
 }
 
 pub(super) struct Actor {
     state: SessionState,
-    links: HashMap<ConnId, ConnLink>,
+    /// The store's writer, fenced with this actor's token: once another owner claims the
+    /// session, nothing more of this actor's is written.
+    writer: Writer,
+    /// Cancelled when this node lost the session's lease.
+    evict: CancellationToken,
+    outbox: Outbox,
+    /// The recipients of the event being delivered; kept to reuse its allocation.
+    recipients: Vec<ConnId>,
     deps: Arc<SessionDeps>,
     /// Writes under way, whose outcomes come back in submission order.
     pending: FuturesOrdered<PendingWrite>,
@@ -134,10 +110,13 @@ pub(super) struct Actor {
 }
 
 impl Actor {
-    pub(super) fn new(state: SessionState, deps: Arc<SessionDeps>) -> Self {
+    pub(super) fn new(state: SessionState, fence: Fence, evict: CancellationToken, deps: Arc<SessionDeps>) -> Self {
         Self {
             state,
-            links: HashMap::new(),
+            writer: deps.writer.fenced(fence),
+            evict,
+            outbox: Outbox::new(deps.connections.clone(), deps.bus.clone()),
+            recipients: Vec::new(),
             deps,
             pending: FuturesOrdered::new(),
             followups: VecDeque::new(),
@@ -148,7 +127,7 @@ impl Actor {
 
     /// Runs the session until it is idle, ended or shut down, and its writes are committed;
     /// then hands itself back, with the mail it did not take, to be retired.
-    pub(super) async fn run(mut self, mut mailbox: mpsc::Receiver<Mail>) -> Retiring {
+    pub(super) async fn run(mut self, mut mailbox: mpsc::Receiver<Command>) -> Retiring {
         let id = self.state.session().id;
         let span = info_span!("session", session_id = %id);
         async move {
@@ -163,24 +142,27 @@ impl Actor {
                 if self.stopping && self.pending.is_empty() {
                     break;
                 }
-                if self.links.is_empty() && !idle_armed {
+                if self.outbox.is_empty() && !idle_armed {
                     idle.as_mut().reset(tokio::time::Instant::now() + self.deps.idle_grace);
                 }
-                idle_armed = self.links.is_empty();
+                idle_armed = self.outbox.is_empty();
                 let deadline = self.state.next_deadline();
                 if let Some(deadline) = deadline {
                     clock.as_mut().reset(tokio::time::Instant::from_std(deadline));
                 }
                 tokio::select! {
-                    () = &mut clock, if deadline.is_some() => self.handle(Command::Tick),
-                    Some(outcome) = self.pending.next(), if !self.pending.is_empty() => self.handle(outcome),
+                    () = &mut clock, if deadline.is_some() => self.handle(Internal::Tick.into()),
+                    Some(outcome) = self.pending.next(), if !self.pending.is_empty() => self.handle(outcome.into()),
                     mail = mailbox.recv(), if !self.stopping => match mail {
-                        Some(mail) => self.receive(mail),
+                        Some(command) => self.receive(command),
                         None => break,
                     },
                     () = &mut idle, if idle_armed && deadline.is_none() && self.pending.is_empty() && !self.stopping => {
                         debug!("idle; releasing session");
                         break;
+                    }
+                    () = self.evict.cancelled(), if !self.stopping => {
+                        self.lose_ownership("the session's lease was lost");
                     }
                     () = self.deps.shutdown.cancelled() => break,
                 }
@@ -197,10 +179,10 @@ impl Actor {
     /// this actor is committed before the next actor of the session could load it.
     async fn settle(&mut self) {
         while let Some(outcome) = self.pending.next().await {
-            self.handle(outcome);
+            self.handle(outcome.into());
         }
         let (done, committed) = oneshot::channel();
-        match self.deps.writer.submit(WriteOp::Barrier { done }).await {
+        match self.writer.submit(WriteOp::Barrier { done }).await {
             Ok(()) => {
                 if committed.await.is_err() {
                     warn!("the writer stopped before the session's last writes were confirmed");
@@ -210,29 +192,44 @@ impl Actor {
         }
     }
 
-    fn receive(&mut self, mail: Mail) {
-        match mail {
-            Mail::Join { link, identity, request_id, resume } => {
-                let conn = link.conn_id;
-                // The link is kept before the command runs (or waits behind a change in flight);
-                // a refused join detaches it again.
-                self.links.insert(conn, link);
-                self.handle(Command::Join { conn, identity, request_id, resume });
-            }
-            Mail::Command(command) => self.handle(command),
+    fn receive(&mut self, command: Command) {
+        if let Command::RemotesLost { .. } = command {
+            // Their nodes close them so that they resume; the state lets them go.
+            self.outbox.close_remote(CloseReason::Restarting);
         }
+        if let (true, (Some(conn), _)) = (command.is_join(), command.origin()) {
+            // The connection is held before its join runs (or waits behind a change in flight);
+            // a refused join detaches it again.
+            self.outbox.attach(conn);
+        }
+        self.handle(command);
     }
 
     fn handle(&mut self, command: Command) {
         self.followups.push_back(command);
         while let Some(command) = self.followups.pop_front() {
+            let fenced = command.was_fenced();
             let mut effects = std::mem::take(&mut self.effects);
             self.state.apply(command, Now::current(), &mut effects);
             for effect in effects.drain(..) {
                 self.carry_out(effect);
             }
             self.effects = effects;
+            // After the refusal is queued, so the requester reads it before the close.
+            if fenced && !self.stopping {
+                self.lose_ownership("the session was claimed by another owner");
+            }
         }
+    }
+
+    /// Another owner claimed the session: this actor may not write it any more, so it stops,
+    /// and its connections are closed to reconnect (and resume) with the session's new owner.
+    /// The write that found out is answered `unavailable` by the state machine; so is every
+    /// write still in flight, for the same reason.
+    fn lose_ownership(&mut self, why: &'static str) {
+        error!(why, "this node no longer owns the session; stopping and closing its connections");
+        self.stopping = true;
+        self.outbox.close_all(CloseReason::Restarting);
     }
 
     fn carry_out(&mut self, effect: Effect) {
@@ -240,18 +237,12 @@ impl Actor {
             Effect::Send { to, event } => {
                 let message = to_wire(self.state.session().id, event);
                 let Some(frame) = Frame::encode(&message) else { return };
-                let mut sent = 0u64;
+                let mut recipients = std::mem::take(&mut self.recipients);
+                recipients.clear();
+                self.state.for_each_conn(&to, |conn| recipients.push(conn));
                 let mut gone = Vec::new();
-                self.state.for_each_conn(&to, |conn| match self.links.get(&conn) {
-                    Some(link) if link.try_send(frame.clone()) => sent += 1,
-                    Some(_) => gone.push(conn),
-                    // A connection the session does not hold (its join was refused, or it left)
-                    // is named only by replies to its own requests: reach it through the node.
-                    None => match self.deps.connections.get(conn) {
-                        Some(link) if link.try_send(frame.clone()) => sent += 1,
-                        Some(_) | None => debug!(%conn, "reply to a connection that is gone"),
-                    },
-                });
+                let sent = self.outbox.send(&frame, &recipients, &mut gone);
+                self.recipients = recipients;
                 self.deps.metrics.frames_out.fetch_add(sent, Ordering::Relaxed);
                 // A connection closed as slow (or already ended) leaves the session now, not when
                 // its task notices. The connection's task counts why it closed, once.
@@ -261,9 +252,7 @@ impl Actor {
             Effect::ReadHistory { conn, request_id, room, query, limit } => {
                 self.read_history(conn, request_id, room, query, limit)
             }
-            Effect::Detach(conn) => {
-                self.links.remove(&conn);
-            }
+            Effect::Detach(conn) => self.outbox.detach(conn),
             Effect::Stop => self.stopping = true,
         }
     }
@@ -276,14 +265,14 @@ impl Actor {
                 let Some(client_msg_id) = ClientMsgId::new(message.client_msg_id.clone()) else { return };
                 let (done, outcome) = oneshot::channel();
                 let posted =
-                    move |result| Command::Posted { room, sender, client_msg_id: client_msg_id.clone(), result };
-                match self.deps.writer.try_submit(WriteOp::InsertMessage { message, done }) {
+                    move |result| Internal::Posted { room, sender, client_msg_id: client_msg_id.clone(), result };
+                match self.writer.try_submit(WriteOp::InsertMessage { message, done }) {
                     Ok(()) => self.pending.push_back(Box::pin(async move {
                         posted(outcome.await.unwrap_or(Err(WriteFailed::Unavailable)))
                     })),
                     Err(err) => {
                         warn!(error = %err, "writer refused a message");
-                        self.followups.push_back(posted(Err(WriteFailed::Unavailable)));
+                        self.followups.push_back(posted(Err(WriteFailed::Unavailable)).into());
                     }
                 }
                 return;
@@ -310,15 +299,15 @@ impl Actor {
             Persist::SessionEnded { at } => WriteOp::SessionEnded { session_id, at },
             Persist::Staged { changes } => {
                 let (done, outcome) = oneshot::channel();
-                let committed = |result| Command::Committed { result };
-                match self.deps.writer.try_submit(WriteOp::Changes { changes, done: Some(done) }) {
+                let committed = |result| Internal::Committed { result };
+                match self.writer.try_submit(WriteOp::Changes { changes, done: Some(done) }) {
                     Ok(()) => self.pending.push_back(Box::pin(async move {
                         committed(outcome.await.unwrap_or(Err(WriteFailed::Unavailable)))
                     })),
                     Err(err) => {
                         error!(error = %err, "writer refused a change of rooms");
                         self.deps.metrics.write_failures.fetch_add(1, Ordering::Relaxed);
-                        self.followups.push_back(committed(Err(WriteFailed::Unavailable)));
+                        self.followups.push_back(committed(Err(WriteFailed::Unavailable)).into());
                     }
                 }
                 return;
@@ -327,7 +316,7 @@ impl Actor {
         };
         // Bookkeeping is not acknowledged to anyone, so it is not worth stalling the session
         // for; a full queue loses it, loudly.
-        if let Err(err) = self.deps.writer.try_submit(op) {
+        if let Err(err) = self.writer.try_submit(op) {
             self.deps.metrics.write_failures.fetch_add(1, Ordering::Relaxed);
             error!(error = %err, "bookkeeping write dropped: the writer's queue is full or closed");
         }
@@ -341,19 +330,22 @@ impl Actor {
         request_id: Option<RequestId>,
         deleted_by: Option<convene_protocol::UserId>,
     ) {
-        let changed = move |result| Command::Changed { conn, request_id, deleted_by, result };
-        match self.deps.writer.try_submit(op) {
+        let changed = move |result| Internal::Changed { conn, request_id, deleted_by, result };
+        match self.writer.try_submit(op) {
             Ok(()) => self
                 .pending
                 .push_back(Box::pin(async move { changed(outcome.await.unwrap_or(Err(WriteFailed::Unavailable))) })),
-            Err(_) => self.followups.push_back(changed(Err(WriteFailed::Unavailable))),
+            Err(_) => self.followups.push_back(changed(Err(WriteFailed::Unavailable)).into()),
         }
     }
 
     /// Reads a page of history off the actor's task and queues it straight to the connection:
     /// reads need no ordering with the session's other events beyond what the client asked.
     fn read_history(&self, conn: ConnId, request_id: Option<RequestId>, room: RoomId, query: HistoryQuery, limit: u32) {
-        let Some(link) = self.links.get(&conn).cloned() else { return };
+        let Some(route) = self.outbox.route(conn) else {
+            debug!(%conn, "history read for a connection that is gone");
+            return;
+        };
         let store = self.deps.store.clone();
         let session_id = self.state.session().id;
         let bound = self.deps.db_timeout;
@@ -375,7 +367,7 @@ impl Actor {
                     )
                 }
             };
-            link.send(&reply);
+            route.send(&reply);
         });
     }
 }

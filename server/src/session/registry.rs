@@ -1,22 +1,26 @@
-//! Finds the actor of a session, loading the session and starting its actor on first use, and
-//! releases the actor when it stops (forwarding joins that raced the release to the next one).
+//! Finds a session's owner: this node's actor of it (taking the session's lease and loading it
+//! on first use, when nobody owns it), or another node. Releases an actor when it stops
+//! (forwarding joins that raced the release to the next one).
 //!
-//! The registry only maps ids to handles; it never holds session state. Its lock guards a map
-//! lookup and is never held across an `.await`: concurrent first uses of one session wait on a
-//! per-session cell instead, so a session is loaded once and has at most one actor.
+//! The registry only maps ids to handles; it never holds session state. Its map is concurrent and
+//! no lock is held across an `.await`: concurrent first uses of one session wait on a
+//! per-session cell instead, so a session is loaded once and has at most one actor per node (and,
+//! by its lease, one in the cluster).
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 
 use convene_protocol::{RoomId, SessionId};
+use dashmap::DashMap;
 use tokio::sync::{OnceCell, mpsc};
 use tracing::{Instrument as _, info_span, warn};
 
-use super::actor::{Actor, Mail, SessionDeps, SessionHandle};
-use super::state::{Loaded, MAIN_ROOM_NAME, SessionState};
+use super::actor::{Actor, SessionDeps};
+use super::handle::{LocalSession, RemoteSession, SessionHandle};
+use super::state::{Command, Loaded, MAIN_ROOM_NAME, SessionState};
+use crate::bus::BusError;
 use crate::chat::RoomChat;
 use crate::rooms::Breakout;
 use crate::store::{HistoryQuery, StoreError};
@@ -27,55 +31,96 @@ pub enum RegistryError {
     NotFound,
     #[error("the session could not be loaded: {0}")]
     Store(#[from] StoreError),
+    #[error("the session's owner could not be found: {0}")]
+    Bus(#[from] BusError),
 }
 
-type Slot = Arc<OnceCell<SessionHandle>>;
+type Slot = Arc<OnceCell<LocalSession>>;
 
+/// The sessions this node runs, and the way to every other session's owner.
 #[derive(Debug)]
 pub struct Registry {
-    slots: Mutex<HashMap<SessionId, Slot>>,
+    /// Sessions whose actors run here (or are being loaded). Shared by every connection, so a
+    /// concurrent map: lookups of different sessions never wait on each other.
+    slots: DashMap<SessionId, Slot>,
     deps: Arc<SessionDeps>,
     generations: AtomicU64,
 }
 
 impl Registry {
     pub fn new(deps: SessionDeps) -> Arc<Self> {
-        Arc::new(Self { slots: Mutex::new(HashMap::new()), deps: Arc::new(deps), generations: AtomicU64::new(0) })
+        Arc::new(Self { slots: DashMap::new(), deps: Arc::new(deps), generations: AtomicU64::new(0) })
     }
 
-    /// The running actor of `id`, started if needed.
+    /// The session `id`, wherever it is owned: its actor here (started, after taking its lease,
+    /// if nobody owned it), or its owner on another node.
     pub async fn get(self: &Arc<Self>, id: SessionId) -> Result<SessionHandle, RegistryError> {
-        let slot = self.lock().entry(id).or_default().clone();
+        if let Some(local) = self.running(id) {
+            return Ok(SessionHandle::Local(local));
+        }
+        let owner = self.deps.bus.owner(id).await.inspect_err(|err| {
+            warn!(error = %err, session_id = %id, "could not find the session's owner");
+        })?;
+        if owner != self.deps.bus.node() {
+            return Ok(SessionHandle::Remote(RemoteSession::new(id, owner, self.deps.bus.clone())));
+        }
+        self.local(id).await.map(SessionHandle::Local)
+    }
+
+    /// The session's actor on this node, if it runs here.
+    pub fn running(&self, id: SessionId) -> Option<LocalSession> {
+        self.slots.get(&id).and_then(|slot| slot.get().cloned())
+    }
+
+    /// Every actor running on this node.
+    pub fn all_running(&self) -> Vec<LocalSession> {
+        self.slots.iter().filter_map(|slot| slot.get().cloned()).collect()
+    }
+
+    /// Stops the actor of a session whose lease this node lost.
+    pub fn evict(&self, id: SessionId) {
+        if let Some(local) = self.running(id) {
+            local.evict.cancel();
+        }
+    }
+
+    /// The session's actor on this node, started if needed. The caller holds its lease.
+    async fn local(self: &Arc<Self>, id: SessionId) -> Result<LocalSession, RegistryError> {
+        let slot = self.slots.entry(id).or_default().clone();
         let loaded = slot.get_or_try_init(|| self.start(id)).await.cloned();
         if let Err(RegistryError::Store(err)) = &loaded {
             warn!(error = %err, session_id = %id, "session load failed");
         }
         if loaded.is_err() {
             // Failures are not cached: the next use tries again.
-            let mut slots = self.lock();
-            if slots.get(&id).is_some_and(|current| Arc::ptr_eq(current, &slot)) {
-                slots.remove(&id);
-            }
+            self.slots.remove_if(&id, |_, current| Arc::ptr_eq(current, &slot));
         }
         loaded
     }
 
-    /// Runs an actor to its end, then lets its session go and settles the mail that raced its
-    /// departure: joins go on to the session's next actor, departures are applied by the old one.
-    async fn run_actor(self: Arc<Self>, actor: Actor, mailbox: mpsc::Receiver<Mail>, id: SessionId, generation: u64) {
+    /// Runs an actor to its end, then lets its session go and settles the commands that raced
+    /// its departure: departures of its own connections are applied by it, the rest go on to the
+    /// session's next actor (here or on the node that owns the session now).
+    async fn run_actor(
+        self: Arc<Self>,
+        actor: Actor,
+        mailbox: mpsc::Receiver<Command>,
+        id: SessionId,
+        generation: u64,
+    ) {
         let mut retiring = actor.run(mailbox).await;
         async move {
             self.retire(id, generation);
             retiring.mailbox.close();
-            while let Some(mail) = retiring.mailbox.recv().await {
-                let Some(join) = retiring.leftover(mail) else { continue };
+            while let Some(command) = retiring.mailbox.recv().await {
+                let Some(onward) = retiring.leftover(command) else { continue };
                 match self.get(id).await {
                     Ok(next) => {
-                        if next.send(join).await.is_err() {
-                            warn!("the session's next actor stopped before a forwarded join");
+                        if let Err(err) = next.send(onward).await {
+                            warn!(error = %err, "the session's next actor did not take a forwarded command");
                         }
                     }
-                    Err(err) => warn!(error = %err, "could not forward a join to the session's next actor"),
+                    Err(err) => warn!(error = %err, "could not forward a command to the session's next actor"),
                 }
             }
         }
@@ -83,12 +128,10 @@ impl Registry {
         .await;
     }
 
-    /// Lets a stopped actor's session go, so that later uses start a new one.
+    /// Lets a stopped actor's session go, so that later uses start a new one. Its lease is left
+    /// to run out: until then, requests from other nodes still come here and load it again.
     fn retire(&self, id: SessionId, generation: u64) {
-        let mut slots = self.lock();
-        if slots.get(&id).and_then(|slot| slot.get()).is_some_and(|handle| handle.generation == generation) {
-            slots.remove(&id);
-        }
+        self.slots.remove_if(&id, |_, slot| slot.get().is_some_and(|local| local.generation == generation));
     }
 
     /// Loads the session and spawns its actor. The future is boxed with its `Send` bound
@@ -97,7 +140,7 @@ impl Registry {
     fn start(
         self: &Arc<Self>,
         id: SessionId,
-    ) -> Pin<Box<dyn Future<Output = Result<SessionHandle, RegistryError>> + Send>> {
+    ) -> Pin<Box<dyn Future<Output = Result<LocalSession, RegistryError>> + Send>> {
         let registry = self.clone();
         Box::pin(async move {
             let limit = registry.deps.db_timeout;
@@ -108,7 +151,11 @@ impl Registry {
         })
     }
 
-    async fn load_and_spawn(self: Arc<Self>, id: SessionId) -> Result<SessionHandle, RegistryError> {
+    async fn load_and_spawn(self: Arc<Self>, id: SessionId) -> Result<LocalSession, RegistryError> {
+        // Claimed before it is read: the claim fences off any earlier owner, and waits for a
+        // transaction of theirs that is committing, so the load below sees all they wrote.
+        let claimed = self.deps.store.claim_session(id, self.deps.bus.node(), chrono::Utc::now()).await?;
+        let fence = claimed.ok_or(RegistryError::NotFound)?;
         let (session, participants) = self.deps.store.load_session(id).await?.ok_or(RegistryError::NotFound)?;
         let main_room = RoomId::from(id);
         let main_chat = self.room_chat(main_room, MAIN_ROOM_NAME.to_owned()).await?;
@@ -132,8 +179,8 @@ impl Registry {
         let loaded = Loaded { session, participants, main_chat, open_rooms, closed_rooms, transitions };
         let state = SessionState::new(loaded, self.deps.rules);
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);
-        let (handle, mailbox) = SessionHandle::new(id, state.session().organization_id, generation);
-        let actor = Actor::new(state, self.deps.clone());
+        let (handle, mailbox) = LocalSession::new(id, generation);
+        let actor = Actor::new(state, fence, handle.evict.clone(), self.deps.clone());
         self.deps.tracker.spawn(self.clone().run_actor(actor, mailbox, id, generation));
         Ok(handle)
     }
@@ -148,11 +195,5 @@ impl Registry {
             Vec::new()
         };
         Ok(RoomChat::new(room, name, last_seq, recent, self.deps.rules.chat.resume_window))
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SessionId, Slot>> {
-        // The map stays consistent even if a holder panicked: every critical section is a single
-        // insert, lookup or remove.
-        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

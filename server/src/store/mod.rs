@@ -15,10 +15,12 @@ mod breakouts;
 mod changes;
 mod connect;
 mod messages;
+mod owners;
 mod records;
 mod sessions;
 pub mod writer;
 
+use convene_protocol::SessionId;
 use sqlx::{PgPool, SqlitePool};
 
 pub use audit::{AuditAction, AuditPage, AuditRecord};
@@ -26,6 +28,8 @@ pub use breakouts::{BreakoutRoomRecord, ClosedRoomRecord, TransitionRecord, Tran
 pub use changes::SessionWrite;
 pub use connect::SqliteDurability;
 pub use messages::HistoryQuery;
+pub use owners::Fence;
+pub(crate) use owners::check_fence;
 pub use records::{
     EditOutcome, HistoryPage, InsertOutcome, MessageRecord, NewMessage, ParticipantRecord, SessionRecord,
 };
@@ -78,6 +82,9 @@ pub enum StoreError {
     WriterBusy,
     #[error("the database did not answer in time")]
     TimedOut,
+    /// The session was taken over by another owner: this one may not write it any more.
+    #[error("session {0} has a newer owner")]
+    Fenced(SessionId),
 }
 
 impl From<sqlx::Error> for StoreError {

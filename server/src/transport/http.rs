@@ -46,7 +46,11 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Response {
     let database = tokio::time::timeout(READY_CHECK_TIMEOUT, app.store.ping());
     let redis = async {
         match &app.redis {
-            Some(redis) => Some(tokio::time::timeout(READY_CHECK_TIMEOUT, redis.ping()).await.is_ok_and(|r| r.is_ok())),
+            // Redis answers, and this node's subscription to the other nodes is up.
+            Some(redis) => Some(
+                tokio::time::timeout(READY_CHECK_TIMEOUT, redis.ping()).await.is_ok_and(|r| r.is_ok())
+                    && app.bus.is_connected(),
+            ),
             None => None,
         }
     };
@@ -55,7 +59,7 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Response {
     let mut checks = std::collections::BTreeMap::new();
     checks.insert("database", check(database_ok, started, "the database did not answer"));
     if let Some(redis_ok) = redis {
-        checks.insert("redis", check(redis_ok, started, "redis did not answer"));
+        checks.insert("redis", check(redis_ok, started, "redis did not answer, or the bus subscription is down"));
     }
     let (status, code) = match (database_ok, redis.unwrap_or(true)) {
         (true, true) => ("healthy", StatusCode::OK),

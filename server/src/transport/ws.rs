@@ -29,7 +29,7 @@ use crate::auth::Identity;
 use crate::handlers::{ConnCtx, dispatch};
 use crate::limits::{FrameBudget, FrameVerdict};
 use crate::outbound::{CloseReason, ConnLink, ConnQueue, Frame};
-use crate::session::{Command, Mail};
+use crate::session::{Command, SessionHandle};
 
 /// Bytes read from the socket at a time. Small, because it is allocated for every connection and
 /// zeroed before every read; client frames are small, and larger ones are read in pieces.
@@ -96,7 +96,7 @@ pub async fn upgrade(
             return (status, refusal.to_string()).into_response();
         }
     };
-    let conn_id = ConnId(app.conn_ids.fetch_add(1, Ordering::Relaxed));
+    let conn_id = ConnId::new(app.node, app.conn_ids.fetch_add(1, Ordering::Relaxed));
     let max = app.config.max_frame_bytes;
     let tracker = app.conn_tracker.clone();
     upgrade
@@ -159,8 +159,8 @@ async fn run(mut socket: WebSocket, permit: Permit, conn_id: ConnId, identity: I
         app.metrics.slow_disconnects.fetch_add(1, Ordering::Relaxed);
     }
     for handle in ctx.sessions.values() {
-        if handle.send(Mail::Command(Command::Disconnect { conn: conn_id })).await.is_err() {
-            debug!(session_id = %handle.id, "session already stopped");
+        if handle.send(Command::Disconnect { conn: conn_id }).await.is_err() {
+            debug!(session_id = %handle.id(), "session already stopped");
         }
     }
     if let Some(reason) = reason {
@@ -215,11 +215,26 @@ async fn serve(
     tokio::pin!(token_expiry, closed, shutdown);
     let mut batch = Vec::with_capacity(OUTBOUND_BATCH);
     let budget = app.config.budgets.frames;
+    let mut cluster_changes = app.cluster_changes.subscribe();
     loop {
         tokio::select! {
             biased;
-            () = &mut closed => return closer.reason(),
+            () = &mut closed => {
+                let reason = closer.reason();
+                if reason.is_some_and(CloseReason::delivers_queued) {
+                    flush_queued(socket, &mut queue, &mut batch).await;
+                }
+                return reason;
+            }
             () = &mut shutdown => return Some(CloseReason::Restarting),
+            Ok(()) = cluster_changes.changed() => {
+                // A session owned by a node that died, or whose messages to this node were lost:
+                // the client reconnects and resumes, and finds the session's owner afresh.
+                if ctx.sessions.values().any(SessionHandle::is_stale) {
+                    debug!("a session this connection relies on lost its owner or messages; closing to resume");
+                    return Some(CloseReason::Restarting);
+                }
+            }
             received = queue.rx.recv_many(&mut batch, OUTBOUND_BATCH) => {
                 if received == 0 {
                     return None;
@@ -276,6 +291,19 @@ async fn serve(
             }
             () = &mut token_expiry => return Some(CloseReason::TokenExpired),
         }
+    }
+}
+
+/// Writes what is already queued (within the write timeout), so that a connection the server
+/// closes reads every reply queued before the close.
+async fn flush_queued(socket: &mut WebSocket, queue: &mut ConnQueue, batch: &mut Vec<Frame>) {
+    while let Ok(frame) = queue.rx.try_recv() {
+        batch.push(frame);
+    }
+    match tokio::time::timeout(WRITE_TIMEOUT, write_batch(socket, batch)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => log_write_error(&err),
+        Err(_) => debug!("the client did not read its last frames in time"),
     }
 }
 

@@ -9,7 +9,29 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::common::{Backend, Client, TestServer, TestUser};
-use crate::on_both_backends;
+use crate::nodes::TestCluster;
+use crate::{across_nodes, on_both_backends};
+
+// The host on the session's owner, everyone else on another node.
+across_nodes!(
+    hosts_create_rename_and_delete_rooms,
+    opening_a_plan_moves_everyone_at_once_and_records_transitions,
+    opening_is_all_or_nothing,
+    moves_into_a_full_room_fail_with_full,
+    of_two_hosts_moving_one_person_one_wins_and_the_other_gets_conflict,
+    a_retried_move_does_not_move_twice,
+    swapping_exchanges_rooms,
+    self_select_and_return_follow_the_hosts_settings,
+    closing_counts_down_then_returns_everyone_to_main,
+    a_room_timer_fires_even_after_the_host_left,
+    broadcast_reaches_every_room_and_help_reaches_the_hosts,
+    breakout_chat_is_seen_only_in_its_room,
+    late_joiners_in_automatic_mode_go_to_the_least_full_room,
+    participants_cannot_run_breakouts,
+    random_concurrent_changes_keep_every_rule,
+    presence_moves_with_the_person,
+    the_transitions_endpoint_reports_history_and_attendance,
+);
 
 on_both_backends!(
     hosts_create_rename_and_delete_rooms,
@@ -32,9 +54,13 @@ on_both_backends!(
     after_a_restart_people_rejoin_the_breakout_room_they_were_in,
 );
 
-/// A group session with a host and `n` participants, all joined.
+/// A group session with a host and `n` participants, all joined. With [`Backend::TwoNodes`] the
+/// host joined first on one node (which owns the session) and `server`, through which everyone
+/// else connects, is the other node.
 pub(crate) struct Fixture {
     pub(crate) server: TestServer,
+    /// The session's owner, when it is not `server`.
+    pub(crate) owner: Option<TestServer>,
     pub(crate) host: TestUser,
     pub(crate) host_client: Client,
     pub(crate) session: SessionId,
@@ -43,11 +69,18 @@ pub(crate) struct Fixture {
 }
 
 pub(crate) async fn fixture(backend: Backend, n: usize) -> Result<Fixture> {
-    let server = TestServer::start(backend).await?;
+    let (owner, server) = match backend {
+        Backend::TwoNodes => {
+            let mut nodes = TestCluster::start(2).await?.nodes.into_iter();
+            let (Some(owner), Some(other)) = (nodes.next(), nodes.next()) else { bail!("two nodes started") };
+            (Some(owner), other)
+        }
+        Backend::Sqlite | Backend::Postgres => (None, TestServer::start(backend).await?),
+    };
     let org = Some(Uuid::new_v4());
     let host = TestUser::new(Role::Therapist, org);
     let view = server.create_session(&host, json!({"session_type": "group"})).await?;
-    let mut host_client = Client::connect(&server, &host).await?;
+    let mut host_client = Client::connect(owner.as_ref().unwrap_or(&server), &host).await?;
     host_client.join(view.id).await?;
     let mut people = Vec::new();
     for _ in 0..n {
@@ -56,7 +89,37 @@ pub(crate) async fn fixture(backend: Backend, n: usize) -> Result<Fixture> {
         client.join(view.id).await?;
         people.push((user, client));
     }
-    Ok(Fixture { server, host, host_client, session: view.id, main: view.main_room_id, people })
+    Ok(Fixture { server, owner, host, host_client, session: view.id, main: view.main_room_id, people })
+}
+
+impl Fixture {
+    /// Stops the nodes and hands back the database, with every departure recorded.
+    pub(crate) async fn stop(&mut self) -> Result<crate::common::TestDb> {
+        stop_nodes(&mut self.server, &mut self.owner, &self.host, self.session).await
+    }
+}
+
+/// Stops a fixture's nodes: the other node first, then (once the owner has seen its people
+/// leave) the owner.
+async fn stop_nodes(
+    server: &mut TestServer,
+    owner: &mut Option<TestServer>,
+    host: &TestUser,
+    session: SessionId,
+) -> Result<crate::common::TestDb> {
+    let Some(mut owner) = owner.take() else { return server.halt().await };
+    let mut watcher = Client::connect(&owner, host).await?;
+    let joined = watcher.join(session).await?;
+    let mut present: HashSet<UserId> =
+        joined.members.iter().map(|m| m.user_id).filter(|user| *user != host.id).collect();
+    server.halt().await?;
+    while !present.is_empty() {
+        if let ServerMessage::MemberLeft { user_id, .. } = watcher.recv().await? {
+            present.remove(&user_id);
+        }
+    }
+    drop(watcher);
+    owner.halt().await
 }
 
 /// Creates `count` rooms and returns their ids, in creation order.
@@ -179,7 +242,7 @@ async fn opening_a_plan_moves_everyone_at_once_and_records_transitions(backend: 
     let view = overview(&f.server, &f.host, f.session).await?;
     assert!(view.iter().all(|r| r.participants == 2), "{view:?}");
 
-    let db = f.server.stop().await?;
+    let db = f.stop().await?;
     let transitions = db.store().await?.transitions(f.session).await?;
     let moves = transitions.iter().filter(|t| t.transition_type == convene_server::store::TransitionType::Move).count();
     assert_eq!(moves, 6);
@@ -235,7 +298,7 @@ async fn of_two_hosts_moving_one_person_one_wins_and_the_other_gets_conflict(bac
     let winner = if outcomes[0].is_ok() { rooms[0] } else { rooms[1] };
     let (room, ..) = moved(&mut f.people[0].1).await?;
     assert_eq!(room, winner);
-    let db = f.server.stop().await?;
+    let db = f.stop().await?;
     let moves: Vec<_> = db
         .store()
         .await?
@@ -265,7 +328,7 @@ async fn a_retried_move_does_not_move_twice(backend: Backend) -> Result<()> {
     }
     moved(&mut f.people[0].1).await?;
     ensure!(!f.people[0].1.sync().await?.iter().any(|m| matches!(m, ServerMessage::Moved { .. })), "moved twice");
-    let db = f.server.stop().await?;
+    let db = f.stop().await?;
     let moves = db
         .store()
         .await?
@@ -339,7 +402,7 @@ async fn closing_counts_down_then_returns_everyone_to_main(backend: Backend) -> 
         assert_eq!((room, reason), (f.main, MoveReason::RoomClosed));
     }
     assert!(overview(&f.server, &f.host, f.session).await?.is_empty(), "closed rooms are gone");
-    let db = f.server.stop().await?;
+    let db = f.stop().await?;
     assert!(db.store().await?.active_breakout_rooms(f.session).await?.is_empty());
     Ok(())
 }
@@ -490,7 +553,8 @@ async fn participants_cannot_run_breakouts(backend: Backend) -> Result<()> {
 }
 
 /// Several hosts issue joins, leaves, moves, swaps and closes at once; afterwards every rule
-/// must hold and the stored transitions must replay to the final membership.
+/// must hold and the stored transitions must replay to the final membership. Across nodes, the
+/// participants' node restarts halfway through (the hosts are on the owner).
 async fn random_concurrent_changes_keep_every_rule(backend: Backend) -> Result<()> {
     use rand::{Rng, SeedableRng};
     let seed: u64 = rand::random();
@@ -498,10 +562,12 @@ async fn random_concurrent_changes_keep_every_rule(backend: Backend) -> Result<(
     let rooms = create_rooms(&mut f, 4, 3, "manual").await?;
     let people: Vec<UserId> = f.people.iter().map(|(u, _)| u.id).collect();
     let co_host = TestUser::new(Role::Admin, f.host.org);
-    let mut co = Client::connect(&f.server, &co_host).await?;
+    let mut co = Client::connect(f.owner.as_ref().unwrap_or(&f.server), &co_host).await?;
     co.join(f.session).await?;
+    let halfway = std::sync::Arc::new(tokio::sync::Notify::new());
 
-    // Participants keep reading, so that none is dropped as slow, and rejoin now and then.
+    // Participants keep reading, so that none is dropped as slow, and rejoin now and then (and
+    // when their node restarts).
     let server_url = f.server.ws_url();
     let session = f.session;
     let mut readers = Vec::new();
@@ -512,26 +578,41 @@ async fn random_concurrent_changes_keep_every_rule(backend: Backend) -> Result<(
             for _ in 0..3 {
                 let stay = rng.random_range(20..120);
                 let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(stay);
-                while tokio::time::timeout_at(deadline, client.recv()).await.is_ok() {}
+                while let Ok(Ok(_)) = tokio::time::timeout_at(deadline, client.recv()).await {}
                 drop(client);
-                let (ws, _) = tokio_tungstenite::connect_async(format!("{url}?access_token={}", user.token())).await?;
-                client = Client { ws };
-                client.recv().await?;
-                client.send_json(json!({"type": "join_session", "session_id": session})).await?;
-                client.recv_until(|m| matches!(m, ServerMessage::Joined { .. }).then_some(())).await?;
+                let give_up = tokio::time::Instant::now() + crate::common::EVENT_TIMEOUT;
+                client = loop {
+                    let rejoined = async {
+                        let mut client = Client::connect_url(&url, &user).await?;
+                        client.join(session).await?;
+                        Ok::<Client, anyhow::Error>(client)
+                    };
+                    match rejoined.await {
+                        Ok(client) => break client,
+                        // The node is restarting (refused, or closed with 1012 while joining):
+                        // a client retries, as real clients do.
+                        Err(_) if tokio::time::Instant::now() < give_up => {
+                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        }
+                        Err(err) => return Err(err),
+                    }
+                };
             }
             Ok::<Client, anyhow::Error>(client)
         }));
     }
 
     let run_host = |mut client: Client, salt: u64| {
-        let (people, main) = (people.clone(), f.main);
+        let (people, main, halfway) = (people.clone(), f.main, halfway.clone());
         let mut known: Vec<RoomId> = rooms.clone();
         async move {
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ salt);
             let mut believed: HashMap<UserId, RoomId> = HashMap::new();
             let (mut ok, mut refused, mut closed_rooms) = (0, 0, 0);
             for step in 0..60 {
+                if step == 30 {
+                    halfway.notify_one();
+                }
                 let user = people[rng.random_range(0..people.len())];
                 let other = people[rng.random_range(0..people.len())];
                 let mut targets = known.clone();
@@ -600,7 +681,15 @@ async fn random_concurrent_changes_keep_every_rule(backend: Backend) -> Result<(
             Ok::<(u32, u32, u32), anyhow::Error>((ok, refused, closed_rooms))
         }
     };
-    let (one, two) = tokio::join!(run_host(f.host_client, 1), run_host(co, 2));
+    let restart = async {
+        if backend == Backend::TwoNodes {
+            halfway.notified().await;
+            f.server.restart().await?;
+        }
+        Ok::<(), anyhow::Error>(())
+    };
+    let (one, two, restarted) = tokio::join!(run_host(f.host_client, 1), run_host(co, 2), restart);
+    restarted.map_err(|e| anyhow!("seed {seed}: restarting the participants' node: {e}"))?;
     let (one, two) = (one.map_err(|e| anyhow!("seed {seed}: {e}"))?, two.map_err(|e| anyhow!("seed {seed}: {e}"))?);
     ensure!(one.0 + two.0 > 10, "seed {seed}: too few changes succeeded: {one:?} {two:?}");
     ensure!(one.2 + two.2 >= 2, "seed {seed}: rooms were closed too rarely: {one:?} {two:?}");
@@ -637,7 +726,7 @@ async fn random_concurrent_changes_keep_every_rule(backend: Backend) -> Result<(
     // The stored transitions replay to the same membership: every row starts where the
     // previous one of that person ended, and each present person's last row is the leave written
     // at shutdown, from the room the live state had them in.
-    let db = f.server.stop().await?;
+    let db = stop_nodes(&mut f.server, &mut f.owner, &f.host, f.session).await?;
     let mut current: HashMap<UserId, RoomId> = HashMap::new();
     let mut last_left_from: HashMap<UserId, Option<RoomId>> = HashMap::new();
     for t in db.store().await?.transitions(f.session).await? {
@@ -741,7 +830,7 @@ async fn after_a_restart_people_rejoin_the_breakout_room_they_were_in(backend: B
     assert_eq!(f.host_client.request(mv(f.session, user.id, f.main, rooms[0])).await?, Ok(()));
     drop(f.host_client);
     drop(f.people);
-    let db = f.server.stop().await?;
+    let db = stop_nodes(&mut f.server, &mut f.owner, &f.host, f.session).await?;
     let server = TestServer::start_on(db, |_| {}).await?;
     let mut client = Client::connect(&server, &user).await?;
     let joined = client.join(f.session).await?;

@@ -25,6 +25,9 @@ pub const SECRET: &str = "integration-test-secret";
 pub enum Backend {
     Sqlite,
     Postgres,
+    /// Postgres with two nodes over Redis: fixtures that support it put the session's owner on
+    /// one node and everyone else on the other.
+    TwoNodes,
 }
 
 /// A database no other test uses.
@@ -42,7 +45,7 @@ impl TestDb {
                 let url = format!("sqlite://{}", dir.path().join("convene.db").display());
                 Ok(Self { url, _dir: Some(std::sync::Arc::new(dir)) })
             }
-            Backend::Postgres => {
+            Backend::Postgres | Backend::TwoNodes => {
                 let admin = std::env::var("CONVENE_TEST_POSTGRES")
                     .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
                 let name = format!("convene_test_{}", Uuid::new_v4().simple());
@@ -106,6 +109,8 @@ pub struct TestServer {
     pub db: TestDb,
     pub shutdown: CancellationToken,
     task: Option<JoinHandle<Result<(), convene_server::ServerError>>>,
+    /// What it was started with, to start it again.
+    config: Config,
 }
 
 impl TestServer {
@@ -131,10 +136,20 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(convene_server::run(listener, config, shutdown.clone()));
-        let server = Self { addr, db, shutdown, task: Some(task) };
+        let task = tokio::spawn(convene_server::run(listener, config.clone(), shutdown.clone()));
+        let server = Self { addr, db, shutdown, task: Some(task), config };
         server.wait_ready().await?;
         Ok(server)
+    }
+
+    /// Stops the server gracefully and starts it again on the same address and configuration:
+    /// a new node, as after a deploy.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.halt().await?;
+        let listener = tokio::net::TcpListener::bind(self.addr).await?;
+        self.shutdown = CancellationToken::new();
+        self.task = Some(tokio::spawn(convene_server::run(listener, self.config.clone(), self.shutdown.clone())));
+        self.wait_ready().await
     }
 
     async fn wait_ready(&self) -> Result<()> {
@@ -162,6 +177,11 @@ impl TestServer {
 
     /// Stops the server gracefully, waits for it, and hands back its database.
     pub async fn stop(mut self) -> Result<TestDb> {
+        self.halt().await
+    }
+
+    /// [`Self::stop`], leaving the stopped server's handle in place.
+    pub async fn halt(&mut self) -> Result<TestDb> {
         self.shutdown.cancel();
         if let Some(task) = self.task.take() {
             task.await?.map_err(|e| anyhow!("{e}"))?;
@@ -210,7 +230,12 @@ pub struct Client {
 impl Client {
     /// Connects and consumes the `hello`.
     pub async fn connect(server: &TestServer, user: &TestUser) -> Result<Self> {
-        let url = format!("{}?access_token={}", server.ws_url(), user.token());
+        Self::connect_url(&server.ws_url(), user).await
+    }
+
+    /// Connects to the WebSocket endpoint at `ws_url` and reads the `hello`.
+    pub async fn connect_url(ws_url: &str, user: &TestUser) -> Result<Self> {
+        let url = format!("{ws_url}?access_token={}", user.token());
         let (ws, _) = tokio_tungstenite::connect_async(url).await?;
         let mut client = Self { ws };
         match client.recv().await? {
@@ -400,6 +425,21 @@ macro_rules! on_both_backends {
     };
 }
 
+/// Defines each listed test once more, with its people on two nodes: `across_nodes::name`.
+#[macro_export]
+macro_rules! across_nodes {
+    ($($name:ident),* $(,)?) => {
+        mod across_nodes {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() -> anyhow::Result<()> {
+                    super::$name($crate::common::Backend::TwoNodes).await
+                }
+            )*
+        }
+    };
+}
+
 /// A TCP proxy between the server and its database, which a test can cut (every connection
 /// through it closed, new ones refused) and restore: a database outage that the shared
 /// Postgres, still serving the other tests, does not notice.
@@ -469,7 +509,7 @@ impl Outage {
     pub async fn server(backend: Backend, configure: impl FnOnce(&mut Config)) -> Result<(TestServer, Self)> {
         let db = TestDb::new(backend).await?;
         match backend {
-            Backend::Postgres => {
+            Backend::Postgres | Backend::TwoNodes => {
                 let proxy = TcpProxy::start(db.server_addr()?).await?;
                 let server = TestServer::start_on(db.through(&proxy)?, configure).await?;
                 Ok((server, Self::Proxy(proxy)))

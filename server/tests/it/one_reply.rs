@@ -1,10 +1,11 @@
 //! Every request gets exactly one reply naming it, whatever state the connection is in.
 //!
-//! The kinds come from the protocol crate ([`ClientMessageKind`]), and [`example`] matches on
-//! them exhaustively: a new kind does not compile until this test sends it in every state.
+//! The kinds come from the protocol crate ([`SessionRequestKind`] and the two the node answers
+//! itself), and [`example`] matches on them exhaustively: a new kind does not compile until this
+//! test sends it in every state.
 
 use anyhow::{Context as _, Result, bail, ensure};
-use convene_protocol::{ClientMessageKind, ErrorCode, RequestId, Role, ServerMessage, SessionId, UserId};
+use convene_protocol::{ErrorCode, RequestId, Role, ServerMessage, SessionId, SessionRequestKind, UserId};
 use serde_json::{Value, json};
 use strum::IntoEnumIterator as _;
 use uuid::Uuid;
@@ -42,57 +43,80 @@ const STANDINGS: [Standing; 9] = [
     Standing::SessionEnded,
 ];
 
+/// Every kind of request a client may send.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Ping,
+    CreateSession,
+    Session(SessionRequestKind),
+}
+
+impl Kind {
+    fn all() -> impl Iterator<Item = Self> {
+        [Self::Ping, Self::CreateSession].into_iter().chain(SessionRequestKind::iter().map(Self::Session))
+    }
+
+    fn tag(self) -> &'static str {
+        match self {
+            Self::Ping => "ping",
+            Self::CreateSession => "create_session",
+            Self::Session(kind) => kind.into(),
+        }
+    }
+}
+
 /// The request a probe sends for each kind, naming the session, its main room and another
 /// person in it.
-fn example(kind: ClientMessageKind, session: SessionId, other: UserId) -> Value {
+fn example(kind: Kind, session: SessionId, other: UserId) -> Value {
     let room = session.0;
     let elsewhere = Uuid::new_v4();
+    use SessionRequestKind as R;
     let body = match kind {
-        ClientMessageKind::Ping => json!({}),
-        ClientMessageKind::CreateSession => json!({"session_type": "group"}),
-        ClientMessageKind::JoinSession
-        | ClientMessageKind::LeaveSession
-        | ClientMessageKind::EndSession
-        | ClientMessageKind::OpenBreakouts
-        | ClientMessageKind::AskForHelp => json!({"session_id": session}),
-        ClientMessageKind::AdmitParticipant
-        | ClientMessageKind::DenyParticipant
-        | ClientMessageKind::RemoveParticipant
-        | ClientMessageKind::ResolveHelp => {
+        Kind::Ping => json!({}),
+        Kind::CreateSession => json!({"session_type": "group"}),
+        Kind::Session(R::JoinSession)
+        | Kind::Session(R::LeaveSession)
+        | Kind::Session(R::EndSession)
+        | Kind::Session(R::OpenBreakouts)
+        | Kind::Session(R::AskForHelp) => json!({"session_id": session}),
+        Kind::Session(R::AdmitParticipant)
+        | Kind::Session(R::DenyParticipant)
+        | Kind::Session(R::RemoveParticipant)
+        | Kind::Session(R::ResolveHelp) => {
             json!({"session_id": session, "user_id": other})
         }
-        ClientMessageKind::SetLobby => json!({"session_id": session, "enabled": true}),
-        ClientMessageKind::SetRole => json!({"session_id": session, "user_id": other, "role": "co_host"}),
-        ClientMessageKind::SetStatus => json!({"session_id": session, "status": "away"}),
-        ClientMessageKind::SendMessage => {
+        Kind::Session(R::SetLobby) => json!({"session_id": session, "enabled": true}),
+        Kind::Session(R::SetRole) => json!({"session_id": session, "user_id": other, "role": "co_host"}),
+        Kind::Session(R::SetStatus) => json!({"session_id": session, "status": "away"}),
+        Kind::Session(R::SendMessage) => {
             json!({"session_id": session, "room_id": room, "client_msg_id": "m1", "body": "hello"})
         }
-        ClientMessageKind::EditMessage => {
+        Kind::Session(R::EditMessage) => {
             json!({"session_id": session, "room_id": room, "message_id": Uuid::new_v4(), "body": "edited"})
         }
-        ClientMessageKind::DeleteMessage => {
+        Kind::Session(R::DeleteMessage) => {
             json!({"session_id": session, "room_id": room, "message_id": Uuid::new_v4()})
         }
-        ClientMessageKind::FetchHistory => json!({"session_id": session, "room_id": room}),
-        ClientMessageKind::Typing => json!({"session_id": session, "room_id": room, "active": true}),
-        ClientMessageKind::CreateBreakoutRooms => json!({"session_id": session, "count": 2, "max_participants": 5}),
-        ClientMessageKind::UpdateBreakoutRoom => json!({"session_id": session, "room_id": elsewhere, "name": "x"}),
-        ClientMessageKind::DeleteBreakoutRoom | ClientMessageKind::SelectRoom => {
+        Kind::Session(R::FetchHistory) => json!({"session_id": session, "room_id": room}),
+        Kind::Session(R::Typing) => json!({"session_id": session, "room_id": room, "active": true}),
+        Kind::Session(R::CreateBreakoutRooms) => json!({"session_id": session, "count": 2, "max_participants": 5}),
+        Kind::Session(R::UpdateBreakoutRoom) => json!({"session_id": session, "room_id": elsewhere, "name": "x"}),
+        Kind::Session(R::DeleteBreakoutRoom) | Kind::Session(R::SelectRoom) => {
             json!({"session_id": session, "room_id": elsewhere})
         }
-        ClientMessageKind::SetBreakoutOptions => json!({"session_id": session, "allow_self_select": true}),
-        ClientMessageKind::PlanBreakouts => json!({"session_id": session, "automatic": true}),
-        ClientMessageKind::MoveParticipant => json!({"session_id": session, "user_id": other,
+        Kind::Session(R::SetBreakoutOptions) => json!({"session_id": session, "allow_self_select": true}),
+        Kind::Session(R::PlanBreakouts) => json!({"session_id": session, "automatic": true}),
+        Kind::Session(R::MoveParticipant) => json!({"session_id": session, "user_id": other,
             "from_room_id": room, "to_room_id": elsewhere}),
-        ClientMessageKind::AssignParticipants => {
+        Kind::Session(R::AssignParticipants) => {
             json!({"session_id": session, "assignments": [{"user_id": other, "room_id": elsewhere}]})
         }
-        ClientMessageKind::SwapParticipants => json!({"session_id": session, "user_a": other, "user_b": other}),
-        ClientMessageKind::CloseBreakoutRooms => json!({"session_id": session}),
-        ClientMessageKind::Broadcast => json!({"session_id": session, "body": "to everyone"}),
+        Kind::Session(R::SwapParticipants) => json!({"session_id": session, "user_a": other, "user_b": other}),
+        Kind::Session(R::CloseBreakoutRooms) => json!({"session_id": session}),
+        Kind::Session(R::Broadcast) => json!({"session_id": session, "body": "to everyone"}),
     };
     let mut request = body;
-    request["type"] = json!(<&str>::from(kind));
+    request["type"] = json!(kind.tag());
     request["request_id"] = json!(PROBE);
     request
 }
@@ -208,7 +232,7 @@ async fn every_request_gets_exactly_one_reply_in_every_state(backend: Backend) -
     let server = TestServer::start(backend).await?;
     let mut probed = 0;
     for standing in STANDINGS {
-        for kind in ClientMessageKind::iter() {
+        for kind in Kind::all() {
             let mut probe = prepare(&server, standing).await.with_context(|| format!("preparing {standing:?}"))?;
 
             let request = example(kind, probe.session, probe.other);
@@ -221,6 +245,6 @@ async fn every_request_gets_exactly_one_reply_in_every_state(backend: Backend) -
             probed += 1;
         }
     }
-    ensure!(probed == STANDINGS.len() * ClientMessageKind::iter().count());
+    ensure!(probed == STANDINGS.len() * Kind::all().count());
     Ok(())
 }

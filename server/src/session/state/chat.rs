@@ -1,6 +1,6 @@
 //! Room chat commands: posting (acknowledged after commit), editing, deleting, typing.
 
-use convene_protocol::{ClientMsgId, ConnId, MessageId, RequestId, RoomId, UserId};
+use convene_protocol::{ClientMsgId, ConnId, FetchHistory, MessageId, RequestId, RoomId, UserId};
 
 use serde_json::json;
 use tracing::warn;
@@ -10,7 +10,7 @@ use super::{Audience, Effect, Event, Now, Persist, SessionError, SessionState, s
 use crate::chat::{Known, Waiter};
 use crate::limits::Spend;
 use crate::presence::Member;
-use crate::store::{AuditAction, EditOutcome, InsertOutcome, NewMessage, WriteFailed};
+use crate::store::{AuditAction, EditOutcome, HistoryQuery, InsertOutcome, NewMessage, WriteFailed};
 
 /// How often a member who keeps typing is announced as typing again. Clients re-send `active`
 /// every few seconds so a late arrival learns of it; more often than this is coalesced.
@@ -215,6 +215,26 @@ impl SessionState {
             Err(failure) => failure.into(),
         };
         send(out, Audience::Conn(conn), Event::Failed { request_id, error });
+    }
+
+    /// Pages a room's history for `conn`: checked here, read by the actor off its task.
+    pub(super) fn fetch_history(
+        &self,
+        conn: ConnId,
+        fetch: FetchHistory,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), SessionError> {
+        let query = match (fetch.before_seq, fetch.after_seq) {
+            (None, None) => HistoryQuery::Latest,
+            (Some(before), None) => HistoryQuery::Before(before),
+            (None, Some(after)) => HistoryQuery::After(after),
+            // Refused when the request was parsed; a session checks what it is given all the same.
+            (Some(_), Some(_)) => return Err(SessionError::Invalid("give before_seq or after_seq, not both")),
+        };
+        let limit = fetch.limit.unwrap_or(FetchHistory::DEFAULT_LIMIT).clamp(1, FetchHistory::MAX_LIMIT);
+        self.history_of(conn, fetch.room_id)?;
+        out.push(Effect::ReadHistory { conn, request_id: fetch.request_id, room: fetch.room_id, query, limit });
+        Ok(())
     }
 
     /// Checks that the member behind `conn` may page `room`'s history: the room they are in, any

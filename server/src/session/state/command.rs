@@ -1,192 +1,47 @@
-//! What a session is asked to do: commands from connections and outcomes of its own writes.
+//! What a session is asked to do: requests from connections, a connection's departure, and
+//! what the session tells itself (its clock, the outcomes of its own writes).
 
-use convene_protocol::{
-    AssignmentMode, ClientMsgId, ConnId, MessageId, PresenceStatus, RequestId, RoomCursor, RoomId, SessionRole, UserId,
-};
+use convene_protocol::{ClientMsgId, ConnId, NodeId, RequestId, RoomId, SessionRequest, UserId};
 
 use super::*;
 
-/// What a session is asked to do, by a connection or by the outcome of its own writes.
+/// What a session is asked to do.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Command {
-    Join {
+    /// A request from a connection, exactly as its client sent it. `identity` is who the
+    /// connection authenticated as: a join is decided on it; every other request is checked
+    /// against the connection's place in the session.
+    Request {
         conn: ConnId,
         identity: Identity,
-        request_id: Option<RequestId>,
-        resume: Vec<RoomCursor>,
+        request: SessionRequest,
     },
-    Leave {
-        conn: ConnId,
-        request_id: Option<RequestId>,
-    },
+    /// A connection closed (or was closed as slow).
     Disconnect {
         conn: ConnId,
     },
-    End {
-        conn: ConnId,
-        request_id: Option<RequestId>,
+    /// A node stopped answering: its connections are gone.
+    NodeGone {
+        node: NodeId,
     },
-    Admit {
-        conn: ConnId,
-        request_id: Option<RequestId>,
-        user: UserId,
+    /// Messages between `here` (this node) and the others were lost: connections of other
+    /// nodes may have missed events, or their departures may never arrive. They leave, and
+    /// their nodes close them to resume.
+    RemotesLost {
+        here: NodeId,
     },
-    Deny {
-        conn: ConnId,
-        request_id: Option<RequestId>,
-        user: UserId,
-    },
-    SetLobby {
-        conn: ConnId,
-        request_id: Option<RequestId>,
-        enabled: bool,
-    },
-    SetRole {
-        conn: ConnId,
-        request_id: Option<RequestId>,
-        user: UserId,
-        role: SessionRole,
-    },
-    Remove {
-        conn: ConnId,
-        request_id: Option<RequestId>,
-        user: UserId,
-    },
-    SetStatus {
-        conn: ConnId,
-        request_id: Option<RequestId>,
-        status: PresenceStatus,
-    },
-    Post {
-        conn: ConnId,
-        request_id: Option<RequestId>,
-        room: RoomId,
-        client_msg_id: ClientMsgId,
-        body: String,
-    },
-    Edit {
-        conn: ConnId,
-        request_id: Option<RequestId>,
-        room: RoomId,
-        message_id: MessageId,
-        body: String,
-    },
-    Delete {
-        conn: ConnId,
-        request_id: Option<RequestId>,
-        room: RoomId,
-        message_id: MessageId,
-    },
-    Typing {
-        conn: ConnId,
-        request_id: Option<RequestId>,
-        room: RoomId,
-        active: bool,
-    },
-    FetchHistory {
-        conn: ConnId,
-        request_id: Option<RequestId>,
-        room: RoomId,
-        query: HistoryQuery,
-        limit: u32,
-    },
-    CreateRooms {
-        conn: ConnId,
-        request_id: Option<RequestId>,
-        names: Vec<String>,
-        count: Option<u32>,
-        max_participants: u32,
-        mode: AssignmentMode,
-    },
-    UpdateRoom {
-        conn: ConnId,
-        request_id: Option<RequestId>,
-        room: RoomId,
-        name: Option<String>,
-        max_participants: Option<u32>,
-    },
-    DeleteRoom {
-        conn: ConnId,
-        request_id: Option<RequestId>,
-        room: RoomId,
-    },
-    SetBreakoutOptions {
-        conn: ConnId,
-        request_id: Option<RequestId>,
-        allow_self_select: Option<bool>,
-        allow_return_to_main: Option<bool>,
-        countdown_secs: Option<u32>,
-    },
-    Plan {
-        conn: ConnId,
-        request_id: Option<RequestId>,
-        assignments: Vec<(UserId, RoomId)>,
-        automatic: bool,
-        keep_together: Vec<[UserId; 2]>,
-        keep_apart: Vec<[UserId; 2]>,
-        reset: bool,
-    },
-    Open {
-        conn: ConnId,
-        request_id: Option<RequestId>,
-        timer_secs: Option<u32>,
-    },
-    Move {
-        conn: ConnId,
-        request_id: Option<RequestId>,
-        user: UserId,
-        from: RoomId,
-        to: RoomId,
-    },
-    Assign {
-        conn: ConnId,
-        request_id: Option<RequestId>,
-        assignments: Vec<(UserId, RoomId)>,
-    },
-    Swap {
-        conn: ConnId,
-        request_id: Option<RequestId>,
-        a: UserId,
-        b: UserId,
-    },
-    Select {
-        conn: ConnId,
-        request_id: Option<RequestId>,
-        room: RoomId,
-    },
-    Close {
-        conn: ConnId,
-        request_id: Option<RequestId>,
-        rooms: Vec<RoomId>,
-        countdown_secs: Option<u32>,
-    },
-    Broadcast {
-        conn: ConnId,
-        request_id: Option<RequestId>,
-        body: String,
-    },
-    AskForHelp {
-        conn: ConnId,
-        request_id: Option<RequestId>,
-    },
-    ResolveHelp {
-        conn: ConnId,
-        request_id: Option<RequestId>,
-        user: UserId,
-    },
-    /// The session's clock: timers and countdowns that are due fire.
+    Internal(Internal),
+}
+
+/// What the session tells itself: its clock, and the outcomes of its own writes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Internal {
+    /// Timers and countdowns that are due fire.
     Tick,
     /// The outcome of the [`Persist::Staged`] write of the change in flight.
-    Committed {
-        result: Result<(), WriteFailed>,
-    },
+    Committed { result: Result<(), WriteFailed> },
     /// The outcome of a [`Persist::Message`].
-    Posted {
-        room: RoomId,
-        sender: UserId,
-        client_msg_id: ClientMsgId,
-        result: Result<InsertOutcome, WriteFailed>,
-    },
+    Posted { room: RoomId, sender: UserId, client_msg_id: ClientMsgId, result: Result<InsertOutcome, WriteFailed> },
     /// The outcome of a [`Persist::Edit`] or [`Persist::Delete`].
     Changed {
         conn: ConnId,
@@ -196,80 +51,70 @@ pub enum Command {
     },
 }
 
+impl From<Internal> for Command {
+    fn from(internal: Internal) -> Self {
+        Self::Internal(internal)
+    }
+}
+
 impl Command {
     /// Which budget the command draws on, when it is charged before it runs.
     pub(super) fn spend(&self) -> Option<Spend> {
-        match self {
-            Self::Join { .. } => Some(Spend::Join),
-            Self::SetStatus { .. } => Some(Spend::Status),
-            Self::Edit { .. } | Self::Delete { .. } => Some(Spend::Chat),
-            Self::FetchHistory { .. } => Some(Spend::History),
-            Self::Broadcast { .. } => Some(Spend::Broadcast),
-            Self::AskForHelp { .. } => Some(Spend::Help),
-            Self::End { .. }
-            | Self::Admit { .. }
-            | Self::Deny { .. }
-            | Self::SetLobby { .. }
-            | Self::SetRole { .. }
-            | Self::Remove { .. }
-            | Self::CreateRooms { .. }
-            | Self::UpdateRoom { .. }
-            | Self::DeleteRoom { .. }
-            | Self::SetBreakoutOptions { .. }
-            | Self::Plan { .. }
-            | Self::Open { .. }
-            | Self::Move { .. }
-            | Self::Assign { .. }
-            | Self::Swap { .. }
-            | Self::Select { .. }
-            | Self::Close { .. }
-            | Self::ResolveHelp { .. } => Some(Spend::Command),
-            Self::Post { .. } | Self::Typing { .. } => None,
-            Self::Leave { .. }
-            | Self::Disconnect { .. }
-            | Self::Tick
-            | Self::Committed { .. }
-            | Self::Posted { .. }
-            | Self::Changed { .. } => None,
+        let Self::Request { request, .. } = self else { return None };
+        match request {
+            SessionRequest::JoinSession(_) => Some(Spend::Join),
+            SessionRequest::SetStatus(_) => Some(Spend::Status),
+            SessionRequest::EditMessage(_) | SessionRequest::DeleteMessage(_) => Some(Spend::Chat),
+            SessionRequest::FetchHistory(_) => Some(Spend::History),
+            SessionRequest::Broadcast(_) => Some(Spend::Broadcast),
+            SessionRequest::AskForHelp(_) => Some(Spend::Help),
+            SessionRequest::EndSession(_)
+            | SessionRequest::AdmitParticipant(_)
+            | SessionRequest::DenyParticipant(_)
+            | SessionRequest::SetLobby(_)
+            | SessionRequest::SetRole(_)
+            | SessionRequest::RemoveParticipant(_)
+            | SessionRequest::CreateBreakoutRooms(_)
+            | SessionRequest::UpdateBreakoutRoom(_)
+            | SessionRequest::DeleteBreakoutRoom(_)
+            | SessionRequest::SetBreakoutOptions(_)
+            | SessionRequest::PlanBreakouts(_)
+            | SessionRequest::OpenBreakouts(_)
+            | SessionRequest::MoveParticipant(_)
+            | SessionRequest::AssignParticipants(_)
+            | SessionRequest::SwapParticipants(_)
+            | SessionRequest::SelectRoom(_)
+            | SessionRequest::CloseBreakoutRooms(_)
+            | SessionRequest::ResolveHelp(_) => Some(Spend::Command),
+            // Posts and typing spend in their own handlers, where retries and repeats are told
+            // apart first; leaving costs nothing.
+            SessionRequest::SendMessage(_) | SessionRequest::Typing(_) | SessionRequest::LeaveSession(_) => None,
         }
     }
 
-    /// The connection that asked, and its request id, for error replies.
-    pub(super) fn origin(&self) -> (Option<ConnId>, Option<RequestId>) {
+    /// Whether this is the outcome of a write refused because the session has a newer owner.
+    pub fn was_fenced(&self) -> bool {
+        let fenced = Err(WriteFailed::Fenced);
         match self {
-            Self::Join { conn, request_id, .. }
-            | Self::Leave { conn, request_id }
-            | Self::End { conn, request_id }
-            | Self::Admit { conn, request_id, .. }
-            | Self::Deny { conn, request_id, .. }
-            | Self::SetLobby { conn, request_id, .. }
-            | Self::SetRole { conn, request_id, .. }
-            | Self::Remove { conn, request_id, .. }
-            | Self::SetStatus { conn, request_id, .. }
-            | Self::Post { conn, request_id, .. }
-            | Self::Edit { conn, request_id, .. }
-            | Self::Delete { conn, request_id, .. }
-            | Self::FetchHistory { conn, request_id, .. } => (Some(*conn), request_id.clone()),
-            Self::CreateRooms { conn, request_id, .. }
-            | Self::UpdateRoom { conn, request_id, .. }
-            | Self::DeleteRoom { conn, request_id, .. }
-            | Self::SetBreakoutOptions { conn, request_id, .. }
-            | Self::Plan { conn, request_id, .. }
-            | Self::Open { conn, request_id, .. }
-            | Self::Move { conn, request_id, .. }
-            | Self::Assign { conn, request_id, .. }
-            | Self::Swap { conn, request_id, .. }
-            | Self::Select { conn, request_id, .. }
-            | Self::Close { conn, request_id, .. }
-            | Self::Broadcast { conn, request_id, .. }
-            | Self::AskForHelp { conn, request_id }
-            | Self::ResolveHelp { conn, request_id, .. } => (Some(*conn), request_id.clone()),
-            Self::Typing { conn, request_id, .. } => (Some(*conn), request_id.clone()),
-            Self::Disconnect { .. }
-            | Self::Posted { .. }
-            | Self::Changed { .. }
-            | Self::Tick
-            | Self::Committed { .. } => (None, None),
+            Self::Internal(Internal::Committed { result }) => *result == fenced,
+            Self::Internal(Internal::Posted { result, .. }) => result.as_ref().err() == Some(&WriteFailed::Fenced),
+            Self::Internal(Internal::Changed { result, .. }) => result.as_ref().err() == Some(&WriteFailed::Fenced),
+            _ => false,
+        }
+    }
+
+    /// Whether this is a connection's `join_session`.
+    pub fn is_join(&self) -> bool {
+        matches!(self, Self::Request { request: SessionRequest::JoinSession(_), .. })
+    }
+
+    /// The connection that asked, and its request id, for error replies.
+    pub fn origin(&self) -> (Option<ConnId>, Option<RequestId>) {
+        match self {
+            Self::Request { conn, request, .. } => (Some(*conn), request.request_id().cloned()),
+            Self::Disconnect { .. } | Self::NodeGone { .. } | Self::RemotesLost { .. } | Self::Internal(_) => {
+                (None, None)
+            }
         }
     }
 }

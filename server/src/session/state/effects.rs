@@ -194,7 +194,7 @@ pub enum Persist {
         changes: Vec<SessionWrite>,
     },
     /// The rows of the change in flight, in one transaction; its outcome comes back as
-    /// [`Command::Committed`], and only then is the change applied and announced.
+    /// [`Internal::Committed`], and only then is the change applied and announced.
     Staged {
         changes: Vec<SessionWrite>,
     },

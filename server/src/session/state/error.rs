@@ -79,7 +79,8 @@ impl SessionError {
 impl From<WriteFailed> for SessionError {
     fn from(failure: WriteFailed) -> Self {
         match failure {
-            WriteFailed::Unavailable => Self::Unavailable,
+            // A session taken over by another owner: a retry reaches the new one.
+            WriteFailed::Unavailable | WriteFailed::Fenced => Self::Unavailable,
             WriteFailed::Rejected => Self::Internal,
         }
     }

@@ -7,7 +7,7 @@
 //! - A connection is attached at most once, either waiting in the lobby or admitted.
 //! - An admitted user is a member of exactly one room; presence changes reach others as diffs.
 //! - A chat message is announced to the room and acknowledged only after its commit
-//!   ([`Command::Posted`]); a retried client message id is acknowledged again, never re-posted.
+//!   ([`Internal::Posted`]); a retried client message id is acknowledged again, never re-posted.
 
 mod audit;
 mod breakout_setup;
@@ -24,7 +24,7 @@ mod staging;
 #[cfg(test)]
 mod tests;
 
-pub use command::Command;
+pub use command::{Command, Internal};
 pub use effects::{
     Audience, BreakoutOptions, BreakoutView, Effect, Event, Help, Overview, Persist, Reply, Resumed, RoomSummary,
     Snapshot, Waiting,
@@ -38,7 +38,10 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
-use convene_protocol::{ConnId, RequestId, Role, RoomCursor, RoomId, SessionRole, SessionStatus, SessionType, UserId};
+use convene_protocol::{
+    Assignment, ConnId, RequestId, Role, RoomCursor, RoomId, SessionRequest, SessionRole, SessionStatus, SessionType,
+    UserId,
+};
 
 use crate::auth::Identity;
 use crate::chat::{Gap, RoomChat};
@@ -285,6 +288,19 @@ impl SessionState {
         &self.session
     }
 
+    /// Detaches every connection `gone` picks, as if each had closed.
+    fn detach_where(&mut self, gone: impl Fn(ConnId) -> bool, now: Now, out: &mut Vec<Effect>) {
+        let gone: Vec<ConnId> = self.conns.keys().copied().filter(|conn| gone(*conn)).collect();
+        for conn in gone {
+            self.detach(conn, now, out);
+        }
+    }
+
+    /// Whether `conn` is attached to the session (admitted or in the lobby).
+    pub fn holds(&self, conn: ConnId) -> bool {
+        self.conns.contains_key(&conn)
+    }
+
     /// Connections that must receive an event sent to `audience`.
     pub fn for_each_conn(&self, audience: &Audience, mut deliver: impl FnMut(ConnId)) {
         let mut member_conns = |member: &Member| member.conns.iter().copied().for_each(&mut deliver);
@@ -328,102 +344,116 @@ impl SessionState {
     pub fn apply(&mut self, command: Command, now: Now, out: &mut Vec<Effect>) {
         let Some(command) = self.defer(command, out) else { return };
         let (conn, request_id) = command.origin();
-        let joining = matches!(command, Command::Join { .. });
+        if let Command::Request { conn, identity, .. } = &command
+            && identity.organization_id != self.session.organization_id
+        {
+            // Another organization's session: indistinguishable from one that does not exist.
+            send(out, Audience::Conn(*conn), Event::Failed { request_id, error: SessionError::NotFound });
+            if command.is_join() && !self.conns.contains_key(conn) {
+                out.push(Effect::Detach(*conn));
+            }
+            return;
+        }
         if let Err(error) = self.charge(&command, now) {
             if let Some(conn) = conn {
                 send(out, Audience::Conn(conn), Event::Failed { request_id, error });
             }
             return;
         }
-        let result = match command {
-            Command::Join { conn, identity, request_id, resume } => {
-                self.join(conn, identity, request_id, resume, now, out)
+        match command {
+            Command::Request { conn, identity, request } => {
+                let joining = matches!(request, SessionRequest::JoinSession(_));
+                if let Err(error) = self.request(conn, identity, request, now, out) {
+                    send(out, Audience::Conn(conn), Event::Failed { request_id, error });
+                    if joining && !self.conns.contains_key(&conn) {
+                        // A refused join leaves nothing behind: the actor lets go of the connection.
+                        out.push(Effect::Detach(conn));
+                    }
+                }
             }
-            Command::Leave { conn, request_id } => self.leave(conn, request_id, now, out),
-            Command::Disconnect { conn } => {
-                self.detach(conn, now, out);
-                Ok(())
+            Command::Disconnect { conn } => self.detach(conn, now, out),
+            Command::NodeGone { node } => self.detach_where(|conn| conn.node == node, now, out),
+            Command::RemotesLost { here } => self.detach_where(|conn| conn.node != here, now, out),
+            Command::Internal(Internal::Tick) => self.tick(now, out),
+            Command::Internal(Internal::Committed { result }) => self.committed(result, now, out),
+            Command::Internal(Internal::Posted { room, sender, client_msg_id, result }) => {
+                self.posted(room, sender, &client_msg_id, result, out)
             }
-            Command::End { conn, request_id } => self.end(conn, request_id, now, out),
-            Command::Admit { conn, request_id, user } => self.decide(conn, request_id, user, Verdict::Admit, now, out),
-            Command::Deny { conn, request_id, user } => self.decide(conn, request_id, user, Verdict::Deny, now, out),
-            Command::SetLobby { conn, request_id, enabled } => self.set_lobby(conn, request_id, enabled, now, out),
-            Command::SetRole { conn, request_id, user, role } => self.set_role(conn, request_id, user, role, now, out),
-            Command::Remove { conn, request_id, user } => self.remove(conn, request_id, user, now, out),
-            Command::SetStatus { conn, request_id, status } => self.set_status(conn, request_id, status, out),
-            Command::Post { conn, request_id, room, client_msg_id, body } => {
-                self.post(conn, request_id, room, client_msg_id, body, now, out)
+            Command::Internal(Internal::Changed { conn, request_id, deleted_by, result }) => {
+                self.changed(conn, request_id, deleted_by, result, out)
             }
-            Command::Edit { conn, request_id, room, message_id, body } => {
-                self.edit(conn, request_id, room, message_id, body, now, out)
-            }
-            Command::Delete { conn, request_id, room, message_id } => {
-                self.delete(conn, request_id, room, message_id, now, out)
-            }
-            Command::Typing { conn, request_id, room, active } => self.typing(conn, request_id, room, active, now, out),
-            Command::FetchHistory { conn, request_id, room, query, limit } => self
-                .history_of(conn, room)
-                .map(|_| out.push(Effect::ReadHistory { conn, request_id, room, query, limit })),
-            Command::CreateRooms { conn, request_id, names, count, max_participants, mode } => {
-                self.create_rooms(conn, request_id, &names, count, max_participants, mode, now, out)
-            }
-            Command::UpdateRoom { conn, request_id, room, name, max_participants } => {
-                self.update_room(conn, request_id, room, name, max_participants, now, out)
-            }
-            Command::DeleteRoom { conn, request_id, room } => self.delete_room(conn, request_id, room, now, out),
-            Command::SetBreakoutOptions {
+        }
+    }
+
+    /// Answers one request from a connection: the single place a request's kind is matched.
+    fn request(
+        &mut self,
+        conn: ConnId,
+        identity: Identity,
+        request: SessionRequest,
+        now: Now,
+        out: &mut Vec<Effect>,
+    ) -> Result<(), SessionError> {
+        use SessionRequest as R;
+        let pairs = |assignments: &[Assignment]| assignments.iter().map(|a| (a.user_id, a.room_id)).collect();
+        match request {
+            R::JoinSession(m) => self.join(conn, identity, m.request_id, m.resume, now, out),
+            R::LeaveSession(m) => self.leave(conn, m.request_id, now, out),
+            R::EndSession(m) => self.end(conn, m.request_id, now, out),
+            R::AdmitParticipant(m) => self.decide(conn, m.request_id, m.user_id, Verdict::Admit, now, out),
+            R::DenyParticipant(m) => self.decide(conn, m.request_id, m.user_id, Verdict::Deny, now, out),
+            R::SetLobby(m) => self.set_lobby(conn, m.request_id, m.enabled, now, out),
+            R::SetRole(m) => self.set_role(conn, m.request_id, m.user_id, m.role, now, out),
+            R::RemoveParticipant(m) => self.remove(conn, m.request_id, m.user_id, now, out),
+            R::SetStatus(m) => self.set_status(conn, m.request_id, m.status, out),
+            R::SendMessage(m) => self.post(conn, m.request_id, m.room_id, m.client_msg_id, m.body, now, out),
+            R::EditMessage(m) => self.edit(conn, m.request_id, m.room_id, m.message_id, m.body, now, out),
+            R::DeleteMessage(m) => self.delete(conn, m.request_id, m.room_id, m.message_id, now, out),
+            R::Typing(m) => self.typing(conn, m.request_id, m.room_id, m.active, now, out),
+            R::FetchHistory(m) => self.fetch_history(conn, m, out),
+            R::CreateBreakoutRooms(m) => self.create_rooms(
                 conn,
-                request_id,
-                allow_self_select,
-                allow_return_to_main,
-                countdown_secs,
-            } => self.set_breakout_options(
-                conn,
-                request_id,
-                allow_self_select,
-                allow_return_to_main,
-                countdown_secs,
+                m.request_id,
+                &m.names,
+                m.count,
+                m.max_participants,
+                m.assignment_mode,
+                now,
                 out,
             ),
-            Command::Plan { conn, request_id, assignments, automatic, keep_together, keep_apart, reset } => {
-                self.plan(conn, request_id, assignments, automatic, keep_together, keep_apart, reset, out)
+            R::UpdateBreakoutRoom(m) => {
+                self.update_room(conn, m.request_id, m.room_id, m.name, m.max_participants, now, out)
             }
-            Command::Open { conn, request_id, timer_secs } => self.open(conn, request_id, timer_secs, now, out),
-            Command::Move { conn, request_id, user, from, to } => {
-                self.move_participant(conn, request_id, user, from, to, now, out)
+            R::DeleteBreakoutRoom(m) => self.delete_room(conn, m.request_id, m.room_id, now, out),
+            R::SetBreakoutOptions(m) => self.set_breakout_options(
+                conn,
+                m.request_id,
+                m.allow_self_select,
+                m.allow_return_to_main,
+                m.countdown_secs,
+                out,
+            ),
+            R::PlanBreakouts(m) => self.plan(
+                conn,
+                m.request_id,
+                pairs(&m.assignments),
+                m.automatic,
+                m.keep_together,
+                m.keep_apart,
+                m.reset,
+                out,
+            ),
+            R::OpenBreakouts(m) => self.open(conn, m.request_id, m.timer_secs, now, out),
+            R::MoveParticipant(m) => {
+                self.move_participant(conn, m.request_id, m.user_id, m.from_room_id, m.to_room_id, now, out)
             }
-            Command::Assign { conn, request_id, assignments } => self.assign(conn, request_id, assignments, now, out),
-            Command::Swap { conn, request_id, a, b } => self.swap(conn, request_id, a, b, now, out),
-            Command::Select { conn, request_id, room } => self.select(conn, request_id, room, now, out),
-            Command::Close { conn, request_id, rooms, countdown_secs } => {
-                self.close(conn, request_id, rooms, countdown_secs, now, out)
-            }
-            Command::Broadcast { conn, request_id, body } => self.broadcast(conn, request_id, body, now, out),
-            Command::AskForHelp { conn, request_id } => self.ask_for_help(conn, request_id, now, out),
-            Command::ResolveHelp { conn, request_id, user } => self.resolve_help(conn, request_id, user, out),
-            Command::Tick => {
-                self.tick(now, out);
-                Ok(())
-            }
-            Command::Committed { result } => {
-                self.committed(result, now, out);
-                Ok(())
-            }
-            Command::Posted { room, sender, client_msg_id, result } => {
-                self.posted(room, sender, &client_msg_id, result, out);
-                Ok(())
-            }
-            Command::Changed { conn, request_id, deleted_by, result } => {
-                self.changed(conn, request_id, deleted_by, result, out);
-                Ok(())
-            }
-        };
-        if let (Err(error), Some(conn)) = (result, conn) {
-            send(out, Audience::Conn(conn), Event::Failed { request_id, error });
-            if joining && !self.conns.contains_key(&conn) {
-                // A refused join leaves nothing behind: the actor lets go of the connection.
-                out.push(Effect::Detach(conn));
-            }
+            R::AssignParticipants(m) => self.assign(conn, m.request_id, pairs(&m.assignments), now, out),
+            R::SwapParticipants(m) => self.swap(conn, m.request_id, m.user_a, m.user_b, now, out),
+            R::SelectRoom(m) => self.select(conn, m.request_id, m.room_id, now, out),
+            R::CloseBreakoutRooms(m) => self.close(conn, m.request_id, m.room_ids, m.countdown_secs, now, out),
+            R::Broadcast(m) => self.broadcast(conn, m.request_id, m.body, now, out),
+            R::AskForHelp(m) => self.ask_for_help(conn, m.request_id, now, out),
+            R::ResolveHelp(m) => self.resolve_help(conn, m.request_id, m.user_id, out),
         }
     }
 
@@ -433,7 +463,7 @@ impl SessionState {
     fn charge(&mut self, command: &Command, now: Now) -> Result<(), SessionError> {
         let Some(spend) = command.spend() else { return Ok(()) };
         let user = match command {
-            Command::Join { identity, .. } => Some(identity.user_id),
+            Command::Request { identity, request: SessionRequest::JoinSession(_), .. } => Some(identity.user_id),
             _ => command.origin().0.and_then(|conn| self.conns.get(&conn)).map(|a| a.user),
         };
         match user {

@@ -4,7 +4,7 @@
 //! moving, assigning, swapping, selecting, closing) is first checked against the session as it
 //! stands. If it passes, the state machine *stages* it: the change is described as a [`Change`],
 //! its rows (transitions, room changes) go to the writer as one transaction, and nothing in
-//! memory moves yet. When the commit comes back ([`super::Command::Committed`]) the change is
+//! memory moves yet. When the commit comes back ([`super::Internal::Committed`]) the change is
 //! applied and announced, the request is answered `ok` and remembered for retries. When the
 //! write fails, the requester alone hears why, and nothing changed: a retry runs again.
 //!
@@ -17,9 +17,9 @@ use std::collections::VecDeque;
 
 use chrono::{DateTime, Utc};
 
-use convene_protocol::{MoveReason, RequestId, RoomId, SessionRole, UserId};
+use convene_protocol::{MoveReason, RequestId, RoomId, SessionRequest, SessionRole, UserId};
 
-use super::{Audience, Command, Effect, Event, Now, Persist, Reply, SessionError, SessionState, send};
+use super::{Audience, Command, Effect, Event, Internal, Now, Persist, Reply, SessionError, SessionState, send};
 use crate::rooms::{Breakout, Deadline};
 use crate::store::{SessionWrite, WriteFailed};
 
@@ -61,29 +61,34 @@ pub(super) struct Staging {
 impl Command {
     /// Whether the command must wait while a change of rooms is in flight.
     pub(super) fn waits_for_commit(&self) -> bool {
-        matches!(
-            self,
-            Self::Join { .. }
-                | Self::Leave { .. }
-                | Self::Disconnect { .. }
-                | Self::End { .. }
-                | Self::Admit { .. }
-                | Self::Deny { .. }
-                | Self::SetLobby { .. }
-                | Self::SetRole { .. }
-                | Self::Remove { .. }
-                | Self::CreateRooms { .. }
-                | Self::UpdateRoom { .. }
-                | Self::DeleteRoom { .. }
-                | Self::Plan { .. }
-                | Self::Open { .. }
-                | Self::Move { .. }
-                | Self::Assign { .. }
-                | Self::Swap { .. }
-                | Self::Select { .. }
-                | Self::Close { .. }
-                | Self::Tick
-        )
+        match self {
+            Self::Request { request, .. } => matches!(
+                request,
+                SessionRequest::JoinSession(_)
+                    | SessionRequest::LeaveSession(_)
+                    | SessionRequest::EndSession(_)
+                    | SessionRequest::AdmitParticipant(_)
+                    | SessionRequest::DenyParticipant(_)
+                    | SessionRequest::SetLobby(_)
+                    | SessionRequest::SetRole(_)
+                    | SessionRequest::RemoveParticipant(_)
+                    | SessionRequest::CreateBreakoutRooms(_)
+                    | SessionRequest::UpdateBreakoutRoom(_)
+                    | SessionRequest::DeleteBreakoutRoom(_)
+                    | SessionRequest::PlanBreakouts(_)
+                    | SessionRequest::OpenBreakouts(_)
+                    | SessionRequest::MoveParticipant(_)
+                    | SessionRequest::AssignParticipants(_)
+                    | SessionRequest::SwapParticipants(_)
+                    | SessionRequest::SelectRoom(_)
+                    | SessionRequest::CloseBreakoutRooms(_)
+            ),
+            Self::Disconnect { .. }
+            | Self::NodeGone { .. }
+            | Self::RemotesLost { .. }
+            | Self::Internal(Internal::Tick) => true,
+            Self::Internal(Internal::Committed { .. } | Internal::Posted { .. } | Internal::Changed { .. }) => false,
+        }
     }
 }
 
@@ -99,8 +104,10 @@ impl SessionState {
             return Some(command);
         }
         // A departure is never refused: the connection is gone whatever the queue holds, and
-        // there is at most one per connection.
-        if self.staging.deferred.len() >= DEFERRED_CAPACITY && !matches!(command, Command::Disconnect { .. }) {
+        // there is at most one per connection (or node).
+        let departure =
+            matches!(command, Command::Disconnect { .. } | Command::NodeGone { .. } | Command::RemotesLost { .. });
+        if self.staging.deferred.len() >= DEFERRED_CAPACITY && !departure {
             let (conn, request_id) = command.origin();
             tracing::warn!(capacity = DEFERRED_CAPACITY, "deferred commands full; refusing one as unavailable");
             if let Some(conn) = conn {

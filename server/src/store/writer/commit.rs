@@ -19,8 +19,18 @@ impl Store {
                 per_room.entry(message.room_id).or_insert((message.session_id, 0)).1 += 1;
             }
         }
+        // Each session owner's token is checked once, before any of its ops.
+        let mut fences: Vec<crate::store::Fence> = Vec::new();
+        for fence in ops.iter().filter_map(|queued| queued.fence) {
+            if !fences.contains(&fence) {
+                fences.push(fence);
+            }
+        }
         with_db!(&self.db, pool => {
             let mut tx = pool.begin().await?;
+            for fence in &fences {
+                crate::store::check_fence!(tx, fence);
+            }
             // One statement advances every room's counter; the returned value is the room's new
             // last sequence, so this batch's messages take the numbers just below it.
             let mut next_seq: HashMap<RoomId, i64> = HashMap::with_capacity(per_room.len());

@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, warn};
 
-use super::{EditOutcome, InsertOutcome, MessageRecord, NewMessage, Store, StoreError};
+use super::{EditOutcome, Fence, InsertOutcome, MessageRecord, NewMessage, Store, StoreError};
 use crate::metrics::Metrics;
 
 /// Ops waiting for the writer. Large enough to absorb a burst of several batches from every
@@ -62,6 +62,9 @@ pub enum WriteFailed {
     Unavailable,
     #[error("the database refused the write")]
     Rejected,
+    /// The session has a newer owner; the write was not made and never will be by this one.
+    #[error("the session is owned elsewhere now")]
+    Fenced,
 }
 
 /// One write. Ops with a `done` channel are answered after commit; the others are bookkeeping
@@ -135,6 +138,8 @@ enum OpResult {
 #[derive(Debug)]
 struct Queued {
     op: WriteOp,
+    /// The session owner's token, checked in the op's transaction.
+    fence: Option<Fence>,
     submitted: Instant,
     /// Past it, the op is answered `Unavailable` instead of being attempted again.
     deadline: Instant,
@@ -155,6 +160,8 @@ impl WriteOp {
 #[derive(Clone, Debug)]
 pub struct Writer {
     tx: mpsc::Sender<Queued>,
+    /// Set on a session owner's writer: every op it submits is fenced with it.
+    fence: Option<Fence>,
     /// How long an awaited op may take before it is answered `Unavailable`.
     request_timeout: Duration,
 }
@@ -172,13 +179,19 @@ impl Writer {
     ) -> Self {
         let (tx, rx) = mpsc::channel(WRITER_QUEUE_CAPACITY);
         tracker.spawn(run(store, rx, metrics, shutdown, request_timeout));
-        Self { tx, request_timeout }
+        Self { tx, fence: None, request_timeout }
+    }
+
+    /// The same writer, for a session's owner: each op it submits commits only while `fence` is
+    /// still the session's current token, and fails as [`WriteFailed::Fenced`] after that.
+    pub fn fenced(&self, fence: Fence) -> Self {
+        Self { fence: Some(fence), ..self.clone() }
     }
 
     fn queued(&self, op: WriteOp) -> Queued {
         let submitted = Instant::now();
         let allowed = if op.awaited() { self.request_timeout } else { RETRY_WINDOW };
-        Queued { op, submitted, deadline: submitted + allowed }
+        Queued { op, fence: self.fence, submitted, deadline: submitted + allowed }
     }
 
     /// Queues an op without waiting; fails when the queue is full or the writer has stopped.
@@ -332,6 +345,10 @@ async fn commit_one(store: &Store, queued: &Queued) -> Result<OpResult, WriteFai
                 .ok_or(WriteFailed::Rejected),
             _ => Err(WriteFailed::Rejected),
         },
+        Err(StoreError::Fenced(session)) => {
+            warn!(%session, "write of a session owned elsewhere refused");
+            Err(WriteFailed::Fenced)
+        }
         Err(err) => {
             error!(error = %err, op = ?queued.op, "write refused");
             Err(if err.is_transient() { WriteFailed::Unavailable } else { WriteFailed::Rejected })

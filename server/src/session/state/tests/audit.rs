@@ -35,7 +35,10 @@ fn every_host_action_is_audited_once_under_its_request() {
     join(&mut f.state, 1, f.host);
     let invited = Identity { user_id: f.invited, ..identity(Role::Patient, f.org) };
     join(&mut f.state, 2, invited);
-    apply(&mut f.state, Command::Admit { conn: ConnId(1), request_id: None, user: f.invited });
+    apply(
+        &mut f.state,
+        asks(conn_id(1), AdmitParticipant { request_id: None, session_id: SESSION, user_id: f.invited }),
+    );
     let (first, second) = (identity(Role::Patient, f.org), identity(Role::Patient, f.org));
     assert_eq!(outcome(&join(&mut f.state, 3, first), 3), Some(Outcome::Lobby));
     assert_eq!(outcome(&join(&mut f.state, 4, second), 4), Some(Outcome::Lobby));
@@ -43,13 +46,16 @@ fn every_host_action_is_audited_once_under_its_request() {
     let main = f.room;
     let message = match apply(
         &mut f.state,
-        Command::Post {
-            conn: ConnId(2),
-            request_id: None,
-            room: main,
-            client_msg_id: ClientMsgId::new("m").expect("valid"),
-            body: "hello".into(),
-        },
+        asks(
+            conn_id(2),
+            SendMessage {
+                request_id: None,
+                session_id: SESSION,
+                room_id: main,
+                client_msg_id: ClientMsgId::new("m").expect("valid"),
+                body: "hello".into(),
+            },
+        ),
     )
     .first()
     {
@@ -57,64 +63,141 @@ fn every_host_action_is_audited_once_under_its_request() {
         other => panic!("expected a write, got {other:?}"),
     };
 
-    let conn = ConnId(1);
+    let conn = conn_id(1);
     let cases: Vec<(Command, AuditAction, Option<UserId>)> = vec![
-        (Command::Admit { conn, request_id: request(0), user: first.user_id }, AuditAction::Admit, Some(first.user_id)),
-        (Command::Deny { conn, request_id: request(1), user: second.user_id }, AuditAction::Deny, Some(second.user_id)),
-        (Command::SetLobby { conn, request_id: request(2), enabled: false }, AuditAction::SetLobby, None),
         (
-            Command::UpdateRoom {
+            asks(conn, AdmitParticipant { request_id: request(0), session_id: SESSION, user_id: first.user_id }),
+            AuditAction::Admit,
+            Some(first.user_id),
+        ),
+        (
+            asks(conn, DenyParticipant { request_id: request(1), session_id: SESSION, user_id: second.user_id }),
+            AuditAction::Deny,
+            Some(second.user_id),
+        ),
+        (
+            asks(conn, SetLobby { request_id: request(2), session_id: SESSION, enabled: false }),
+            AuditAction::SetLobby,
+            None,
+        ),
+        (
+            asks(
                 conn,
-                request_id: request(3),
-                room: rooms[0],
-                name: Some("Quiet".into()),
-                max_participants: None,
-            },
+                UpdateBreakoutRoom {
+                    request_id: request(3),
+                    session_id: SESSION,
+                    room_id: rooms[0],
+                    name: Some("Quiet".into()),
+                    max_participants: None,
+                },
+            ),
             AuditAction::UpdateRoom,
             None,
         ),
-        (Command::DeleteRoom { conn, request_id: request(4), room: rooms[2] }, AuditAction::DeleteRoom, None),
         (
-            Command::Move { conn, request_id: request(5), user: f.invited, from: main, to: rooms[0] },
+            asks(conn, DeleteBreakoutRoom { request_id: request(4), session_id: SESSION, room_id: rooms[2] }),
+            AuditAction::DeleteRoom,
+            None,
+        ),
+        (
+            asks(
+                conn,
+                MoveParticipant {
+                    request_id: request(5),
+                    session_id: SESSION,
+                    user_id: f.invited,
+                    from_room_id: main,
+                    to_room_id: rooms[0],
+                },
+            ),
             AuditAction::Move,
             Some(f.invited),
         ),
         (
-            Command::Assign { conn, request_id: request(6), assignments: vec![(first.user_id, rooms[1])] },
+            asks(
+                conn,
+                AssignParticipants {
+                    request_id: request(6),
+                    session_id: SESSION,
+                    assignments: assignments(vec![(first.user_id, rooms[1])]),
+                },
+            ),
             AuditAction::Assign,
             Some(first.user_id),
         ),
-        (Command::Swap { conn, request_id: request(7), a: f.invited, b: first.user_id }, AuditAction::Swap, None),
         (
-            Command::SetRole { conn, request_id: request(8), user: first.user_id, role: SessionRole::CoHost },
+            asks(
+                conn,
+                SwapParticipants {
+                    request_id: request(7),
+                    session_id: SESSION,
+                    user_a: f.invited,
+                    user_b: first.user_id,
+                },
+            ),
+            AuditAction::Swap,
+            None,
+        ),
+        (
+            asks(
+                conn,
+                SetRole {
+                    request_id: request(8),
+                    session_id: SESSION,
+                    user_id: first.user_id,
+                    role: SessionRole::CoHost,
+                },
+            ),
             AuditAction::SetRole,
             Some(first.user_id),
         ),
-        (Command::Open { conn, request_id: request(9), timer_secs: None }, AuditAction::OpenBreakouts, None),
         (
-            Command::Close { conn, request_id: request(10), rooms: vec![rooms[0]], countdown_secs: Some(0) },
+            asks(conn, OpenBreakouts { request_id: request(9), session_id: SESSION, timer_secs: None }),
+            AuditAction::OpenBreakouts,
+            None,
+        ),
+        (
+            asks(
+                conn,
+                CloseBreakoutRooms {
+                    request_id: request(10),
+                    session_id: SESSION,
+                    room_ids: vec![rooms[0]],
+                    countdown_secs: Some(0),
+                },
+            ),
             AuditAction::CloseBreakouts,
             None,
         ),
         (
-            Command::Delete { conn, request_id: request(11), room: main, message_id: message },
+            asks(
+                conn,
+                DeleteMessage { request_id: request(11), session_id: SESSION, room_id: main, message_id: message },
+            ),
             AuditAction::DeleteMessage,
             None,
         ),
-        (Command::Remove { conn, request_id: request(12), user: f.invited }, AuditAction::Remove, Some(f.invited)),
         (
-            Command::CreateRooms {
+            asks(conn, RemoveParticipant { request_id: request(12), session_id: SESSION, user_id: f.invited }),
+            AuditAction::Remove,
+            Some(f.invited),
+        ),
+        (
+            asks(
                 conn,
-                request_id: request(13),
-                names: vec![],
-                count: Some(1),
-                max_participants: 5,
-                mode: convene_protocol::AssignmentMode::Manual,
-            },
+                CreateBreakoutRooms {
+                    request_id: request(13),
+                    session_id: SESSION,
+                    names: vec![],
+                    count: Some(1),
+                    max_participants: 5,
+                    assignment_mode: convene_protocol::AssignmentMode::Manual,
+                },
+            ),
             AuditAction::CreateRooms,
             None,
         ),
-        (Command::End { conn, request_id: request(14) }, AuditAction::EndSession, None),
+        (asks(conn, EndSession { request_id: request(14), session_id: SESSION }), AuditAction::EndSession, None),
     ];
     for (n, (command, action, target)) in cases.into_iter().enumerate() {
         let effects = apply(&mut f.state, command);
@@ -136,18 +219,24 @@ fn what_participants_do_for_themselves_is_not_audited() {
     let person = identity(Role::Patient, f.org);
     join(&mut f.state, 2, person);
     let rooms = create_rooms(&mut f, 1, 5);
-    let options = Command::SetBreakoutOptions {
-        conn: ConnId(1),
-        request_id: None,
-        allow_self_select: Some(true),
-        allow_return_to_main: None,
-        countdown_secs: None,
-    };
+    let options = asks(
+        conn_id(1),
+        SetBreakoutOptions {
+            request_id: None,
+            session_id: SESSION,
+            allow_self_select: Some(true),
+            allow_return_to_main: None,
+            countdown_secs: None,
+        },
+    );
     apply(&mut f.state, options);
     let own = [
-        Command::Select { conn: ConnId(2), request_id: None, room: rooms[0] },
-        Command::Delete { conn: ConnId(2), request_id: None, room: rooms[0], message_id: MessageId::new_v4() },
-        Command::Leave { conn: ConnId(2), request_id: None },
+        asks(conn_id(2), SelectRoom { request_id: None, session_id: SESSION, room_id: rooms[0] }),
+        asks(
+            conn_id(2),
+            DeleteMessage { request_id: None, session_id: SESSION, room_id: rooms[0], message_id: MessageId::new_v4() },
+        ),
+        asks(conn_id(2), LeaveSession { request_id: None, session_id: SESSION }),
     ];
     for command in own {
         let effects = apply(&mut f.state, command.clone());
@@ -163,10 +252,10 @@ fn lobby_decisions_and_the_end_take_effect_only_once_written() {
     join(&mut f.state, 2, waiting);
     let user = waiting.user_id;
     let decisions = [
-        Command::Admit { conn: ConnId(1), request_id: None, user },
-        Command::Deny { conn: ConnId(1), request_id: None, user },
-        Command::SetLobby { conn: ConnId(1), request_id: None, enabled: false },
-        Command::End { conn: ConnId(1), request_id: None },
+        asks(conn_id(1), AdmitParticipant { request_id: None, session_id: SESSION, user_id: user }),
+        asks(conn_id(1), DenyParticipant { request_id: None, session_id: SESSION, user_id: user }),
+        asks(conn_id(1), SetLobby { request_id: None, session_id: SESSION, enabled: false }),
+        asks(conn_id(1), EndSession { request_id: None, session_id: SESSION }),
     ];
     for decision in decisions {
         // Staged: the person waits on and nobody hears anything until the commit.
@@ -175,12 +264,22 @@ fn lobby_decisions_and_the_end_take_effect_only_once_written() {
         assert!(staged.iter().all(|e| matches!(e, Effect::Persist(_))), "{decision:?}: {staged:?}");
         // The write fails: the host alone hears why, and nothing changed.
         let mut failed = Vec::new();
-        f.state.apply(Command::Committed { result: Err(WriteFailed::Unavailable) }, Now::current(), &mut failed);
+        f.state.apply(
+            Command::Internal(Internal::Committed { result: Err(WriteFailed::Unavailable) }),
+            Now::current(),
+            &mut failed,
+        );
         assert_eq!(replies(&failed, 1), [Err(ErrorCode::Unavailable)], "{decision:?}");
-        assert!(failed.iter().all(|e| matches!(e, Effect::Send { to: Audience::Conn(ConnId(1)), .. })), "{failed:?}");
+        assert!(
+            failed.iter().all(|e| matches!(e, Effect::Send { to: Audience::Conn(c), .. } if *c == conn_id(1))),
+            "{failed:?}"
+        );
         assert!(f.state.lobby.contains_key(&user), "{decision:?}: still waiting");
         assert!(f.state.session().lobby_enabled && f.state.session().status != SessionStatus::Ended);
     }
-    let admitted = apply(&mut f.state, Command::Admit { conn: ConnId(1), request_id: None, user });
+    let admitted = apply(
+        &mut f.state,
+        asks(conn_id(1), AdmitParticipant { request_id: None, session_id: SESSION, user_id: user }),
+    );
     assert_eq!(outcome(&admitted, 2), Some(Outcome::Joined));
 }

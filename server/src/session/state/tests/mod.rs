@@ -2,8 +2,11 @@
 
 use chrono::Utc;
 use convene_protocol::{
-    ClientMsgId, ConnId, ErrorCode, OrgId, RequestId, Role, RoomId, SessionId, SessionRole, SessionStatus, SessionType,
-    UserId,
+    AdmitParticipant, AssignParticipants, Assignment, ClientMsgId, CloseBreakoutRooms, ConnId, CreateBreakoutRooms,
+    DeleteBreakoutRoom, DeleteMessage, DenyParticipant, EndSession, ErrorCode, FetchHistory, JoinSession, LeaveSession,
+    MoveParticipant, OpenBreakouts, OrgId, RemoveParticipant, RequestId, Role, RoomId, SelectRoom, SendMessage,
+    SessionId, SessionRequest, SessionRole, SessionStatus, SessionType, SetBreakoutOptions, SetLobby, SetRole,
+    SwapParticipants, Typing, UpdateBreakoutRoom, UserId,
 };
 use uuid::Uuid;
 
@@ -25,7 +28,7 @@ fn identity(role: Role, org: Option<OrgId>) -> Identity {
 }
 
 fn fixture(session_type: SessionType, lobby_enabled: bool) -> Fixture {
-    let org = Some(OrgId(Uuid::new_v4()));
+    let org = Some(ORG);
     let host = identity(Role::Therapist, org);
     let invited = UserId(Uuid::new_v4());
     let id = SessionId(Uuid::new_v4());
@@ -79,6 +82,37 @@ fn fixture(session_type: SessionType, lobby_enabled: bool) -> Fixture {
     Fixture { state, host, org, invited, room }
 }
 
+/// Connection `local` of a node.
+fn conn_id(local: u64) -> ConnId {
+    ConnId::new(convene_protocol::NodeId(1), local)
+}
+
+/// The session id requests name. The state machine never reads it: requests reach it because
+/// their session id routed them there.
+const SESSION: SessionId = SessionId(Uuid::nil());
+
+/// The organization of every fixture's session.
+const ORG: OrgId = OrgId(Uuid::from_u128(0x0c0ffee));
+
+/// A connection's request other than a join. Such requests are judged by the connection's place
+/// in the session, never by who the identity they carry says they are (see
+/// `a_request_is_judged_by_its_connection_not_the_identity_it_carries`), so they carry nobody in
+/// particular of the session's organization.
+fn asks(conn: ConnId, request: impl Into<SessionRequest>) -> Command {
+    let nobody =
+        Identity { user_id: UserId(Uuid::nil()), role: Role::Mentee, organization_id: Some(ORG), expires_at: 0 };
+    Command::Request { conn, identity: nobody, request: request.into() }
+}
+
+/// A connection's join, decided on the identity it carries.
+fn joining(conn: ConnId, identity: Identity, join: JoinSession) -> Command {
+    Command::Request { conn, identity, request: join.into() }
+}
+
+fn assignments(pairs: Vec<(UserId, RoomId)>) -> Vec<Assignment> {
+    pairs.into_iter().map(|(user_id, room_id)| Assignment { user_id, room_id }).collect()
+}
+
 /// Applies a command as the actor would with a database that commits: a change of rooms it
 /// stages is committed at once.
 fn apply(state: &mut SessionState, command: Command) -> Vec<Effect> {
@@ -89,7 +123,7 @@ fn apply_at(state: &mut SessionState, command: Command, now: Now) -> Vec<Effect>
     let mut out = Vec::new();
     state.apply(command, now, &mut out);
     while state.is_staging() {
-        state.apply(Command::Committed { result: Ok(()) }, now, &mut out);
+        state.apply(Command::Internal(Internal::Committed { result: Ok(()) }), now, &mut out);
     }
     out
 }
@@ -102,7 +136,7 @@ fn apply_uncommitted(state: &mut SessionState, command: Command) -> Vec<Effect> 
 }
 
 fn join(state: &mut SessionState, conn: u64, who: Identity) -> Vec<Effect> {
-    apply(state, Command::Join { conn: ConnId(conn), identity: who, request_id: None, resume: vec![] })
+    apply(state, joining(conn_id(conn), who, JoinSession { request_id: None, resume: vec![], session_id: SESSION }))
 }
 
 /// What the joining connection itself was told.
@@ -115,7 +149,7 @@ enum Outcome {
 
 fn outcome(effects: &[Effect], conn: u64) -> Option<Outcome> {
     effects.iter().find_map(|effect| match effect {
-        Effect::Send { to: Audience::Conn(c), event } if *c == ConnId(conn) => match event {
+        Effect::Send { to: Audience::Conn(c), event } if *c == conn_id(conn) => match event {
             Event::Joined { .. } => Some(Outcome::Joined),
             Event::LobbyWaiting { .. } => Some(Outcome::Lobby),
             Event::Failed { error, .. } => Some(Outcome::Refused(error.code())),
@@ -163,17 +197,41 @@ fn who_joins_directly_who_waits_and_who_is_refused() {
 }
 
 #[test]
+fn a_request_is_judged_by_its_connection_not_the_identity_it_carries() {
+    let mut f = fixture(SessionType::Group, false);
+    join(&mut f.state, 1, f.host);
+    let member = identity(Role::Mentee, f.org);
+    join(&mut f.state, 2, member);
+    let end = EndSession { request_id: None, session_id: SESSION };
+    let claimed = Command::Request { conn: conn_id(2), identity: f.host, request: end.into() };
+    let effects = apply(&mut f.state, claimed);
+    assert_eq!(refusal(&effects), Some(ErrorCode::Forbidden), "{effects:?}");
+    assert_eq!(f.state.session().status, SessionStatus::Active);
+}
+
+#[test]
+fn requests_from_another_organization_find_no_session() {
+    let mut f = fixture(SessionType::Group, false);
+    join(&mut f.state, 1, f.host);
+    let stranger = identity(Role::Admin, Some(OrgId(Uuid::new_v4())));
+    let end = EndSession { request_id: None, session_id: SESSION };
+    let effects = apply(&mut f.state, Command::Request { conn: conn_id(1), identity: stranger, request: end.into() });
+    assert_eq!(refusal(&effects), Some(ErrorCode::NotFound), "{effects:?}");
+    assert_eq!(f.state.session().status, SessionStatus::Active);
+}
+
+#[test]
 fn participants_may_not_take_host_actions() {
     let mut f = fixture(SessionType::Group, false);
     join(&mut f.state, 1, f.host);
     let member = identity(Role::Patient, f.org);
     join(&mut f.state, 2, member);
-    let conn = ConnId(2);
+    let conn = conn_id(2);
     let commands = [
-        Command::End { conn, request_id: None },
-        Command::SetLobby { conn, request_id: None, enabled: true },
-        Command::Admit { conn, request_id: None, user: f.host.user_id },
-        Command::Deny { conn, request_id: None, user: f.host.user_id },
+        asks(conn, EndSession { request_id: None, session_id: SESSION }),
+        asks(conn, SetLobby { request_id: None, session_id: SESSION, enabled: true }),
+        asks(conn, AdmitParticipant { request_id: None, session_id: SESSION, user_id: f.host.user_id }),
+        asks(conn, DenyParticipant { request_id: None, session_id: SESSION, user_id: f.host.user_id }),
     ];
     for command in commands {
         let effects = apply(&mut f.state, command.clone());
@@ -187,12 +245,17 @@ fn a_message_is_announced_only_after_its_commit_and_a_retry_waits_for_it() {
     let mut f = fixture(SessionType::Group, false);
     join(&mut f.state, 1, f.host);
     let cid = ClientMsgId::new("c1").expect("valid");
-    let post = |conn| Command::Post {
-        conn: ConnId(conn),
-        request_id: None,
-        room: f.room,
-        client_msg_id: cid.clone(),
-        body: "hi".into(),
+    let post = |conn| {
+        asks(
+            conn_id(conn),
+            SendMessage {
+                request_id: None,
+                session_id: SESSION,
+                room_id: f.room,
+                client_msg_id: cid.clone(),
+                body: "hi".into(),
+            },
+        )
     };
 
     let effects = apply(&mut f.state, post(1));
@@ -204,12 +267,12 @@ fn a_message_is_announced_only_after_its_commit_and_a_retry_waits_for_it() {
     assert!(retry.is_empty(), "a retry while pending neither writes nor announces: {retry:?}");
 
     let stored = message.stored(1);
-    let posted = Command::Posted {
+    let posted = Command::Internal(Internal::Posted {
         room: f.room,
         sender: f.host.user_id,
         client_msg_id: cid.clone(),
         result: Ok(InsertOutcome::Inserted(stored)),
-    };
+    });
     let effects = apply(&mut f.state, posted);
     let acks = effects.iter().filter(|e| matches!(e, Effect::Send { event: Event::MessageAcked { .. }, .. })).count();
     let posts: Vec<_> =
@@ -219,7 +282,7 @@ fn a_message_is_announced_only_after_its_commit_and_a_retry_waits_for_it() {
 
     let late_retry = apply(&mut f.state, post(1));
     assert!(
-        matches!(late_retry.as_slice(), [Effect::Send { to: Audience::Conn(ConnId(1)), event: Event::MessageAcked { message, .. } }] if message.seq == 1)
+        matches!(late_retry.as_slice(), [Effect::Send { to: Audience::Conn(c), event: Event::MessageAcked { message, .. } }] if *c == conn_id(1) && message.seq == 1)
     );
 }
 
@@ -230,22 +293,25 @@ fn a_failed_write_fails_every_waiter_and_announces_nothing() {
     let cid = ClientMsgId::new("c1").expect("valid");
     apply(
         &mut f.state,
-        Command::Post {
-            conn: ConnId(1),
-            request_id: None,
-            room: f.room,
-            client_msg_id: cid.clone(),
-            body: "hi".into(),
-        },
+        asks(
+            conn_id(1),
+            SendMessage {
+                request_id: None,
+                session_id: SESSION,
+                room_id: f.room,
+                client_msg_id: cid.clone(),
+                body: "hi".into(),
+            },
+        ),
     );
     let effects = apply(
         &mut f.state,
-        Command::Posted {
+        Command::Internal(Internal::Posted {
             room: f.room,
             sender: f.host.user_id,
             client_msg_id: cid,
             result: Err(WriteFailed::Unavailable),
-        },
+        }),
     );
     assert!(
         matches!(
@@ -273,10 +339,16 @@ fn presence_diffs_follow_devices() {
             .collect()
     };
     let steps: [(Command, &[&str]); 4] = [
-        (Command::Join { conn: ConnId(2), identity: member, request_id: None, resume: vec![] }, &["joined"]),
-        (Command::Join { conn: ConnId(3), identity: member, request_id: None, resume: vec![] }, &["updated"]),
-        (Command::Disconnect { conn: ConnId(2) }, &["updated"]),
-        (Command::Disconnect { conn: ConnId(3) }, &["left"]),
+        (
+            joining(conn_id(2), member, JoinSession { request_id: None, resume: vec![], session_id: SESSION }),
+            &["joined"],
+        ),
+        (
+            joining(conn_id(3), member, JoinSession { request_id: None, resume: vec![], session_id: SESSION }),
+            &["updated"],
+        ),
+        (Command::Disconnect { conn: conn_id(2) }, &["updated"]),
+        (Command::Disconnect { conn: conn_id(3) }, &["left"]),
     ];
     for (command, expected) in steps {
         let effects = apply(&mut f.state, command.clone());
@@ -291,7 +363,7 @@ fn ending_tells_everyone_detaches_everyone_and_stops() {
     join(&mut f.state, 2, identity(Role::Patient, f.org));
     let waiting = join(&mut f.state, 3, identity(Role::Patient, f.org));
     assert_eq!(outcome(&waiting, 3), Some(Outcome::Lobby));
-    let effects = apply(&mut f.state, Command::End { conn: ConnId(1), request_id: None });
+    let effects = apply(&mut f.state, asks(conn_id(1), EndSession { request_id: None, session_id: SESSION }));
     let told: Vec<ConnId> = effects
         .iter()
         .find_map(|e| match e {
@@ -312,14 +384,17 @@ fn ending_tells_everyone_detaches_everyone_and_stops() {
 fn create_rooms(f: &mut Fixture, count: u32, max: u32) -> Vec<RoomId> {
     let effects = apply(
         &mut f.state,
-        Command::CreateRooms {
-            conn: ConnId(1),
-            request_id: None,
-            names: vec![],
-            count: Some(count),
-            max_participants: max,
-            mode: convene_protocol::AssignmentMode::Manual,
-        },
+        asks(
+            conn_id(1),
+            CreateBreakoutRooms {
+                request_id: None,
+                session_id: SESSION,
+                names: vec![],
+                count: Some(count),
+                max_participants: max,
+                assignment_mode: convene_protocol::AssignmentMode::Manual,
+            },
+        ),
     );
     effects
         .iter()
@@ -364,48 +439,106 @@ fn moves_are_checked_as_a_whole_before_anyone_moves() {
     let cases: Vec<(&str, Command, Option<ErrorCode>, usize)> = vec![
         (
             "three into a room of two",
-            Command::Assign {
-                conn: ConnId(1),
-                request_id: None,
-                assignments: vec![(a, rooms[0]), (b, rooms[0]), (c, rooms[0])],
-            },
+            asks(
+                conn_id(1),
+                AssignParticipants {
+                    request_id: None,
+                    session_id: SESSION,
+                    assignments: assignments(vec![(a, rooms[0]), (b, rooms[0]), (c, rooms[0])]),
+                },
+            ),
             Some(ErrorCode::Full),
             0,
         ),
         (
             "a person named twice",
-            Command::Assign { conn: ConnId(1), request_id: None, assignments: vec![(a, rooms[0]), (a, rooms[1])] },
+            asks(
+                conn_id(1),
+                AssignParticipants {
+                    request_id: None,
+                    session_id: SESSION,
+                    assignments: assignments(vec![(a, rooms[0]), (a, rooms[1])]),
+                },
+            ),
             Some(ErrorCode::Invalid),
             0,
         ),
         (
             "an unknown room",
-            Command::Move { conn: ConnId(1), request_id: None, user: a, from: main, to: RoomId(Uuid::new_v4()) },
+            asks(
+                conn_id(1),
+                MoveParticipant {
+                    request_id: None,
+                    session_id: SESSION,
+                    user_id: a,
+                    from_room_id: main,
+                    to_room_id: RoomId(Uuid::new_v4()),
+                },
+            ),
             Some(ErrorCode::NotFound),
             0,
         ),
         (
             "two into a room of two",
-            Command::Assign { conn: ConnId(1), request_id: None, assignments: vec![(a, rooms[0]), (b, rooms[0])] },
+            asks(
+                conn_id(1),
+                AssignParticipants {
+                    request_id: None,
+                    session_id: SESSION,
+                    assignments: assignments(vec![(a, rooms[0]), (b, rooms[0])]),
+                },
+            ),
             None,
             2,
         ),
         (
             "a move from where they no longer are",
-            Command::Move { conn: ConnId(1), request_id: None, user: a, from: main, to: rooms[1] },
+            asks(
+                conn_id(1),
+                MoveParticipant {
+                    request_id: None,
+                    session_id: SESSION,
+                    user_id: a,
+                    from_room_id: main,
+                    to_room_id: rooms[1],
+                },
+            ),
             Some(ErrorCode::Conflict),
             0,
         ),
         (
             "a third into the full room",
-            Command::Move { conn: ConnId(1), request_id: None, user: c, from: main, to: rooms[0] },
+            asks(
+                conn_id(1),
+                MoveParticipant {
+                    request_id: None,
+                    session_id: SESSION,
+                    user_id: c,
+                    from_room_id: main,
+                    to_room_id: rooms[0],
+                },
+            ),
             Some(ErrorCode::Full),
             0,
         ),
-        ("a swap keeps counts", Command::Swap { conn: ConnId(1), request_id: None, a, b: c }, None, 2),
+        (
+            "a swap keeps counts",
+            asks(conn_id(1), SwapParticipants { request_id: None, session_id: SESSION, user_a: a, user_b: c }),
+            None,
+            2,
+        ),
         (
             "a participant moving others",
-            Command::Move { conn: ConnId(10), request_id: None, user: b, from: rooms[0], to: rooms[1] },
+            asks(
+                conn_id(10),
+                MoveParticipant {
+                    request_id: None,
+                    session_id: SESSION,
+                    user_id: b,
+                    from_room_id: rooms[0],
+                    to_room_id: rooms[1],
+                },
+            ),
             Some(ErrorCode::Forbidden),
             0,
         ),
@@ -429,10 +562,21 @@ fn a_timer_warns_ahead_then_closes_its_room_on_the_sessions_clock() {
     let rooms = create_rooms(&mut f, 1, 5);
     apply(
         &mut f.state,
-        Command::Assign { conn: ConnId(1), request_id: None, assignments: vec![(person.user_id, rooms[0])] },
+        asks(
+            conn_id(1),
+            AssignParticipants {
+                request_id: None,
+                session_id: SESSION,
+                assignments: assignments(vec![(person.user_id, rooms[0])]),
+            },
+        ),
     );
     let start = Now::current();
-    apply_at(&mut f.state, Command::Open { conn: ConnId(1), request_id: None, timer_secs: Some(120) }, start);
+    apply_at(
+        &mut f.state,
+        asks(conn_id(1), OpenBreakouts { request_id: None, session_id: SESSION, timer_secs: Some(120) }),
+        start,
+    );
     let at = |secs: u64| Now {
         wall: start.wall + chrono::Duration::seconds(secs as i64),
         mono: start.mono + std::time::Duration::from_secs(secs),
@@ -440,7 +584,7 @@ fn a_timer_warns_ahead_then_closes_its_room_on_the_sessions_clock() {
     // The default countdown is 60 s: the warning is due at 60 s, the close at 120 s.
     assert_eq!(f.state.next_deadline(), Some(at(60).mono));
 
-    let out = apply_at(&mut f.state, Command::Tick, at(60));
+    let out = apply_at(&mut f.state, Command::Internal(Internal::Tick), at(60));
     let warned = out.iter().find_map(|e| match e {
         Effect::Send { event: Event::RoomClosing { seconds_left, .. }, .. } => Some(*seconds_left),
         _ => None,
@@ -449,7 +593,7 @@ fn a_timer_warns_ahead_then_closes_its_room_on_the_sessions_clock() {
     assert!(moved_users(&out).is_empty(), "nobody moves before the end");
     assert_eq!(f.state.next_deadline(), Some(at(120).mono));
 
-    let out = apply_at(&mut f.state, Command::Tick, at(120));
+    let out = apply_at(&mut f.state, Command::Internal(Internal::Tick), at(120));
     assert_eq!(moved_users(&out), [person.user_id]);
     let stored = out.iter().any(|e| {
         matches!(e, Effect::Persist(Persist::Staged { changes })
@@ -467,10 +611,10 @@ fn replies(effects: &[Effect], conn: u64) -> Vec<Result<(), ErrorCode>> {
     effects
         .iter()
         .filter_map(|e| match e {
-            Effect::Send { to: Audience::Conn(c), event: Event::Succeeded { .. } } if *c == ConnId(conn) => {
+            Effect::Send { to: Audience::Conn(c), event: Event::Succeeded { .. } } if *c == conn_id(conn) => {
                 Some(Ok(()))
             }
-            Effect::Send { to: Audience::Conn(c), event: Event::Failed { error, .. } } if *c == ConnId(conn) => {
+            Effect::Send { to: Audience::Conn(c), event: Event::Failed { error, .. } } if *c == conn_id(conn) => {
                 Some(Err(error.code()))
             }
             _ => None,
@@ -487,7 +631,18 @@ fn a_move_is_announced_only_after_its_commit_and_a_failed_one_changes_nothing() 
     let rooms = create_rooms(&mut f, 1, 5);
     let user = person.user_id;
     let request = RequestId::new("move-1");
-    let move_it = || Command::Move { conn: ConnId(1), request_id: request.clone(), user, from: f.room, to: rooms[0] };
+    let move_it = || {
+        asks(
+            conn_id(1),
+            MoveParticipant {
+                request_id: request.clone(),
+                session_id: SESSION,
+                user_id: user,
+                from_room_id: f.room,
+                to_room_id: rooms[0],
+            },
+        )
+    };
 
     // Checked and written, but nobody is told and nobody moves yet.
     let staged = apply_uncommitted(&mut f.state, move_it());
@@ -497,10 +652,17 @@ fn a_move_is_announced_only_after_its_commit_and_a_failed_one_changes_nothing() 
 
     // The write fails: the host alone hears why; the person is still where they were.
     let mut failed = Vec::new();
-    f.state.apply(Command::Committed { result: Err(WriteFailed::Unavailable) }, Now::current(), &mut failed);
+    f.state.apply(
+        Command::Internal(Internal::Committed { result: Err(WriteFailed::Unavailable) }),
+        Now::current(),
+        &mut failed,
+    );
     assert_eq!(replies(&failed, 1), [Err(ErrorCode::Unavailable)]);
     assert!(moved_users(&failed).is_empty());
-    assert!(failed.iter().all(|e| matches!(e, Effect::Send { to: Audience::Conn(ConnId(1)), .. })), "{failed:?}");
+    assert!(
+        failed.iter().all(|e| matches!(e, Effect::Send { to: Audience::Conn(c), .. } if *c == conn_id(1))),
+        "{failed:?}"
+    );
     assert_eq!(f.state.presence.get(user).map(|m| m.room), Some(f.room));
 
     // A retry under the same request id runs again, and its commit moves the person.
@@ -525,20 +687,38 @@ fn changes_of_rooms_wait_behind_the_one_in_flight_and_see_its_result() {
     join(&mut f.state, 2, person);
     let rooms = create_rooms(&mut f, 2, 5);
     let user = person.user_id;
-    let first = Command::Move { conn: ConnId(1), request_id: None, user, from: f.room, to: rooms[0] };
-    let second = Command::Move { conn: ConnId(3), request_id: None, user, from: f.room, to: rooms[1] };
+    let first = asks(
+        conn_id(1),
+        MoveParticipant {
+            request_id: None,
+            session_id: SESSION,
+            user_id: user,
+            from_room_id: f.room,
+            to_room_id: rooms[0],
+        },
+    );
+    let second = asks(
+        conn_id(3),
+        MoveParticipant {
+            request_id: None,
+            session_id: SESSION,
+            user_id: user,
+            from_room_id: f.room,
+            to_room_id: rooms[1],
+        },
+    );
     apply_uncommitted(&mut f.state, first);
     // The second host's move, the person's departure and a chat message arrive meanwhile.
     let waiting = apply_uncommitted(&mut f.state, second);
     assert!(waiting.is_empty(), "a second change waits: {waiting:?}");
     let chat = apply_uncommitted(
         &mut f.state,
-        Command::Typing { conn: ConnId(2), request_id: None, room: f.room, active: true },
+        asks(conn_id(2), Typing { request_id: None, session_id: SESSION, room_id: f.room, active: true }),
     );
     assert_eq!(replies(&chat, 2), [Ok(())], "what changes no room runs at once");
 
     let mut settled = Vec::new();
-    f.state.apply(Command::Committed { result: Ok(()) }, Now::current(), &mut settled);
+    f.state.apply(Command::Internal(Internal::Committed { result: Ok(()) }), Now::current(), &mut settled);
     // The first move happened; the second, checked after it, acted on a stale view.
     assert_eq!(moved_users(&settled), [user]);
     assert_eq!(replies(&settled, 1), [Ok(())]);
@@ -555,21 +735,33 @@ fn a_full_deferral_queue_refuses_requests_but_never_a_departure() {
     let rooms = create_rooms(&mut f, 1, 5);
     apply_uncommitted(
         &mut f.state,
-        Command::Move { conn: ConnId(1), request_id: None, user: person.user_id, from: f.room, to: rooms[0] },
+        asks(
+            conn_id(1),
+            MoveParticipant {
+                request_id: None,
+                session_id: SESSION,
+                user_id: person.user_id,
+                from_room_id: f.room,
+                to_room_id: rooms[0],
+            },
+        ),
     );
     let join_waiting = |state: &mut SessionState, conn: u64| {
         let who = identity(Role::Patient, f.org);
-        apply_uncommitted(state, Command::Join { conn: ConnId(conn), identity: who, request_id: None, resume: vec![] })
+        apply_uncommitted(
+            state,
+            joining(conn_id(conn), who, JoinSession { request_id: None, resume: vec![], session_id: SESSION }),
+        )
     };
     for i in 0..DEFERRED_CAPACITY {
         assert!(join_waiting(&mut f.state, 100 + i as u64).is_empty());
     }
     let late = join_waiting(&mut f.state, 99_999);
     assert_eq!(outcome(&late, 99_999), Some(Outcome::Refused(ErrorCode::Unavailable)));
-    let leaving = apply_uncommitted(&mut f.state, Command::Disconnect { conn: ConnId(2) });
+    let leaving = apply_uncommitted(&mut f.state, Command::Disconnect { conn: conn_id(2) });
     assert!(leaving.is_empty(), "a departure waits its turn instead of being refused");
     let mut settled = Vec::new();
-    f.state.apply(Command::Committed { result: Ok(()) }, Now::current(), &mut settled);
+    f.state.apply(Command::Internal(Internal::Committed { result: Ok(()) }), Now::current(), &mut settled);
     assert!(f.state.presence.get(person.user_id).is_none(), "the departure ran after the move");
 }
 
@@ -587,7 +779,8 @@ fn a_rooms_typing_announcements_are_bounded_however_many_type() {
     let now = Now::current();
     let mut announced = 0;
     for conn in 2..2 + typists {
-        let command = Command::Typing { conn: ConnId(conn), request_id: None, room: f.room, active: true };
+        let command =
+            asks(conn_id(conn), Typing { request_id: None, session_id: SESSION, room_id: f.room, active: true });
         let effects = apply_at(&mut f.state, command, now);
         assert_eq!(replies(&effects, conn), [Ok(())], "every typist is answered");
         announced += effects.iter().filter(|e| matches!(e, Effect::Send { event: Event::Typed { .. }, .. })).count();

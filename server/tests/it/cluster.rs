@@ -1,0 +1,180 @@
+//! Several nodes behave as one server: a session is owned by one node, and its members on any
+//! node see the same rooms, presence and messages, in the same order.
+
+use anyhow::{Context as _, Result, ensure};
+use convene_protocol::{Role, ServerMessage, SessionView};
+use convene_server::Config;
+use convene_server::store::HistoryQuery;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::common::{Backend, Client, EVENT_TIMEOUT, Joined, SECRET, TcpProxy, TestDb, TestServer, TestUser};
+use crate::nodes::{TestCluster, redis_url};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_on_two_nodes_share_presence_and_chat() -> Result<()> {
+    let cluster = TestCluster::start(2).await?;
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    // The host joins on node A, which takes the session; a mentee joins on node B.
+    let Across { session, host, mut on_a, mentee, mut on_b, joined_on_b } = Across::start(a, b).await?;
+    let room = session.main_room_id;
+    ensure!(joined_on_b.members.iter().any(|m| m.user_id == host.id), "B's snapshot holds A's host: {joined_on_b:?}");
+    on_a.recv_until(|m| {
+        matches!(m, ServerMessage::MemberJoined { member, .. } if member.user_id == mentee.id).then_some(())
+    })
+    .await?;
+
+    // Messages cross both ways, acknowledged to their senders, in one sequence.
+    ensure!(on_b.post(session.id, room, "from-b", "hello from B").await? == 1);
+    let seen_on_a = on_a
+        .recv_until(|m| match m {
+            ServerMessage::Message { message } => Some(message),
+            _ => None,
+        })
+        .await?;
+    ensure!(seen_on_a.body == "hello from B" && seen_on_a.seq == 1);
+    ensure!(on_a.post(session.id, room, "from-a", "hello from A").await? == 2);
+    let seen_on_b = on_b
+        .recv_until(|m| match m {
+            ServerMessage::Message { message } if message.seq == 2 => Some(message),
+            _ => None,
+        })
+        .await?;
+    ensure!(seen_on_b.body == "hello from A");
+
+    // A history read from B is answered by the owner on A.
+    ensure!(on_b.history(session.id, room).await? == Ok(vec![1, 2]));
+
+    // Stored once each, by the owner.
+    let stored = cluster.db.store().await?.history(room, HistoryQuery::Latest, 10).await?.messages;
+    ensure!(stored.iter().map(|m| m.seq).collect::<Vec<_>>() == [1, 2], "{stored:?}");
+
+    // One actor, on A; B only relayed.
+    ensure!(a.metric("convene_sessions_active").await? == 1.0);
+    ensure!(b.metric("convene_sessions_active").await? == 0.0);
+    ensure!(b.metric("convene_bus_received_total").await? >= 4.0, "B received its frames over the bus");
+    ensure!(b.metric("convene_bus_sent_total").await? >= 3.0, "B forwarded its requests over the bus");
+
+    // Leaving on B is seen on A.
+    drop(on_b);
+    on_a.recv_until(|m| matches!(m, ServerMessage::MemberLeft { user_id, .. } if user_id == mentee.id).then_some(()))
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_with_an_sqlite_database_is_refused_at_start() -> Result<()> {
+    let db = TestDb::new(Backend::Sqlite).await?;
+    let config = Config {
+        database_url: Some(db.url.clone()),
+        redis_url: Some(redis_url()),
+        jwt_secret: Some(SECRET.to_owned()),
+        ..Config::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let started = convene_server::run(listener, config, CancellationToken::new()).await;
+    let refusal = started.err().map(|err| err.to_string()).unwrap_or_default();
+    ensure!(refusal.contains("Postgres"), "the node refuses to start, saying why: {refusal:?}");
+    Ok(())
+}
+
+/// Redis goes away under a running cluster and comes back: readiness says so, the nodes
+/// subscribe again by themselves, connections that relied on the other node resume, and
+/// messages cross nodes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_resubscribe_after_redis_comes_back_and_clients_resume() -> Result<()> {
+    let redis = TcpProxy::start(redis_addr()?).await?;
+    let cluster = TestCluster::start_with(2, format!("redis://{}", redis.addr), |_| {}).await?;
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let readiness = |node: &TestServer| {
+        let url = node.http("/readyz");
+        async move { reqwest::get(url).await?.json::<serde_json::Value>().await.map_err(anyhow::Error::from) }
+    };
+    let ready = readiness(b).await?;
+    ensure!(ready["status"] == "healthy" && ready["checks"]["redis"]["status"] == "healthy", "{ready}");
+
+    let Across { session, mut on_a, mentee, mut on_b, .. } = Across::start(a, b).await?;
+    let room = session.main_room_id;
+    ensure!(on_a.post(session.id, room, "before", "before the outage").await? == 1);
+
+    redis.cut();
+    // B's connection relied on A through Redis: it is sent to reconnect and resume.
+    ensure!(on_b.closed_with().await? == Some(1012), "B's member is told to reconnect");
+    let degraded = wait_for(|| readiness(b), |ready| ready["status"] == "degraded")
+        .await
+        .context("readiness during the outage")?;
+    ensure!(degraded["checks"]["redis"]["status"] == "unhealthy", "{degraded}");
+    // A's session has only A's host left: it keeps working without Redis.
+    let during =
+        on_a.post(session.id, room, "during", "while Redis is away").await.context("posting during the outage")?;
+    ensure!(during == 2);
+
+    redis.restore();
+    for node in [a, b] {
+        wait_for(|| readiness(node), |ready| ready["status"] == "healthy")
+            .await
+            .context("readiness after the outage")?;
+    }
+    let mut again = Client::connect(b, &mentee).await?;
+    again
+        .send_json(json!({"type": "join_session", "request_id": "resume", "session_id": session.id,
+            "resume": [{"room_id": room, "last_seq": 1}]}))
+        .await?;
+    let replayed = again
+        .recv_until(|m| match m {
+            ServerMessage::Replay { messages, .. } => messages.into_iter().find(|m| m.seq == 2).map(|m| m.body),
+            _ => None,
+        })
+        .await
+        .context("the resume's replay")?;
+    ensure!(replayed == "while Redis is away", "the resume replays what B's member missed");
+    ensure!(on_a.post(session.id, room, "after", "after the outage").await? == 3);
+    again.recv_until(|m| matches!(m, ServerMessage::Message { message } if message.seq == 3).then_some(())).await?;
+    Ok(())
+}
+
+/// A group session created on `a` whose host joined on `a` (so `a` owns it) and a mentee on `b`.
+struct Across {
+    session: SessionView,
+    host: TestUser,
+    on_a: Client,
+    mentee: TestUser,
+    on_b: Client,
+    joined_on_b: Joined,
+}
+
+impl Across {
+    async fn start(a: &TestServer, b: &TestServer) -> Result<Self> {
+        let org = Some(uuid::Uuid::new_v4());
+        let host = TestUser::new(Role::Therapist, org);
+        let session = a.create_session(&host, json!({"session_type": "group"})).await?;
+        let mut on_a = Client::connect(a, &host).await?;
+        on_a.join(session.id).await?;
+        let mentee = TestUser::new(Role::Mentee, org);
+        let mut on_b = Client::connect(b, &mentee).await?;
+        let joined_on_b = on_b.join(session.id).await?;
+        Ok(Self { session, host, on_a, mentee, on_b, joined_on_b })
+    }
+}
+
+/// Polls `probe` until `done` holds of its answer (within the harness's event timeout).
+async fn wait_for<F, T>(mut probe: impl FnMut() -> F, done: impl Fn(&T) -> bool) -> Result<T>
+where
+    F: std::future::Future<Output = Result<T>>,
+{
+    let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+    loop {
+        let answer = probe().await?;
+        if done(&answer) {
+            return Ok(answer);
+        }
+        ensure!(tokio::time::Instant::now() < deadline, "the condition never held");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+fn redis_addr() -> Result<std::net::SocketAddr> {
+    let url = redis_url();
+    let authority = url.trim_start_matches("redis://").split('/').next().unwrap_or_default().to_owned();
+    Ok(authority.parse()?)
+}

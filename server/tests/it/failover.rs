@@ -1,0 +1,231 @@
+//! Nodes that die, pause and drain, run as real `convene` processes against one Redis and one
+//! Postgres database: what their members and the other nodes see, and that nothing acknowledged
+//! is lost or written twice.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use anyhow::{Context as _, Result, bail, ensure};
+use convene_protocol::{ErrorCode, Role, RoomId, ServerMessage, SessionId, SessionView};
+use convene_server::store::HistoryQuery;
+use rustix::process::Signal;
+use serde_json::json;
+
+use crate::common::{Client, EVENT_TIMEOUT, TestDb, TestUser};
+use crate::nodes::{NodeProcess, process_cluster};
+
+/// Creates a group session through `owner`, whose host joins there first (so `owner` holds the
+/// session), and a mentee who joins through `other`.
+async fn session_across(owner: &NodeProcess, other: &NodeProcess) -> Result<(SessionView, [TestUser; 2], [Client; 2])> {
+    let org = Some(uuid::Uuid::new_v4());
+    let host = TestUser::new(Role::Therapist, org);
+    let response = reqwest::Client::new()
+        .post(owner.http("/v1/sessions"))
+        .bearer_auth(host.token())
+        .json(&json!({"session_type": "group"}))
+        .send()
+        .await?;
+    let session: SessionView = serde_json::from_str(&response.text().await?)?;
+    let mut on_owner = Client::connect_url(&owner.ws_url(), &host).await?;
+    on_owner.join(session.id).await?;
+    let mentee = TestUser::new(Role::Mentee, org);
+    let mut on_other = Client::connect_url(&other.ws_url(), &mentee).await?;
+    on_other.join(session.id).await?;
+    Ok((session, [host, mentee], [on_owner, on_other]))
+}
+
+/// Sends `count` messages and waits for every acknowledgement: client message id to sequence.
+async fn post_many(
+    client: &mut Client,
+    session: &SessionView,
+    prefix: &str,
+    count: usize,
+) -> Result<BTreeMap<String, i64>> {
+    for i in 0..count {
+        client
+            .send_json(json!({"type": "send_message", "session_id": session.id, "room_id": session.main_room_id,
+                "client_msg_id": format!("{prefix}{i}"), "body": format!("{prefix} {i}")}))
+            .await?;
+    }
+    let mut acked = BTreeMap::new();
+    while acked.len() < count {
+        if let ServerMessage::MessageAck { client_msg_id, seq, .. } = client.recv().await? {
+            acked.insert(client_msg_id.as_str().to_owned(), seq);
+        }
+    }
+    Ok(acked)
+}
+
+/// Reconnects `user` through `node` and joins with a resume cursor, retrying (as a client does,
+/// with a short pause) while the session is between owners. Returns the client and the outcome
+/// of the resume for the main room.
+async fn rejoin(
+    node: &NodeProcess,
+    user: &TestUser,
+    session: SessionId,
+    room: RoomId,
+    last_seq: i64,
+) -> Result<(Client, bool)> {
+    let deadline = Instant::now() + EVENT_TIMEOUT;
+    loop {
+        let mut client = Client::connect_url(&node.ws_url(), user).await?;
+        client
+            .send_json(json!({"type": "join_session", "request_id": "rejoin", "session_id": session,
+                "resume": [{"room_id": room, "last_seq": last_seq}]}))
+            .await?;
+        let answer = client
+            .recv_until(|m| match m {
+                ServerMessage::Joined { resume, .. } => Some(Ok(resume.iter().all(|r| r.recovered))),
+                ServerMessage::Error(e) => Some(Err(e.code)),
+                _ => None,
+            })
+            .await;
+        match answer {
+            Ok(Ok(recovered)) => return Ok((client, recovered)),
+            Ok(Err(ErrorCode::Unavailable)) | Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Ok(Err(code)) => bail!("rejoining was refused: {code:?}"),
+            Err(err) => return Err(err.context("rejoining never succeeded")),
+        }
+    }
+}
+
+/// Every acknowledged message is stored exactly once, with the sequence it was acknowledged
+/// with, and the room's sequence has no gaps.
+async fn stored_exactly(db: &TestDb, room: RoomId, acked: &BTreeMap<String, i64>) -> Result<()> {
+    let stored = db.store().await?.history(room, HistoryQuery::After(0), 100).await?.messages;
+    let by_id: BTreeMap<String, i64> = stored.iter().map(|m| (m.client_msg_id.as_str().to_owned(), m.seq)).collect();
+    ensure!(by_id.len() == stored.len(), "a client message id was stored twice: {stored:?}");
+    for (id, seq) in acked {
+        ensure!(by_id.get(id) == Some(seq), "{id} was acknowledged as {seq} but stored as {:?}", by_id.get(id));
+    }
+    let seqs: Vec<i64> = stored.iter().map(|m| m.seq).collect();
+    ensure!(seqs == (1..=stored.len() as i64).collect::<Vec<_>>(), "the sequence has gaps: {seqs:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_nodes_members_leave_and_the_others_stay() -> Result<()> {
+    let (db, name) = process_cluster().await?;
+    let owner = NodeProcess::spawn(&db, &name).await?;
+    let doomed = NodeProcess::spawn(&db, &name).await?;
+    let (session, [_host, mentee], [mut on_owner, _on_doomed]) = session_across(&owner, &doomed).await?;
+    let stays = TestUser::new(Role::Mentee, session.organization_id.map(|org| org.0));
+    let mut staying = Client::connect_url(&owner.ws_url(), &stays).await?;
+    staying.join(session.id).await?;
+
+    let killed = Instant::now();
+    doomed.signal(Signal::KILL)?;
+    on_owner
+        .recv_until(|m| matches!(m, ServerMessage::MemberLeft { user_id, .. } if user_id == mentee.id).then_some(()))
+        .await
+        .context("the dead node's member is announced as left")?;
+    let elapsed = killed.elapsed();
+    ensure!(elapsed.as_secs_f64() < 2.0 * 2.0 + 1.0, "announced after {elapsed:?}, past twice the node timeout");
+    eprintln!("the dead node's member left after {elapsed:?}");
+    // The others noticed only that: both still connected and in the session.
+    ensure!(on_owner.post(session.id, session.main_room_id, "still", "still here").await? == 1);
+    staying
+        .recv_until(|m| matches!(m, ServerMessage::Message { message } if message.seq == 1).then_some(()))
+        .await
+        .context("the other member still hears the session")?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_owners_death_hands_the_session_over_and_loses_nothing_acknowledged() -> Result<()> {
+    let (db, name) = process_cluster().await?;
+    let owner = NodeProcess::spawn(&db, &name).await?;
+    let survivor = NodeProcess::spawn(&db, &name).await?;
+    let (session, [host, mentee], [mut on_owner, mut on_survivor]) = session_across(&owner, &survivor).await?;
+    let room = session.main_room_id;
+    let mut acked = post_many(&mut on_survivor, &session, "before-b", 10).await?;
+    acked.extend(post_many(&mut on_owner, &session, "before-a", 5).await?);
+    let last_seen = *acked.values().max().unwrap_or(&0);
+
+    let killed = Instant::now();
+    owner.signal(Signal::KILL)?;
+    // The survivor's member relied on the dead owner: it is sent to reconnect.
+    ensure!(on_survivor.closed_with().await? == Some(1012), "the survivor's member is told to reconnect");
+    let (mut again, recovered) = rejoin(&survivor, &mentee, session.id, room, last_seen).await?;
+    let failover = killed.elapsed();
+    ensure!(recovered, "the resume says nothing was lost");
+    ensure!(failover.as_secs_f64() < 10.0, "the session took {failover:?} to accept commands again");
+    acked.extend(post_many(&mut again, &session, "after-b", 5).await?);
+    let (mut host_again, _) = rejoin(&survivor, &host, session.id, room, last_seen).await?;
+    acked.extend(post_many(&mut host_again, &session, "after-a", 3).await?);
+
+    stored_exactly(&db, room, &acked).await?;
+    ensure!(
+        again.history(session.id, room).await?.map(|seqs| seqs.len()) == Ok(acked.len()),
+        "every message reads back"
+    );
+    eprintln!("failover took {failover:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drained_node_hands_its_sessions_over_at_once() -> Result<()> {
+    let (db, name) = process_cluster().await?;
+    let mut draining = NodeProcess::spawn(&db, &name).await?;
+    let successor = NodeProcess::spawn(&db, &name).await?;
+    let (session, [host, mentee], [mut on_draining, mut on_successor]) = session_across(&draining, &successor).await?;
+    let room = session.main_room_id;
+    let acked = post_many(&mut on_draining, &session, "before", 3).await?;
+
+    draining.signal(Signal::TERM)?;
+    ensure!(on_draining.closed_with().await? == Some(1012), "the draining node's clients are told to reconnect");
+    ensure!(draining.wait().await?, "the node drains and exits cleanly");
+    let drained = Instant::now();
+    ensure!(on_successor.closed_with().await? == Some(1012), "members relying on the drained owner reconnect");
+    // The lease was given up: the successor takes the session at once, not when it runs out.
+    let (mut again, recovered) = rejoin(&successor, &mentee, session.id, room, 3).await?;
+    let handover = drained.elapsed();
+    ensure!(recovered);
+    ensure!(handover.as_secs_f64() < 2.0, "took over after {handover:?}: the lease (2s) was not given up");
+    let (mut host_again, _) = rejoin(&successor, &host, session.id, room, 3).await?;
+    ensure!(host_again.post(session.id, room, "after", "on the successor").await? == 4);
+    again.recv_until(|m| matches!(m, ServerMessage::Message { message } if message.seq == 4).then_some(())).await?;
+    stored_exactly(&db, room, &acked).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_owner_cannot_write_after_another_node_took_over() -> Result<()> {
+    let (db, name) = process_cluster().await?;
+    let mut paused = NodeProcess::spawn(&db, &name).await?;
+    let survivor = NodeProcess::spawn(&db, &name).await?;
+    let (session, [_host, mentee], [mut on_paused, mut on_survivor]) = session_across(&paused, &survivor).await?;
+    let room = session.main_room_id;
+    let mut acked = post_many(&mut on_survivor, &session, "before", 2).await?;
+
+    paused.signal(Signal::STOP)?;
+    // The host keeps sending to the paused owner; the request waits in its socket.
+    on_paused
+        .send_json(json!({"type": "send_message", "request_id": "paused", "session_id": session.id,
+            "room_id": room, "client_msg_id": "paused", "body": "sent to a paused owner"}))
+        .await?;
+    // Past the node timeout and the lease, the survivor takes the session over.
+    ensure!(on_survivor.closed_with().await? == Some(1012));
+    let (mut again, _) = rejoin(&survivor, &mentee, session.id, room, 2).await?;
+    acked.extend(post_many(&mut again, &session, "taken-over", 2).await?);
+
+    paused.signal(Signal::CONT)?;
+    // The old owner finds out (its lease is gone, or its first write is fenced) and stops.
+    paused.logged("no longer owns the session").await?;
+    loop {
+        match on_paused.recv().await {
+            Ok(ServerMessage::MessageAck { client_msg_id, seq, .. }) => {
+                // Acknowledged only if it was stored, by the new owner.
+                acked.insert(client_msg_id.as_str().to_owned(), seq);
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    // What was acknowledged is stored once, in one gapless sequence: the old owner allocated
+    // nothing after the new one claimed the session (its writes are fenced; see `fencing`).
+    stored_exactly(&db, room, &acked).await?;
+    Ok(())
+}
