@@ -4,7 +4,7 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::{Db, Store, StoreError};
@@ -17,6 +17,13 @@ const SQLITE_POOL_SIZE: u32 = 4;
 /// so that while the database is unreachable each attempt fails fast and the caller's own
 /// deadline (the request timeout, the writer's retries) decides what happens.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a Postgres transaction may wait on Convene between its statements before the
+/// database aborts it. Convene sends a transaction's statements back to back, so one that sits
+/// this long belongs to a stalled process (paused, swapped out, cut off) and holds rows that
+/// others need: above all its session's ownership row, which a successor must claim to take the
+/// session over. Aborting it loses nothing acknowledged (nothing is acknowledged before commit);
+/// should a healthy node ever be this slow, its writer retries the batch.
+const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long SQLite waits on a lock held by another connection before failing.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -41,7 +48,7 @@ impl Store {
                 let pool = PgPoolOptions::new()
                     .max_connections(PG_POOL_SIZE)
                     .acquire_timeout(ACQUIRE_TIMEOUT)
-                    .connect(url)
+                    .connect_with(postgres_options(url)?)
                     .await?;
                 Db::Postgres(pool)
             }
@@ -64,6 +71,13 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// How Convene connects to Postgres at `url`: the URL's settings, plus a bound on how long a
+/// transaction may sit idle ([`IDLE_IN_TRANSACTION_TIMEOUT`]).
+pub fn postgres_options(url: &str) -> Result<PgConnectOptions, StoreError> {
+    let idle = IDLE_IN_TRANSACTION_TIMEOUT.as_millis().to_string();
+    Ok(PgConnectOptions::from_str(url)?.options([("idle_in_transaction_session_timeout", idle)]))
 }
 
 /// How SQLite makes commits durable.

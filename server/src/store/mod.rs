@@ -26,7 +26,7 @@ use sqlx::{PgPool, SqlitePool};
 pub use audit::{AuditAction, AuditPage, AuditRecord};
 pub use breakouts::{BreakoutRoomRecord, ClosedRoomRecord, TransitionRecord, TransitionType};
 pub use changes::SessionWrite;
-pub use connect::SqliteDurability;
+pub use connect::{SqliteDurability, postgres_options};
 pub use messages::HistoryQuery;
 pub use owners::Fence;
 pub(crate) use owners::check_fence;

@@ -46,3 +46,36 @@ async fn an_owner_whose_session_was_claimed_writes_nothing_more(backend: Backend
     ensure!(again.post(session.id, room, "after", "written by the new owner").await? == 2);
     Ok(())
 }
+
+/// An owner stalled in the middle of a transaction (paused, swapped out, cut off) holds its
+/// session's ownership row; Postgres aborts the idle transaction, so a successor's claim goes
+/// through instead of waiting for the stalled process forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_owners_open_transaction_does_not_keep_the_successor_out() -> Result<()> {
+    use sqlx::Connection as _;
+    let server = TestServer::start(Backend::Postgres).await?;
+    let (_host, _client, session) = group_session(&server).await?;
+
+    // A connection made as the server makes its own starts a batch (the fence check locks the
+    // ownership row) and then stops talking, as a process that froze mid-commit would.
+    let options = convene_server::store::postgres_options(&server.db.url)?;
+    let mut stalled = sqlx::PgConnection::connect_with(&options).await?;
+    sqlx::query("BEGIN").execute(&mut stalled).await?;
+    let locked = sqlx::query("UPDATE session_owners SET fence = fence WHERE session_id = $1")
+        .bind(session.id.0)
+        .execute(&mut stalled)
+        .await?;
+    ensure!(locked.rows_affected() == 1, "the session has an owner row to lock");
+
+    let store = server.db.store().await?;
+    let claim = store.claim_session(session.id, NodeId(7), chrono::Utc::now());
+    let claimed = tokio::time::timeout(crate::common::EVENT_TIMEOUT, claim)
+        .await
+        .map_err(|_| anyhow::anyhow!("the successor's claim waited on the stalled transaction"))??;
+    ensure!(claimed.is_some_and(|fence| fence.token == 2), "the successor gets the next token: {claimed:?}");
+    ensure!(
+        sqlx::query("COMMIT").execute(&mut stalled).await.is_err(),
+        "the stalled transaction was aborted, so nothing it held can be committed"
+    );
+    Ok(())
+}
