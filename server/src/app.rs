@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 
 use convene_protocol::NodeId;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -33,10 +32,8 @@ pub struct App {
     pub node: NodeId,
     /// The cluster this node is part of (or the node alone).
     pub bus: Arc<Bus>,
-    /// Bumped when a node died or messages for this node were lost: each connection checks
-    /// whether a session it relies on is affected, and if so reconnects to resume.
-    pub cluster_changes: watch::Sender<u64>,
-    /// This node's connections by id.
+    /// This node's connections by id; also how node-wide events (shutdown, a node that died,
+    /// messages between nodes lost) reach each of them.
     pub connections: Arc<Connections>,
     /// The second half: connections numbered in the order they were accepted.
     pub conn_ids: AtomicU64,

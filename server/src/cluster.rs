@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use convene_protocol::{ConnId, ErrorCode, NodeId, RequestId, ServerMessage, SessionId};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
@@ -39,9 +39,6 @@ pub struct Cluster {
     pub registry: Arc<Registry>,
     pub connections: Arc<Connections>,
     pub metrics: Arc<Metrics>,
-    /// Bumped whenever a node died or messages for this node were lost: every connection then
-    /// checks whether a session it relies on is affected.
-    pub changes: watch::Sender<u64>,
 }
 
 impl Cluster {
@@ -216,7 +213,7 @@ impl Cluster {
                 }
             }
         }
-        self.changes.send_modify(|generation| *generation += 1);
+        self.connections.recheck_all();
     }
 
     /// Messages between this node and others were lost. Connections here that rely on another
@@ -224,7 +221,7 @@ impl Cluster {
     /// other nodes' connections go, and those nodes close them to resume.
     async fn messages_lost(&self) {
         warn!("messages between this node and others were lost; connections relying on them resume");
-        self.changes.send_modify(|generation| *generation += 1);
+        self.connections.recheck_all();
         let here = self.bus.node();
         for local in self.registry.all_running() {
             if local.send(Command::RemotesLost { here }).await.is_err() {

@@ -6,14 +6,16 @@
 //! buffering without bound. Frames are encoded once per event and shared by every recipient, so
 //! sending one to a connection costs a reference-count increment.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 
 use dashmap::DashMap;
+use futures_util::task::AtomicWaker;
 
 use axum::extract::ws::Utf8Bytes;
 use convene_protocol::{ConnId, ServerMessage, UserId};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
 /// Frames queued for one connection. A burst of this many events (a whole replay, a busy room)
@@ -121,27 +123,65 @@ impl CloseReason {
     }
 }
 
-/// Closes a connection from elsewhere, remembering the first reason given.
+/// What the rest of the node asks of one connection's task, besides writing frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// Close, for this reason.
+    Close(CloseReason),
+    /// Check again whether the owners of the sessions it relies on can still be reached (a
+    /// node died, or messages between nodes were lost).
+    Recheck,
+}
+
+/// Signals one connection's task from elsewhere: close it (the first reason given counts), or
+/// make it check its sessions again.
+///
+/// The task polls this on every wake-up, that is about once per frame it writes, so polling is
+/// an atomic load and a waker registration on the connection's own state: no lock, nothing
+/// shared with other connections. Node-wide events (shutdown, a dead node) reach each
+/// connection through [`Connections`] instead of every task watching one shared primitive.
 #[derive(Debug, Default)]
 pub struct Closer {
-    token: CancellationToken,
     reason: OnceLock<CloseReason>,
+    recheck: AtomicBool,
+    waker: AtomicWaker,
 }
 
 impl Closer {
     pub fn close(&self, reason: CloseReason) {
         // Only the first reason counts; later ones describe the same closing.
         if self.reason.set(reason).is_ok() {
-            self.token.cancel();
+            self.waker.wake();
         }
+    }
+
+    /// Asks the task to check its sessions again.
+    pub fn recheck(&self) {
+        self.recheck.store(true, Ordering::Release);
+        self.waker.wake();
     }
 
     pub fn reason(&self) -> Option<CloseReason> {
         self.reason.get().copied()
     }
 
-    pub async fn closed(&self) {
-        self.token.cancelled().await;
+    /// Ready with the next signal: a close first, then a pending recheck (taken by this call).
+    pub fn poll_signal(&self, cx: &mut Context<'_>) -> Poll<Signal> {
+        // Registered before looking, so a signal given in between still wakes the task.
+        self.waker.register(cx.waker());
+        if let Some(reason) = self.reason() {
+            return Poll::Ready(Signal::Close(reason));
+        }
+        if self.recheck.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(Signal::Recheck);
+        }
+        Poll::Pending
+    }
+
+    /// Ready once the connection is to close, with the reason; leaves a recheck pending.
+    pub fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<CloseReason> {
+        self.waker.register(cx.waker());
+        self.reason().map_or(Poll::Pending, Poll::Ready)
     }
 }
 
@@ -210,8 +250,73 @@ impl Connections {
         self.links.remove(&conn);
     }
 
+    /// Closes every connection of this node, for `reason`.
+    pub fn close_all(&self, reason: CloseReason) {
+        for link in self.links.iter() {
+            link.close(reason);
+        }
+    }
+
+    /// Makes every connection of this node check the sessions it relies on.
+    pub fn recheck_all(&self) {
+        for link in self.links.iter() {
+            link.closer.recheck();
+        }
+    }
+
     /// The link of a connection that is still open on this node.
     pub fn get(&self, conn: ConnId) -> Option<ConnLink> {
         self.links.get(&conn).map(|link| link.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::task::{Context, Poll, Waker};
+
+    use super::{CloseReason, Closer, Signal};
+
+    #[test]
+    fn signals_are_seen_once_and_a_close_wins_over_a_recheck() {
+        let mut cx = Context::from_waker(Waker::noop());
+        let closer = Closer::default();
+        assert_eq!(closer.poll_signal(&mut cx), Poll::Pending);
+
+        closer.recheck();
+        // Waiting for a close leaves the recheck for the connection's next look.
+        assert_eq!(closer.poll_closed(&mut cx), Poll::Pending);
+        assert_eq!(closer.poll_signal(&mut cx), Poll::Ready(Signal::Recheck));
+        assert_eq!(closer.poll_signal(&mut cx), Poll::Pending, "a recheck is taken once");
+
+        closer.recheck();
+        closer.close(CloseReason::Slow);
+        closer.close(CloseReason::Restarting);
+        for _ in 0..2 {
+            assert_eq!(closer.poll_signal(&mut cx), Poll::Ready(Signal::Close(CloseReason::Slow)), "the first reason");
+        }
+        assert_eq!(closer.poll_closed(&mut cx), Poll::Ready(CloseReason::Slow));
+    }
+
+    #[test]
+    fn a_signal_wakes_the_task_that_polled() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        struct Count(AtomicUsize);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let closer = Closer::default();
+        assert_eq!(closer.poll_signal(&mut cx), Poll::Pending);
+        closer.recheck();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(closer.poll_signal(&mut cx), Poll::Ready(Signal::Recheck));
+        assert_eq!(closer.poll_signal(&mut cx), Poll::Pending);
+        closer.close(CloseReason::Restarting);
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
     }
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize};
 
 use convene_protocol::{NodeId, SessionId};
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -23,7 +23,7 @@ use crate::bus::{Bus, Timing};
 use crate::cluster::{self, Cluster};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::outbound::Connections;
+use crate::outbound::{CloseReason, Connections};
 use crate::session::{Registry, Rules, SessionDeps};
 use crate::store::{Backend, Store, StoreError, Writer};
 use crate::transport;
@@ -145,13 +145,11 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
     });
     session_tracker.spawn(sweep_expired_sessions(store.clone(), config.sweep_interval, session_shutdown.clone()));
 
-    let (changes, _) = watch::channel(0);
     let cluster = Arc::new(Cluster {
         bus: bus.clone(),
         registry: registry.clone(),
         connections: connections.clone(),
         metrics: metrics.clone(),
-        changes: changes.clone(),
     });
     if bus.is_clustered() {
         // Heard from before serving: no other node may take this one for dead.
@@ -171,7 +169,6 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         redis,
         node,
         bus: bus.clone(),
-        cluster_changes: changes,
         connections,
         conn_ids: AtomicU64::new(1),
         gate,
@@ -185,6 +182,8 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
     transport::serve(listener, app.clone()).await;
 
     info!("shutting down: closing connections");
+    // A connection registered after this sees the shutdown itself (see `transport::ws::run`).
+    app.connections.close_all(CloseReason::Restarting);
     app.conn_tracker.close();
     app.conn_tracker.wait().await;
     info!("stopping sessions");

@@ -28,7 +28,7 @@ use crate::app::App;
 use crate::auth::Identity;
 use crate::handlers::{ConnCtx, dispatch};
 use crate::limits::{FrameBudget, FrameVerdict};
-use crate::outbound::{CloseReason, ConnLink, ConnQueue, Frame};
+use crate::outbound::{CloseReason, ConnLink, ConnQueue, Frame, Signal};
 use crate::session::{Command, SessionHandle};
 
 /// Bytes read from the socket at a time. Small, because it is allocated for every connection and
@@ -107,7 +107,7 @@ pub async fn upgrade(
         .max_frame_size(max)
         .on_upgrade(move |socket| {
             let span = info_span!("conn", conn_id = %conn_id, user_id = %identity.user_id);
-            tracker.track_future(run(socket, permit, conn_id, identity, app).instrument(span))
+            tracker.track_future(run(socket, permit, conn_id, identity, app, span))
         })
 }
 
@@ -135,7 +135,17 @@ fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
         .is_some_and(|origin| allowed.iter().any(|a| a == origin))
 }
 
-async fn run(mut socket: WebSocket, permit: Permit, conn_id: ConnId, identity: Identity, app: Arc<App>) {
+/// Serves one connection. Its span is entered where the connection handles a request or logs,
+/// not around the whole task: the task wakes about once per frame it writes, and entering a
+/// span on every wake-up is a measurable share of a delivery's cost.
+async fn run(
+    mut socket: WebSocket,
+    permit: Permit,
+    conn_id: ConnId,
+    identity: Identity,
+    app: Arc<App>,
+    span: tracing::Span,
+) {
     app.metrics.connections_open.fetch_add(1, Ordering::Relaxed);
     app.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
     let (link, queue) = ConnLink::new(conn_id, identity.user_id);
@@ -148,24 +158,33 @@ async fn run(mut socket: WebSocket, permit: Permit, conn_id: ConnId, identity: I
     };
     link.send(&hello);
     app.connections.insert(link.clone());
+    // The node closes every registered connection when it shuts down; one registered after
+    // that closes itself.
+    if app.shutdown.is_cancelled() {
+        link.close(CloseReason::Restarting);
+    }
     let mut ctx = ConnCtx { conn_id, identity, link, app: app.clone(), sessions: HashMap::new() };
-    let reason = serve(&mut socket, &mut ctx, queue, &permit.frames()).await;
+    let reason = serve(&mut socket, &mut ctx, queue, &permit.frames(), &span).await;
     // The place is given back before the client hears of the end (the close handshake or the
     // socket closing), so a client that reconnects at once is not refused for its old socket.
     drop(permit);
     app.connections.remove(conn_id);
-    debug!(?reason, "connection ending");
-    if reason == Some(CloseReason::Slow) {
-        app.metrics.slow_disconnects.fetch_add(1, Ordering::Relaxed);
-    }
-    for handle in ctx.sessions.values() {
-        if handle.send(Command::Disconnect { conn: conn_id }).await.is_err() {
-            debug!(session_id = %handle.id(), "session already stopped");
+    async {
+        debug!(?reason, "connection ending");
+        if reason == Some(CloseReason::Slow) {
+            app.metrics.slow_disconnects.fetch_add(1, Ordering::Relaxed);
+        }
+        for handle in ctx.sessions.values() {
+            if handle.send(Command::Disconnect { conn: conn_id }).await.is_err() {
+                debug!(session_id = %handle.id(), "session already stopped");
+            }
+        }
+        if let Some(reason) = reason {
+            close(&mut socket, reason).await;
         }
     }
-    if let Some(reason) = reason {
-        close(&mut socket, reason).await;
-    }
+    .instrument(span)
+    .await;
     app.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
 }
 
@@ -199,6 +218,7 @@ async fn serve(
     ctx: &mut ConnCtx,
     mut queue: ConnQueue,
     frames: &Mutex<FrameBudget>,
+    span: &tracing::Span,
 ) -> Option<CloseReason> {
     let app = ctx.app.clone();
     let timeout = app.config.heartbeat_timeout;
@@ -207,34 +227,31 @@ async fn serve(
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
     let token_expiry = token_deadline(ctx.identity.expires_at);
-    // Cancellation futures are made once: each one registers a waiter on its token, and the
-    // shutdown token is shared by every connection.
+    // Polled on every wake-up: the connection's own signals (a close, including the node's
+    // shutdown, and rechecks after cluster changes), no lock or waiter shared with others.
     let closer = queue.closer.clone();
-    let closed = closer.closed();
-    let shutdown = app.shutdown.cancelled();
-    tokio::pin!(token_expiry, closed, shutdown);
+    tokio::pin!(token_expiry);
     let mut batch = Vec::with_capacity(OUTBOUND_BATCH);
     let budget = app.config.budgets.frames;
-    let mut cluster_changes = app.cluster_changes.subscribe();
     loop {
         tokio::select! {
             biased;
-            () = &mut closed => {
-                let reason = closer.reason();
-                if reason.is_some_and(CloseReason::delivers_queued) {
-                    flush_queued(socket, &mut queue, &mut batch).await;
+            signal = std::future::poll_fn(|cx| closer.poll_signal(cx)) => match signal {
+                Signal::Close(reason) => {
+                    if reason.delivers_queued() {
+                        flush_queued(socket, &mut queue, &mut batch).instrument(span.clone()).await;
+                    }
+                    return Some(reason);
                 }
-                return reason;
-            }
-            () = &mut shutdown => return Some(CloseReason::Restarting),
-            Ok(()) = cluster_changes.changed() => {
                 // A session owned by a node that died, or whose messages to this node were lost:
                 // the client reconnects and resumes, and finds the session's owner afresh.
-                if ctx.sessions.values().any(SessionHandle::is_stale) {
-                    debug!("a session this connection relies on lost its owner or messages; closing to resume");
-                    return Some(CloseReason::Restarting);
+                Signal::Recheck => {
+                    if ctx.sessions.values().any(SessionHandle::is_stale) {
+                        span.in_scope(|| debug!("a session this connection relies on lost its owner or messages; closing to resume"));
+                        return Some(CloseReason::Restarting);
+                    }
                 }
-            }
+            },
             received = queue.rx.recv_many(&mut batch, OUTBOUND_BATCH) => {
                 if received == 0 {
                     return None;
@@ -244,12 +261,12 @@ async fn serve(
                     result = tokio::time::timeout(WRITE_TIMEOUT, write) => match result {
                         Ok(Ok(())) => {}
                         Ok(Err(err)) => {
-                            log_write_error(&err);
+                            span.in_scope(|| log_write_error(&err));
                             return None;
                         }
                         Err(_) => return Some(CloseReason::Slow),
                     },
-                    () = &mut closed => return closer.reason(),
+                    reason = std::future::poll_fn(|cx| closer.poll_closed(cx)) => return Some(reason),
                 }
             }
             incoming = socket.recv() => {
@@ -270,7 +287,7 @@ async fn serve(
                         }
                         // Boxed: the largest handler future would otherwise be part of every
                         // connection's task, idle or not.
-                        Box::pin(dispatch(ctx, text.as_str())).await;
+                        Box::pin(dispatch(ctx, text.as_str())).instrument(span.clone()).await;
                     }
                     Some(Ok(Message::Binary(_))) => {
                         ctx.reply(&ServerMessage::error(None, ErrorCode::Invalid, "binary frames are not supported; send JSON text"));
