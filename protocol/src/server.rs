@@ -103,6 +103,14 @@ pub enum ServerMessage {
         session_id: SessionId,
         ended_by: UserId,
     },
+    /// This connection is no longer in the session, which carries on: its owner changed (the
+    /// node running it died, was drained or lost it) or events from it may have been lost.
+    /// Nothing acknowledged is lost. The client joins again on this same connection, with
+    /// `resume`, and gets what it missed; a request it sent to the session just before may have
+    /// no reply, and is retried after the rejoin with the same `request_id` / `client_msg_id`.
+    SessionInterrupted {
+        session_id: SessionId,
+    },
     SessionUpdated {
         session: SessionView,
     },

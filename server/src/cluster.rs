@@ -6,7 +6,7 @@
 //! other nodes' requests to the sessions this node owns (loading a session when a join needs it)
 //! and answers those it cannot place. The heartbeat task records this node's heartbeat, renews
 //! its leases, tells its sessions when a node died (its connections leave them), and tells its
-//! connections when what other nodes sent them may have been lost (they reconnect and resume).
+//! connections when what other nodes sent them may have been lost (they are told `session_interrupted` and join again, resuming).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -70,9 +70,9 @@ impl Cluster {
             self.metrics.bus_received.fetch_add(1, Ordering::Relaxed);
             match NodeMessage::decode(&payload) {
                 Ok(NodeMessage::Deliver { conns, frame }) => self.deliver(&conns, frame),
-                Ok(NodeMessage::Control(Control::Close { conns, reason })) => {
+                Ok(NodeMessage::Control(Control::Interrupt { session, conns })) => {
                     for link in conns.iter().filter_map(|conn| self.connections.get(*conn)) {
-                        link.close(reason);
+                        link.interrupt(session);
                     }
                 }
                 Ok(NodeMessage::Control(control)) => {
@@ -118,7 +118,7 @@ impl Cluster {
                         debug!(%session, %conn, "departure for a session that stopped");
                     }
                 }
-                Control::Close { .. } => error!("a close reached the control task"),
+                Control::Interrupt { .. } => error!("an interruption reached the control task"),
             }
         }
         debug!("cluster control stopped");
@@ -217,8 +217,8 @@ impl Cluster {
     }
 
     /// Messages between this node and others were lost. Connections here that rely on another
-    /// node's session reconnect and resume (they check their handles); sessions here let their
-    /// other nodes' connections go, and those nodes close them to resume.
+    /// node's session leave it and join again, resuming (they check their handles); sessions
+    /// here let their other nodes' connections go, and those nodes tell them to join again.
     async fn messages_lost(&self) {
         warn!("messages between this node and others were lost; connections relying on them resume");
         self.connections.recheck_all();

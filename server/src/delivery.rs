@@ -11,11 +11,11 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use convene_protocol::{ConnId, NodeId, ServerMessage};
+use convene_protocol::{ConnId, NodeId, ServerMessage, SessionId};
 use tracing::{debug, warn};
 
 use crate::bus::{Bus, Control, NodeMessage};
-use crate::outbound::{CloseReason, ConnLink, Connections, Frame};
+use crate::outbound::{ConnLink, Connections, Frame};
 
 /// How one session reaches its connections.
 #[derive(Debug)]
@@ -93,23 +93,26 @@ impl Outbox {
         sent
     }
 
-    /// Closes every connection the session holds, for `reason`.
-    pub fn close_all(&self, reason: CloseReason) {
+    /// Lets every connection the session holds go: each is told `session_interrupted` and
+    /// joins again (with whichever node owns the session by then).
+    pub fn interrupt_all(&self, session: SessionId) {
         for link in self.attached.values() {
-            link.close(reason);
+            link.interrupt(session);
         }
-        self.close_remote(reason);
+        self.interrupt_remote(session);
     }
 
-    /// Closes the connections of other nodes the session holds, for `reason`.
-    pub fn close_remote(&self, reason: CloseReason) {
+    /// Lets the connections of other nodes go, as [`Outbox::interrupt_all`] does.
+    pub fn interrupt_remote(&self, session: SessionId) {
         let mut by_node: HashMap<NodeId, Vec<ConnId>> = HashMap::new();
         for conn in &self.remote {
             by_node.entry(conn.node).or_default().push(*conn);
         }
         for (node, conns) in by_node {
-            if let Err(err) = self.bus.send(node, &NodeMessage::Control(Control::Close { conns, reason })) {
-                warn!(error = %err, %node, "could not tell a node to close its connections");
+            if let Err(err) = self.bus.send(node, &NodeMessage::Control(Control::Interrupt { session, conns })) {
+                // That node's connections find out themselves: a node that cannot be reached
+                // counts a gap, and its connections check their sessions.
+                warn!(error = %err, %node, "could not tell a node its connections left a session");
             }
         }
     }

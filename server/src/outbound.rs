@@ -7,14 +7,14 @@
 //! sending one to a connection costs a reference-count increment.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 
 use dashmap::DashMap;
 use futures_util::task::AtomicWaker;
 
 use axum::extract::ws::Utf8Bytes;
-use convene_protocol::{ConnId, ServerMessage, UserId};
+use convene_protocol::{ConnId, ServerMessage, SessionId, UserId};
 use tokio::sync::mpsc;
 use tracing::{error, warn};
 
@@ -128,8 +128,9 @@ impl CloseReason {
 pub enum Signal {
     /// Close, for this reason.
     Close(CloseReason),
-    /// Check again whether the owners of the sessions it relies on can still be reached (a
-    /// node died, or messages between nodes were lost).
+    /// Check again which sessions it is still in: sessions that let it go
+    /// ([`Closer::interrupt`]), and sessions whose owner died or whose messages to this node
+    /// were lost.
     Recheck,
 }
 
@@ -144,6 +145,9 @@ pub enum Signal {
 pub struct Closer {
     reason: OnceLock<CloseReason>,
     recheck: AtomicBool,
+    /// Sessions that let the connection go, for the task to tell the client. Rare, and only
+    /// this connection's: the lock is never contended on the delivery path.
+    interrupted: Mutex<Vec<SessionId>>,
     waker: AtomicWaker,
 }
 
@@ -159,6 +163,18 @@ impl Closer {
     pub fn recheck(&self) {
         self.recheck.store(true, Ordering::Release);
         self.waker.wake();
+    }
+
+    /// The session let the connection go (it stopped here, or lost its messages to this node);
+    /// the task tells the client, which joins again.
+    pub fn interrupt(&self, session: SessionId) {
+        self.interrupted.lock().unwrap_or_else(PoisonError::into_inner).push(session);
+        self.recheck();
+    }
+
+    /// The sessions that let the connection go since the last call.
+    pub fn take_interrupted(&self) -> Vec<SessionId> {
+        std::mem::take(&mut *self.interrupted.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     pub fn reason(&self) -> Option<CloseReason> {
@@ -231,6 +247,11 @@ impl ConnLink {
 
     pub fn close(&self, reason: CloseReason) {
         self.closer.close(reason);
+    }
+
+    /// Tells the connection that `session` let it go (see [`Closer::interrupt`]).
+    pub fn interrupt(&self, session: SessionId) {
+        self.closer.interrupt(session);
     }
 }
 

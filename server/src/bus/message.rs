@@ -9,7 +9,6 @@ use convene_protocol::{ConnId, NodeId, SessionId, SessionRequest};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Identity;
-use crate::outbound::CloseReason;
 
 const DELIVER: u8 = b'D';
 const CONTROL: u8 = b'J';
@@ -39,8 +38,9 @@ pub enum Control {
     Request { session: SessionId, hops: u8, conn: ConnId, identity: Identity, request: SessionRequest },
     /// A connection of the sender closed; it leaves the session.
     Disconnect { session: SessionId, conn: ConnId },
-    /// Close these connections of the receiving node.
-    Close { conns: Vec<ConnId>, reason: CloseReason },
+    /// The session let these connections of the receiving node go: they are told
+    /// `session_interrupted` and join again.
+    Interrupt { session: SessionId, conns: Vec<ConnId> },
 }
 
 /// A delivery of `frame` to `conns`, laid out as [`NodeMessage::decode`] reads it.
@@ -136,7 +136,7 @@ mod tests {
                 request: LeaveSession { request_id: None, session_id: session }.into(),
             }),
             NodeMessage::Control(Control::Disconnect { session, conn }),
-            NodeMessage::Control(Control::Close { conns: vec![conn], reason: CloseReason::Restarting }),
+            NodeMessage::Control(Control::Interrupt { session, conns: vec![conn] }),
         ];
         for message in messages {
             let encoded = message.encode().expect("encodes");

@@ -26,7 +26,7 @@ use super::wire::{chat_message, to_wire};
 use crate::bus::Bus;
 use crate::delivery::Outbox;
 use crate::metrics::Metrics;
-use crate::outbound::{CloseReason, Connections, Frame};
+use crate::outbound::{Connections, Frame};
 use crate::store::{Fence, HistoryQuery, Store, WriteFailed, WriteOp, Writer};
 
 /// Commands waiting for one session. Commands from all of a session's connections funnel into this
@@ -194,8 +194,8 @@ impl Actor {
 
     fn receive(&mut self, command: Command) {
         if let Command::RemotesLost { .. } = command {
-            // Their nodes close them so that they resume; the state lets them go.
-            self.outbox.close_remote(CloseReason::Restarting);
+            // The state lets them go; their nodes tell them to join again, and resume.
+            self.outbox.interrupt_remote(self.state.session().id);
         }
         if let (true, (Some(conn), _)) = (command.is_join(), command.origin()) {
             // The connection is held before its join runs (or waits behind a change in flight);
@@ -215,7 +215,7 @@ impl Actor {
                 self.carry_out(effect);
             }
             self.effects = effects;
-            // After the refusal is queued, so the requester reads it before the close.
+            // After the refusal is queued, so the requester reads it before the interruption.
             if fenced && !self.stopping {
                 self.lose_ownership("the session was claimed by another owner");
             }
@@ -223,13 +223,13 @@ impl Actor {
     }
 
     /// Another owner claimed the session: this actor may not write it any more, so it stops,
-    /// and its connections are closed to reconnect (and resume) with the session's new owner.
+    /// and its connections are told to join again (and resume) with the session's new owner.
     /// The write that found out is answered `unavailable` by the state machine; so is every
     /// write still in flight, for the same reason.
     fn lose_ownership(&mut self, why: &'static str) {
-        error!(why, "this node no longer owns the session; stopping and closing its connections");
+        error!(why, "this node no longer owns the session; stopping and letting its connections go");
         self.stopping = true;
-        self.outbox.close_all(CloseReason::Restarting);
+        self.outbox.interrupt_all(self.state.session().id);
     }
 
     fn carry_out(&mut self, effect: Effect) {

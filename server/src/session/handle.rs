@@ -69,7 +69,7 @@ impl SessionHandle {
 
     /// Whether what this handle's session sends this node may have been lost: its owner died,
     /// or messages for this node were lost since the handle was made. A connection holding a
-    /// stale handle reconnects and resumes.
+    /// stale handle drops it, and its client joins again, resuming.
     pub fn is_stale(&self) -> bool {
         match self {
             Self::Local(_) => false,

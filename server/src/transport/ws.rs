@@ -17,7 +17,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use convene_protocol::{ClientMessage, ConnId, ErrorCode, PROTOCOL_VERSION, ServerMessage};
+use convene_protocol::{ClientMessage, ConnId, ErrorCode, PROTOCOL_VERSION, ServerMessage, SessionId};
 use futures_util::SinkExt as _;
 use serde::Deserialize;
 use tokio::time::Instant;
@@ -29,7 +29,7 @@ use crate::auth::Identity;
 use crate::handlers::{ConnCtx, dispatch};
 use crate::limits::{FrameBudget, FrameVerdict};
 use crate::outbound::{CloseReason, ConnLink, ConnQueue, Frame, Signal};
-use crate::session::{Command, SessionHandle};
+use crate::session::Command;
 
 /// Bytes read from the socket at a time. Small, because it is allocated for every connection and
 /// zeroed before every read; client frames are small, and larger ones are read in pieces.
@@ -243,12 +243,31 @@ async fn serve(
                     }
                     return Some(reason);
                 }
-                // A session owned by a node that died, or whose messages to this node were lost:
-                // the client reconnects and resumes, and finds the session's owner afresh.
+                // Sessions that let the connection go, owned by a node that died, or whose
+                // messages to this node were lost: the client is told, joins again on this
+                // connection and resumes, and the join finds the session's owner afresh.
                 Signal::Recheck => {
-                    if ctx.sessions.values().any(SessionHandle::is_stale) {
-                        span.in_scope(|| debug!("a session this connection relies on lost its owner or messages; closing to resume"));
-                        return Some(CloseReason::Restarting);
+                    // Told by the session itself: it already let the connection go. The handle
+                    // stays (a late word from an earlier time must not undo a join since).
+                    let mut told: Vec<SessionId> =
+                        closer.take_interrupted().into_iter().filter(|id| ctx.sessions.contains_key(id)).collect();
+                    // Found here: the handle is of no use any more. An owner that is still there
+                    // lets the connection go too (it may not know that its messages here were
+                    // lost); a dead one cannot hear it.
+                    let stale: Vec<SessionId> =
+                        ctx.sessions.iter().filter(|(_, handle)| handle.is_stale()).map(|(id, _)| *id).collect();
+                    for session_id in stale {
+                        let Some(handle) = ctx.sessions.remove(&session_id) else { continue };
+                        if handle.send(Command::Disconnect { conn: ctx.conn_id }).await.is_err() {
+                            span.in_scope(|| debug!(%session_id, "the session's owner did not take the departure"));
+                        }
+                        told.push(session_id);
+                    }
+                    told.sort_unstable();
+                    told.dedup();
+                    for session_id in told {
+                        span.in_scope(|| debug!(%session_id, "the connection left a session that changed owners; the client joins again"));
+                        ctx.reply(&ServerMessage::SessionInterrupted { session_id });
                     }
                 }
             },

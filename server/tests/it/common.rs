@@ -369,6 +369,14 @@ impl Client {
     }
 
     /// Waits for the server to close the connection and returns the close code.
+    /// Waits for `session_interrupted` for `session`; failing if the connection closes first.
+    pub async fn interrupted(&mut self, session: SessionId) -> Result<()> {
+        self.recv_until(|m| {
+            matches!(m, ServerMessage::SessionInterrupted { session_id } if session_id == session).then_some(())
+        })
+        .await
+    }
+
     pub async fn closed_with(&mut self) -> Result<Option<u16>> {
         loop {
             let next = tokio::time::timeout(EVENT_TIMEOUT, self.ws.next())

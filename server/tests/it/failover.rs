@@ -69,18 +69,7 @@ async fn rejoin(
     let deadline = Instant::now() + EVENT_TIMEOUT;
     loop {
         let mut client = Client::connect_url(&node.ws_url(), user).await?;
-        client
-            .send_json(json!({"type": "join_session", "request_id": "rejoin", "session_id": session,
-                "resume": [{"room_id": room, "last_seq": last_seq}]}))
-            .await?;
-        let answer = client
-            .recv_until(|m| match m {
-                ServerMessage::Joined { resume, .. } => Some(Ok(resume.iter().all(|r| r.recovered))),
-                ServerMessage::Error(e) => Some(Err(e.code)),
-                _ => None,
-            })
-            .await;
-        match answer {
+        match join_resuming(&mut client, session, room, last_seq).await {
             Ok(Ok(recovered)) => return Ok((client, recovered)),
             Ok(Err(ErrorCode::Unavailable)) | Err(_) if Instant::now() < deadline => {
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -89,6 +78,42 @@ async fn rejoin(
             Err(err) => return Err(err.context("rejoining never succeeded")),
         }
     }
+}
+
+/// Joins again on a connection that was told `session_interrupted`, as a client does: with
+/// `resume`, retrying (after a short pause) while the session is between owners. Returns
+/// whether the resume recovered everything.
+async fn rejoin_here(client: &mut Client, session: SessionId, room: RoomId, last_seq: i64) -> Result<bool> {
+    let deadline = Instant::now() + EVENT_TIMEOUT;
+    loop {
+        match join_resuming(client, session, room, last_seq).await? {
+            Ok(recovered) => return Ok(recovered),
+            Err(ErrorCode::Unavailable) if Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(code) => bail!("rejoining was refused: {code:?}"),
+        }
+    }
+}
+
+/// One `join_session` with `resume`: whether everything was recovered, or the refusal.
+async fn join_resuming(
+    client: &mut Client,
+    session: SessionId,
+    room: RoomId,
+    last_seq: i64,
+) -> Result<std::result::Result<bool, ErrorCode>> {
+    client
+        .send_json(json!({"type": "join_session", "request_id": "rejoin", "session_id": session,
+            "resume": [{"room_id": room, "last_seq": last_seq}]}))
+        .await?;
+    client
+        .recv_until(|m| match m {
+            ServerMessage::Joined { resume, .. } => Some(Ok(resume.iter().all(|r| r.recovered))),
+            ServerMessage::Error(e) => Some(Err(e.code)),
+            _ => None,
+        })
+        .await
 }
 
 /// Every acknowledged message is stored exactly once, with the sequence it was acknowledged
@@ -138,7 +163,7 @@ async fn the_owners_death_hands_the_session_over_and_loses_nothing_acknowledged(
     let (db, name) = process_cluster().await?;
     let owner = NodeProcess::spawn(&db, &name).await?;
     let survivor = NodeProcess::spawn(&db, &name).await?;
-    let (session, [host, mentee], [mut on_owner, mut on_survivor]) = session_across(&owner, &survivor).await?;
+    let (session, [host, _mentee], [mut on_owner, mut on_survivor]) = session_across(&owner, &survivor).await?;
     let room = session.main_room_id;
     let mut acked = post_many(&mut on_survivor, &session, "before-b", 10).await?;
     acked.extend(post_many(&mut on_owner, &session, "before-a", 5).await?);
@@ -146,13 +171,15 @@ async fn the_owners_death_hands_the_session_over_and_loses_nothing_acknowledged(
 
     let killed = Instant::now();
     owner.signal(Signal::KILL)?;
-    // The survivor's member relied on the dead owner: it is sent to reconnect.
-    ensure!(on_survivor.closed_with().await? == Some(1012), "the survivor's member is told to reconnect");
-    let (mut again, recovered) = rejoin(&survivor, &mentee, session.id, room, last_seen).await?;
+    // The survivor's member relied on the dead owner: it stays connected, is told, and joins
+    // again on the same connection.
+    on_survivor.interrupted(session.id).await.context("the survivor's member is told to join again")?;
+    let recovered = rejoin_here(&mut on_survivor, session.id, room, last_seen).await?;
     let failover = killed.elapsed();
     ensure!(recovered, "the resume says nothing was lost");
     ensure!(failover.as_secs_f64() < 10.0, "the session took {failover:?} to accept commands again");
-    acked.extend(post_many(&mut again, &session, "after-b", 5).await?);
+    acked.extend(post_many(&mut on_survivor, &session, "after-b", 5).await?);
+    let mut again = on_survivor;
     let (mut host_again, _) = rejoin(&survivor, &host, session.id, room, last_seen).await?;
     acked.extend(post_many(&mut host_again, &session, "after-a", 3).await?);
 
@@ -170,7 +197,7 @@ async fn a_drained_node_hands_its_sessions_over_at_once() -> Result<()> {
     let (db, name) = process_cluster().await?;
     let mut draining = NodeProcess::spawn(&db, &name).await?;
     let successor = NodeProcess::spawn(&db, &name).await?;
-    let (session, [host, mentee], [mut on_draining, mut on_successor]) = session_across(&draining, &successor).await?;
+    let (session, [host, _mentee], [mut on_draining, mut on_successor]) = session_across(&draining, &successor).await?;
     let room = session.main_room_id;
     let acked = post_many(&mut on_draining, &session, "before", 3).await?;
 
@@ -178,9 +205,11 @@ async fn a_drained_node_hands_its_sessions_over_at_once() -> Result<()> {
     ensure!(on_draining.closed_with().await? == Some(1012), "the draining node's clients are told to reconnect");
     ensure!(draining.wait().await?, "the node drains and exits cleanly");
     let drained = Instant::now();
-    ensure!(on_successor.closed_with().await? == Some(1012), "members relying on the drained owner reconnect");
+    // Members on the other node stay connected; they are told, and join again there.
+    on_successor.interrupted(session.id).await.context("members relying on the drained owner are told")?;
     // The lease was given up: the successor takes the session at once, not when it runs out.
-    let (mut again, recovered) = rejoin(&successor, &mentee, session.id, room, 3).await?;
+    let recovered = rejoin_here(&mut on_successor, session.id, room, 3).await?;
+    let mut again = on_successor;
     let handover = drained.elapsed();
     ensure!(recovered);
     ensure!(handover.as_secs_f64() < 2.0, "took over after {handover:?}: the lease (2s) was not given up");
@@ -196,7 +225,7 @@ async fn a_paused_owner_cannot_write_after_another_node_took_over() -> Result<()
     let (db, name) = process_cluster().await?;
     let mut paused = NodeProcess::spawn(&db, &name).await?;
     let survivor = NodeProcess::spawn(&db, &name).await?;
-    let (session, [_host, mentee], [mut on_paused, mut on_survivor]) = session_across(&paused, &survivor).await?;
+    let (session, [_host, _mentee], [mut on_paused, mut on_survivor]) = session_across(&paused, &survivor).await?;
     let room = session.main_room_id;
     let mut acked = post_many(&mut on_survivor, &session, "before", 2).await?;
 
@@ -206,22 +235,24 @@ async fn a_paused_owner_cannot_write_after_another_node_took_over() -> Result<()
         .send_json(json!({"type": "send_message", "request_id": "paused", "session_id": session.id,
             "room_id": room, "client_msg_id": "paused", "body": "sent to a paused owner"}))
         .await?;
-    // Past the node timeout and the lease, the survivor takes the session over.
-    ensure!(on_survivor.closed_with().await? == Some(1012));
-    let (mut again, _) = rejoin(&survivor, &mentee, session.id, room, 2).await?;
-    acked.extend(post_many(&mut again, &session, "taken-over", 2).await?);
+    // Past the node timeout and the lease, the survivor takes the session over; its member
+    // stays connected and joins again.
+    on_survivor.interrupted(session.id).await?;
+    rejoin_here(&mut on_survivor, session.id, room, 2).await?;
+    acked.extend(post_many(&mut on_survivor, &session, "taken-over", 2).await?);
 
     paused.signal(Signal::CONT)?;
     // The old owner finds out (its lease is gone, or its first write is fenced) and stops.
     paused.logged("no longer owns the session").await?;
+    // Its member there stays connected and is told to join again.
     loop {
-        match on_paused.recv().await {
-            Ok(ServerMessage::MessageAck { client_msg_id, seq, .. }) => {
+        match on_paused.recv().await? {
+            ServerMessage::MessageAck { client_msg_id, seq, .. } => {
                 // Acknowledged only if it was stored, by the new owner.
                 acked.insert(client_msg_id.as_str().to_owned(), seq);
             }
-            Ok(_) => {}
-            Err(_) => break,
+            ServerMessage::SessionInterrupted { session_id } if session_id == session.id => break,
+            _ => {}
         }
     }
     // What was acknowledged is stored once, in one gapless sequence: the old owner allocated

@@ -26,7 +26,7 @@ pub enum Command {
     },
     /// Messages between `here` (this node) and the others were lost: connections of other
     /// nodes may have missed events, or their departures may never arrive. They leave, and
-    /// their nodes close them to resume.
+    /// their nodes tell them to join again, resuming.
     RemotesLost {
         here: NodeId,
     },
