@@ -147,6 +147,7 @@ impl Bus {
         let Transport::Redis(redis) = &self.transport else { return Ok(Vec::new()) };
         let mut now: HashSet<NodeId> = redis.heartbeat(self.timing.node_timeout).await?.into_iter().collect();
         now.insert(self.node);
+        redis.settle_unheard(&now, self.timing.node_timeout);
         let mut alive = self.alive.write().unwrap_or_else(PoisonError::into_inner);
         let gone = alive.difference(&now).copied().collect();
         *alive = now;

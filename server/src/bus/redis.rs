@@ -7,9 +7,10 @@
 //! itself; every drop is reported (a gap: messages published meanwhile were lost) so that the
 //! connections that depended on them can resume.
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use convene_protocol::{NodeId, SessionId};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -104,6 +105,7 @@ pub struct RedisBus {
     gaps: Arc<AtomicU64>,
     /// Woken at every gap.
     gap_signal: Arc<Notify>,
+    lost: Lost,
 }
 
 impl RedisBus {
@@ -131,7 +133,12 @@ impl RedisBus {
         let subscribed = Arc::new(AtomicBool::new(false));
         let gaps = Arc::new(AtomicU64::new(0));
         let gap_signal = Arc::new(Notify::new());
-        let lost = Lost { gaps: gaps.clone(), signal: gap_signal.clone(), metrics: metrics.clone() };
+        let lost = Lost {
+            gaps: gaps.clone(),
+            signal: gap_signal.clone(),
+            metrics: metrics.clone(),
+            unheard: Arc::new(Mutex::new(HashMap::new())),
+        };
         let pushes = {
             let (subscribed, lost) = (subscribed.clone(), lost.clone());
             move |push: PushInfo| -> Result<(), std::convert::Infallible> {
@@ -148,9 +155,9 @@ impl RedisBus {
         subscribed.store(true, Ordering::Relaxed);
 
         let (outgoing, queue) = mpsc::channel(PUBLISH_QUEUE_CAPACITY);
-        tracker.spawn(publish(commands.clone(), prefix.clone(), queue, subscriber, lost, shutdown));
+        tracker.spawn(publish(commands.clone(), prefix.clone(), queue, subscriber, lost.clone(), shutdown));
         info!(%node, cluster = %prefix, "joined the cluster's bus");
-        Ok(Self { node, prefix, commands, outgoing, subscribed, gaps, gap_signal })
+        Ok(Self { node, prefix, commands, outgoing, subscribed, gaps, gap_signal, lost })
     }
 
     /// Queues a message for `to`, never waiting. Messages to one node are published in the
@@ -175,6 +182,28 @@ impl RedisBus {
     /// Wakes at the next gap.
     pub fn gap_signal(&self) -> Arc<Notify> {
         self.gap_signal.clone()
+    }
+
+    /// Decides, at a heartbeat, about the nodes whose messages found nobody listening: a node
+    /// that is not `alive` any more is dead (its connections leave; nothing of it relies on what
+    /// was lost), and one still alive `timeout` after the loss was alive then, so it missed
+    /// messages: a gap.
+    pub fn settle_unheard(&self, alive: &HashSet<NodeId>, timeout: Duration) {
+        let mut missed = Vec::new();
+        self.lost.unheard.lock().unwrap_or_else(PoisonError::into_inner).retain(|node, since| {
+            if !alive.contains(node) {
+                return false;
+            }
+            if since.elapsed() < timeout {
+                return true;
+            }
+            missed.push(*node);
+            false
+        });
+        if !missed.is_empty() {
+            warn!(nodes = ?missed, "live nodes missed messages (their subscription was down); they resume");
+            self.lost.gap(0);
+        }
     }
 
     /// Takes `session`'s lease for `ttl` if nobody holds it, or if `dead` (a node whose
@@ -291,9 +320,24 @@ struct Lost {
     gaps: Arc<AtomicU64>,
     signal: Arc<Notify>,
     metrics: Arc<Metrics>,
+    /// Nodes that messages found not listening, since when: dead ones, or live ones whose
+    /// subscription was down. Only the latter is a gap; heartbeats tell them apart
+    /// ([`RedisBus::settle_unheard`]). Published to a dead node until its death is noticed,
+    /// messages must not make every live node's connections resume.
+    unheard: Arc<Mutex<HashMap<NodeId, Instant>>>,
 }
 
 impl Lost {
+    /// Messages to `nodes` found nobody listening.
+    fn unheard(&self, nodes: &[NodeId], messages: u64) {
+        self.metrics.bus_lost.fetch_add(messages, Ordering::Relaxed);
+        let now = Instant::now();
+        let mut unheard = self.unheard.lock().unwrap_or_else(PoisonError::into_inner);
+        for node in nodes {
+            unheard.entry(*node).or_insert(now);
+        }
+    }
+
     fn gap(&self, messages: u64) {
         self.metrics.bus_lost.fetch_add(messages, Ordering::Relaxed);
         self.gaps.fetch_add(1, Ordering::Relaxed);
@@ -330,8 +374,9 @@ fn receive_push(push: PushInfo, inbox: &mpsc::Sender<bytes::Bytes>, subscribed: 
 }
 
 /// Publishes queued messages in order, many per round trip. A message that could not be
-/// published, or that found nobody listening (its node is gone, or its subscription is down),
-/// is lost: a gap, after which the connections relying on other nodes resume what they missed.
+/// published is lost: a gap, after which the connections relying on other nodes resume what
+/// they missed. One that found nobody listening was lost to a dead node (nothing to resume) or
+/// to a live one whose subscription is down (a gap): the heartbeats decide which.
 async fn publish(
     mut commands: ConnectionManager,
     prefix: String,
@@ -367,7 +412,7 @@ async fn publish(
                     let messages = unheard.len() as u64;
                     unheard.dedup();
                     warn!(messages, nodes = ?unheard, "messages to other nodes found nobody listening; lost");
-                    lost.gap(messages);
+                    lost.unheard(&unheard, messages);
                 }
             }
             Err(err) => {
