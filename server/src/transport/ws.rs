@@ -246,30 +246,7 @@ async fn serve(
                 // Sessions that let the connection go, owned by a node that died, or whose
                 // messages to this node were lost: the client is told, joins again on this
                 // connection and resumes, and the join finds the session's owner afresh.
-                Signal::Recheck => {
-                    // Told by the session itself: it already let the connection go. The handle
-                    // stays (a late word from an earlier time must not undo a join since).
-                    let mut told: Vec<SessionId> =
-                        closer.take_interrupted().into_iter().filter(|id| ctx.sessions.contains_key(id)).collect();
-                    // Found here: the handle is of no use any more. An owner that is still there
-                    // lets the connection go too (it may not know that its messages here were
-                    // lost); a dead one cannot hear it.
-                    let stale: Vec<SessionId> =
-                        ctx.sessions.iter().filter(|(_, handle)| handle.is_stale()).map(|(id, _)| *id).collect();
-                    for session_id in stale {
-                        let Some(handle) = ctx.sessions.remove(&session_id) else { continue };
-                        if handle.send(Command::Disconnect { conn: ctx.conn_id }).await.is_err() {
-                            span.in_scope(|| debug!(%session_id, "the session's owner did not take the departure"));
-                        }
-                        told.push(session_id);
-                    }
-                    told.sort_unstable();
-                    told.dedup();
-                    for session_id in told {
-                        span.in_scope(|| debug!(%session_id, "the connection left a session that changed owners; the client joins again"));
-                        ctx.reply(&ServerMessage::SessionInterrupted { session_id });
-                    }
-                }
+                Signal::Recheck => leave_changed_sessions(ctx, closer.take_interrupted()).instrument(span.clone()).await,
             },
             received = queue.rx.recv_many(&mut batch, OUTBOUND_BATCH) => {
                 if received == 0 {
@@ -327,6 +304,29 @@ async fn serve(
             }
             () = &mut token_expiry => return Some(CloseReason::TokenExpired),
         }
+    }
+}
+
+/// Leaves the sessions that changed owners and tells the client, which joins again: those
+/// that let the connection go (`interrupted`, told by the session itself), and those whose
+/// owner died or whose messages to this node were lost (found here).
+async fn leave_changed_sessions(ctx: &mut ConnCtx, interrupted: Vec<SessionId>) {
+    // A session that told us already let the connection go. Its handle stays: a late word from
+    // before a rejoin must not undo the rejoin.
+    let mut told: Vec<SessionId> = interrupted.into_iter().filter(|id| ctx.sessions.contains_key(id)).collect();
+    // A stale handle is of no use any more. An owner that is still there lets the connection go
+    // too (it may not know that its messages here were lost); a dead one cannot hear it.
+    for (session_id, handle) in ctx.sessions.extract_if(|_, handle| handle.is_stale()).collect::<Vec<_>>() {
+        if handle.send(Command::Disconnect { conn: ctx.conn_id }).await.is_err() {
+            debug!(%session_id, "the session's owner did not take the departure");
+        }
+        told.push(session_id);
+    }
+    told.sort_unstable();
+    told.dedup();
+    for session_id in told {
+        debug!(%session_id, "the connection left a session that changed owners; the client joins again");
+        ctx.reply(&ServerMessage::SessionInterrupted { session_id });
     }
 }
 
