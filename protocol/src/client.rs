@@ -4,17 +4,20 @@
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::ErrorCode;
+use crate::direct::{UserRequest, UserRequestKind};
 use crate::ids::{ClientMsgId, MessageId, RequestId, RoomId, SessionId, UserId};
 use crate::request::{SessionRequest, SessionRequestKind};
 use crate::server::{PresenceStatus, SessionRole, SessionType};
 
-/// Every request a client may send, tagged by `type`: the two the node answers itself, and
-/// the requests addressed to a session ([`SessionRequest`]), which go to that session's owner.
+/// Every request a client may send, tagged by `type`: the two the node answers itself, the
+/// requests addressed to a session ([`SessionRequest`]), which go to that session's owner, and
+/// those about the caller's own conversations and notifications ([`UserRequest`]).
 #[derive(Clone, Debug, PartialEq)]
 pub enum ClientMessage {
     Ping(Ping),
     CreateSession(CreateSession),
     Session(SessionRequest),
+    User(UserRequest),
 }
 
 /// The kinds the node answers itself, tagged as on the wire.
@@ -23,6 +26,13 @@ pub enum ClientMessage {
 enum NodeRequest {
     Ping(Ping),
     CreateSession(CreateSession),
+}
+
+/// Which enum a frame's `type` belongs to.
+enum Family {
+    Node,
+    Session,
+    User,
 }
 
 /// Borrowing twin of [`NodeRequest`], to serialize without cloning.
@@ -39,6 +49,7 @@ impl Serialize for ClientMessage {
             Self::Ping(ping) => NodeRequestRef::Ping(ping).serialize(serializer),
             Self::CreateSession(create) => NodeRequestRef::CreateSession(create).serialize(serializer),
             Self::Session(request) => request.serialize(serializer),
+            Self::User(request) => request.serialize(serializer),
         }
     }
 }
@@ -247,7 +258,8 @@ impl ClientMessage {
     /// Parses one text frame.
     ///
     /// Session requests, nearly all traffic, are read in one pass; only a frame that is not one
-    /// pays for a look at its tag and a second read (`ping`, `create_session`, or an error).
+    /// pays for a look at its tag and a second read (`ping`, `create_session`, a request about
+    /// the caller's conversations or notifications, or an error).
     pub fn parse(text: &str) -> Result<Self, ParseError> {
         let invalid = |err: serde_json::Error| {
             // Only the failure path pays for a lenient read that recovers the request id.
@@ -263,24 +275,44 @@ impl ClientMessage {
                     reason: reason.to_owned(),
                 }),
             },
-            Err(_) if Self::names_node_request(text) => match serde_json::from_str::<NodeRequest>(text) {
-                Ok(NodeRequest::Ping(ping)) => Ok(Self::Ping(ping)),
-                Ok(NodeRequest::CreateSession(create)) => Ok(Self::CreateSession(create)),
-                Err(node_err) => Err(invalid(node_err)),
+            Err(err) => match Self::family(text) {
+                Family::Node => match serde_json::from_str::<NodeRequest>(text) {
+                    Ok(NodeRequest::Ping(ping)) => Ok(Self::Ping(ping)),
+                    Ok(NodeRequest::CreateSession(create)) => Ok(Self::CreateSession(create)),
+                    Err(node_err) => Err(invalid(node_err)),
+                },
+                Family::User => match serde_json::from_str::<UserRequest>(text) {
+                    Ok(request) => match request.validate() {
+                        Ok(()) => Ok(Self::User(request)),
+                        Err(reason) => Err(ParseError {
+                            request_id: request.request_id().cloned(),
+                            code: ErrorCode::Invalid,
+                            reason: reason.to_owned(),
+                        }),
+                    },
+                    Err(user_err) => Err(invalid(user_err)),
+                },
+                Family::Session => Err(invalid(err)),
             },
-            Err(err) => Err(invalid(err)),
         }
     }
 
-    /// Whether a frame's `type` is one the node answers itself.
-    fn names_node_request(text: &str) -> bool {
+    /// Which family a frame's `type` belongs to (a session's, when it names none it knows).
+    fn family(text: &str) -> Family {
         #[derive(Deserialize)]
         struct Tag<'a> {
             #[serde(rename = "type", borrow, default)]
             kind: Option<std::borrow::Cow<'a, str>>,
         }
-        serde_json::from_str::<Tag<'_>>(text)
-            .is_ok_and(|tag| matches!(tag.kind.as_deref(), Some("ping" | "create_session")))
+        let Ok(Tag { kind: Some(kind) }) = serde_json::from_str::<Tag<'_>>(text) else { return Family::Session };
+        if matches!(kind.as_ref(), "ping" | "create_session") {
+            return Family::Node;
+        }
+        use strum::IntoEnumIterator as _;
+        if UserRequestKind::iter().any(|user| <&str>::from(user) == kind.as_ref()) {
+            return Family::User;
+        }
+        Family::Session
     }
 
     /// The `request_id` of a frame, read leniently (the rest of the frame may be anything), so
@@ -303,6 +335,7 @@ impl ClientMessage {
             Self::Ping(ping) => ping.request_id.as_ref(),
             Self::CreateSession(create) => create.request_id.as_ref(),
             Self::Session(request) => request.request_id(),
+            Self::User(request) => request.request_id(),
         }
     }
 
@@ -312,13 +345,17 @@ impl ClientMessage {
             Self::Ping(_) => "ping",
             Self::CreateSession(_) => "create_session",
             Self::Session(request) => request.kind(),
+            Self::User(request) => request.kind(),
         }
     }
 
     /// Every `type` a client may send.
     pub fn kinds() -> impl Iterator<Item = &'static str> {
         use strum::IntoEnumIterator as _;
-        ["ping", "create_session"].into_iter().chain(SessionRequestKind::iter().map(<&str>::from))
+        ["ping", "create_session"]
+            .into_iter()
+            .chain(SessionRequestKind::iter().map(<&str>::from))
+            .chain(UserRequestKind::iter().map(<&str>::from))
     }
 }
 
@@ -367,7 +404,7 @@ mod tests {
     #[test]
     fn kinds_are_the_wire_tags() {
         let kinds: Vec<&str> = ClientMessage::kinds().collect();
-        assert_eq!(kinds.len(), 30);
+        assert_eq!(kinds.len(), 46);
         assert!(kinds.contains(&"join_session") && kinds.contains(&"resolve_help") && kinds.contains(&"ping"));
         let ping = ClientMessage::parse(r#"{"type":"ping"}"#).expect("parses");
         assert_eq!(ping.kind(), "ping");

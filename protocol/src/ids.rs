@@ -54,6 +54,25 @@ uuid_id!(
     /// A chat message.
     MessageId
 );
+uuid_id!(
+    /// A 1:1 conversation between two users (`conversations.id`).
+    ConversationId
+);
+uuid_id!(
+    /// A message of a 1:1 conversation.
+    DirectMessageId
+);
+
+/// A notification (`notifications.id`): numbered in the order they were stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct NotificationId(pub i64);
+
+impl fmt::Display for NotificationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 impl From<SessionId> for RoomId {
     /// The main room of a session shares the session's id.

@@ -9,10 +9,12 @@
 //! typed [`ClientMessage`] exactly once, through [`ClientMessage::parse`], which also decides which
 //! error code a malformed frame earns. Requests addressed to a session form their own enum,
 //! [`SessionRequest`]: the server hands it, unchanged, to whichever node owns the session.
+//! Requests about the caller's own 1:1 conversations and notifications form [`UserRequest`].
 
 mod breakout;
 mod claims;
 mod client;
+mod direct;
 mod error;
 mod ids;
 mod request;
@@ -29,8 +31,18 @@ pub use client::{
     FetchHistory, JoinSession, LeaveSession, ParseError, Ping, RemoveParticipant, RoomCursor, SendMessage, SetLobby,
     SetRole, SetStatus, Typing,
 };
+pub use direct::{
+    ArchiveConversation, BlockUser, ConversationContext, ConversationCursor, ConversationPosition, ConversationSummary,
+    ConversationView, CountNotifications, DeleteDirect, DirectMessage, DirectTyping, EditDirect, FetchDirectHistory,
+    FocusConversation, ListConversations, ListNotifications, MAX_SUBJECT_BYTES, MarkConversationRead,
+    MarkNotificationsRead, Notification, NotificationCounts, OpenConversation, SendDirect, SyncConversations,
+    SyncOutcome, UnblockUser, UserRequest, UserRequestKind,
+};
 pub use error::ErrorCode;
-pub use ids::{ClientMsgId, ConnId, MessageId, NodeId, OrgId, RequestId, RoomId, SessionId, UserId};
+pub use ids::{
+    ClientMsgId, ConnId, ConversationId, DirectMessageId, MessageId, NodeId, NotificationId, OrgId, RequestId, RoomId,
+    SessionId, UserId,
+};
 pub use request::{SessionRequest, SessionRequestKind};
 pub use server::{
     ChatMessage, ErrorReply, LobbyEntry, MemberView, PresenceStatus, ResumeOutcome, RoomView, ServerMessage,

@@ -7,7 +7,14 @@ use serde::{Deserialize, Serialize};
 use crate::ErrorCode;
 use crate::breakout::{Assignment, BreakoutOverview, BreakoutRoomView, HelpRequest, MoveReason};
 use crate::claims::Role;
-use crate::ids::{ClientMsgId, ConnId, MessageId, OrgId, RequestId, RoomId, SessionId, UserId};
+use crate::direct::{
+    ConversationCursor, ConversationSummary, ConversationView, DirectMessage, Notification, NotificationCounts,
+    SyncOutcome,
+};
+use crate::ids::{
+    ClientMsgId, ConnId, ConversationId, DirectMessageId, MessageId, NotificationId, OrgId, RequestId, RoomId,
+    SessionId, UserId,
+};
 
 /// Everything the server may send, tagged by `type`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -213,6 +220,108 @@ pub enum ServerMessage {
     HelpResolved {
         session_id: SessionId,
         user_id: UserId,
+    },
+    /// Reply to `open_conversation`: the conversation, new or existing.
+    Conversation {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<RequestId>,
+        conversation: ConversationView,
+    },
+    /// To every device of both members: a conversation was created.
+    ConversationStarted {
+        conversation: ConversationView,
+    },
+    /// Reply to `list_conversations`. `next` is where the following page starts, if there is one.
+    Conversations {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<RequestId>,
+        conversations: Vec<ConversationSummary>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<ConversationCursor>,
+    },
+    /// The sender's acknowledgement: the message is durably stored.
+    DirectAck {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<RequestId>,
+        client_msg_id: ClientMsgId,
+        conversation_id: ConversationId,
+        message_id: DirectMessageId,
+        seq: i64,
+        created_at: DateTime<Utc>,
+    },
+    /// A conversation's new message, delivered once and in sequence order to every device of
+    /// both members (the sender's included).
+    DirectMessage {
+        message: DirectMessage,
+    },
+    DirectMessageEdited {
+        message: DirectMessage,
+    },
+    DirectMessageDeleted {
+        message: DirectMessage,
+    },
+    /// A page of a conversation, oldest first.
+    DirectHistory {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<RequestId>,
+        conversation_id: ConversationId,
+        messages: Vec<DirectMessage>,
+        has_more: bool,
+    },
+    /// Reply to `sync_conversations`, after the messages it replayed.
+    ConversationsSynced {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<RequestId>,
+        conversations: Vec<SyncOutcome>,
+    },
+    /// Messages this device missed and that are too many to send: page them from `after_seq`.
+    ConversationGap {
+        conversation_id: ConversationId,
+        after_seq: i64,
+        last_seq: i64,
+    },
+    /// A member read up to `read_seq`; `unread` is what that member has left.
+    ConversationRead {
+        conversation_id: ConversationId,
+        user_id: UserId,
+        read_seq: i64,
+        unread: i64,
+    },
+    ConversationTyping {
+        conversation_id: ConversationId,
+        user_id: UserId,
+        active: bool,
+    },
+    /// To the caller's devices: the conversation was archived or unarchived for them.
+    ConversationArchived {
+        conversation_id: ConversationId,
+        archived: bool,
+    },
+    /// Reply to `list_notifications`, newest first.
+    Notifications {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<RequestId>,
+        notifications: Vec<Notification>,
+        counts: NotificationCounts,
+        has_more: bool,
+    },
+    /// To every device of its user: a new notification.
+    Notification {
+        notification: Notification,
+    },
+    /// To every device of the user: notifications were read (these, or all of them).
+    NotificationsRead {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ids: Vec<NotificationId>,
+        all: bool,
+        counts: NotificationCounts,
+    },
+    /// Reply to `count_notifications`; also sent unasked when notifications may have been
+    /// missed (messages between nodes were lost).
+    NotificationCounts {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<RequestId>,
+        counts: NotificationCounts,
     },
     Error(ErrorReply),
 }

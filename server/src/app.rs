@@ -14,6 +14,7 @@ use crate::auth::Verifier;
 use crate::bus::Bus;
 use crate::bus::redis::RedisProbe;
 use crate::config::Config;
+use crate::inbox::Inboxes;
 use crate::metrics::Metrics;
 use crate::outbound::Connections;
 use crate::session::Registry;
@@ -26,6 +27,8 @@ pub struct App {
     pub verifier: Verifier,
     pub store: Store,
     pub registry: Arc<Registry>,
+    /// This node's inboxes: users' conversations and notifications.
+    pub inboxes: Arc<Inboxes>,
     pub metrics: Arc<Metrics>,
     pub redis: Option<RedisProbe>,
     /// This run of this process: the first half of every connection id it hands out.

@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
-use crate::bus::{Bus, Control, NodeMessage};
+use crate::bus::{Bus, Control, NodeMessage, UserEventKind};
+use crate::inbox::{Inboxes, UserEvent};
 use crate::metrics::Metrics;
 use crate::outbound::{Connections, Frame};
 use crate::session::{Command, Registry, RegistryError, SessionHandle, Undelivered};
@@ -38,6 +39,7 @@ pub struct Cluster {
     pub bus: Arc<Bus>,
     pub registry: Arc<Registry>,
     pub connections: Arc<Connections>,
+    pub inboxes: Arc<Inboxes>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -70,6 +72,9 @@ impl Cluster {
             self.metrics.bus_received.fetch_add(1, Ordering::Relaxed);
             match NodeMessage::decode(&payload) {
                 Ok(NodeMessage::Deliver { conns, frame }) => self.deliver(&conns, frame),
+                // Its origin delivered it to its own inboxes.
+                Ok(NodeMessage::Users { origin, .. }) if origin == self.bus.node() => {}
+                Ok(NodeMessage::Users { users, kind, frame, .. }) => self.deliver_to_users(&users, kind, frame),
                 Ok(NodeMessage::Control(Control::Interrupt { session, conns })) => {
                     for link in conns.iter().filter_map(|conn| self.connections.get(*conn)) {
                         link.interrupt(session);
@@ -101,6 +106,20 @@ impl Cluster {
             }
         }
         self.metrics.frames_out.fetch_add(sent, Ordering::Relaxed);
+    }
+
+    /// Hands another node's user event to the inboxes of its users here.
+    fn deliver_to_users(&self, users: &[convene_protocol::UserId], kind: UserEventKind, frame: bytes::Bytes) {
+        let Some(frame) = Frame::from_bytes(frame) else {
+            error!("a user event from another node is not text; dropped");
+            return;
+        };
+        let event = match kind {
+            UserEventKind::Message { conversation, seq } => UserEvent::Message { conversation, seq, frame },
+            UserEventKind::Changed { conversation, seq } => UserEvent::Changed { conversation, seq, frame },
+            UserEventKind::Other => UserEvent::Other { frame },
+        };
+        self.inboxes.deliver_here(users, &event);
     }
 
     async fn control(self: Arc<Self>, mut queue: mpsc::Receiver<Control>) {
@@ -214,6 +233,7 @@ impl Cluster {
             }
         }
         self.connections.recheck_all();
+        self.inboxes.forget_focus_except(&self.bus.alive()).await;
     }
 
     /// Messages between this node and others were lost. Connections here that rely on another
@@ -222,6 +242,8 @@ impl Cluster {
     async fn messages_lost(&self) {
         warn!("messages between this node and others were lost; connections relying on them resume");
         self.connections.recheck_all();
+        // Inboxes read what their users missed from the store.
+        self.inboxes.resync_all();
         let here = self.bus.node();
         for local in self.registry.all_running() {
             if local.send(Command::RemotesLost { here }).await.is_err() {

@@ -20,6 +20,9 @@ pub struct Config {
     pub sqlite_durability: crate::store::SqliteDurability,
     /// HS256 secret; without it the server runs in dev mode with a generated one.
     pub jwt_secret: Option<String>,
+    /// The key the application's backend presents to the service API (`/v1/service/…`);
+    /// without it the service API is off.
+    pub service_key: Option<String>,
     /// A JWKS URL (Supabase: `https://<project>.supabase.co/auth/v1/.well-known/jwks.json`):
     /// RS256 and ES256 tokens are verified with its keys.
     pub jwks_url: Option<String>,
@@ -130,6 +133,7 @@ impl Default for Config {
             cluster: ClusterConfig::default(),
             sqlite_durability: crate::store::SqliteDurability::Full,
             jwt_secret: None,
+            service_key: None,
             jwks_url: None,
             jwt_issuer: None,
             allowed_origins: Vec::new(),

@@ -80,6 +80,10 @@ struct ServeArgs {
     /// HS256 secret for access tokens (Supabase's JWT secret); without it, dev mode.
     #[arg(long, env = "CONVENE_JWT_SECRET", hide_env_values = true, global = true)]
     jwt_secret: Option<String>,
+    /// Key of the server-to-server API (`/v1/service/…`) for the application's backend; the API
+    /// is off without it.
+    #[arg(long, env = "CONVENE_SERVICE_KEY", hide_env_values = true, global = true)]
+    service_key: Option<String>,
     /// JWKS URL whose keys verify RS256/ES256 tokens (Supabase: …/auth/v1/.well-known/jwks.json).
     #[arg(long, env = "CONVENE_JWKS_URL", global = true)]
     jwks_url: Option<String>,
@@ -179,6 +183,7 @@ impl ServeArgs {
             },
             sqlite_durability: self.sqlite_sync,
             jwt_secret: self.jwt_secret.clone(),
+            service_key: self.service_key.clone(),
             jwks_url: self.jwks_url.clone(),
             jwt_issuer: self.jwt_issuer.clone(),
             allowed_origins: self.allowed_origins.iter().filter(|o| !o.is_empty()).cloned().collect(),

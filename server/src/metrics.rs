@@ -19,6 +19,10 @@ pub struct Metrics {
     pub frames_in: AtomicU64,
     pub frames_out: AtomicU64,
     pub chat_messages_stored: AtomicU64,
+    pub direct_messages_stored: AtomicU64,
+    pub notifications_stored: AtomicU64,
+    /// Users with a device on this node (one inbox each).
+    pub inboxes_active: AtomicI64,
     pub slow_disconnects: AtomicU64,
     pub sockets_refused: AtomicU64,
     pub frames_rate_limited: AtomicU64,
@@ -75,6 +79,11 @@ impl Metrics {
                 "Sessions with a running actor on this node.",
                 self.sessions_active.load(Ordering::Relaxed),
             ),
+            (
+                "convene_inboxes_active",
+                "Users with a connection on this node.",
+                self.inboxes_active.load(Ordering::Relaxed),
+            ),
         ];
         for (name, help, value) in gauges {
             // Writing to a String cannot fail; the fmt::Result exists only for other writers.
@@ -85,6 +94,8 @@ impl Metrics {
             ("convene_frames_in_total", "Frames received from clients.", &self.frames_in),
             ("convene_frames_out_total", "Frames queued to clients.", &self.frames_out),
             ("convene_chat_messages_stored_total", "Chat messages durably stored.", &self.chat_messages_stored),
+            ("convene_direct_messages_stored_total", "1:1 messages durably stored.", &self.direct_messages_stored),
+            ("convene_notifications_stored_total", "Notifications pushed and stored.", &self.notifications_stored),
             (
                 "convene_slow_disconnects_total",
                 "Connections closed because they did not read fast enough.",

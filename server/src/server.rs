@@ -22,6 +22,8 @@ use crate::bus::redis::{RedisBus, RedisError, RedisProbe};
 use crate::bus::{Bus, Timing};
 use crate::cluster::{self, Cluster};
 use crate::config::Config;
+use crate::inbox::{DirectBudgets, Inboxes};
+use crate::limits::Budget;
 use crate::metrics::Metrics;
 use crate::outbound::{CloseReason, Connections};
 use crate::session::{Registry, Rules, SessionDeps};
@@ -131,6 +133,22 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
     let connections = Arc::new(Connections::default());
     let session_tracker = TaskTracker::new();
     let session_shutdown = CancellationToken::new();
+    let inbox_shutdown = CancellationToken::new();
+    let inboxes = Inboxes::new(
+        store.clone(),
+        writer.clone(),
+        bus.clone(),
+        metrics.clone(),
+        inbox_shutdown.clone(),
+        config.db_timeout,
+        DirectBudgets {
+            send: Budget::new(config.chat.rate_per_sec, config.chat.burst),
+            typing: config.budgets.typing,
+            read: config.budgets.history,
+            write: config.budgets.command,
+            max_body_bytes: config.chat.max_body_bytes,
+        },
+    );
     let registry = Registry::new(SessionDeps {
         store: store.clone(),
         writer,
@@ -149,6 +167,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         bus: bus.clone(),
         registry: registry.clone(),
         connections: connections.clone(),
+        inboxes: inboxes.clone(),
         metrics: metrics.clone(),
     });
     if bus.is_clustered() {
@@ -158,6 +177,8 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         }
         cluster.spawn(inbox_rx, &bus_tracker, &bus_shutdown);
     }
+    // Devices of nodes that are gone (this one's earlier runs included) look at nothing.
+    inboxes.forget_focus_except(&bus.alive()).await;
 
     let gate = Gate::new(config.limits, &config.budgets);
     let app = Arc::new(App {
@@ -165,6 +186,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         verifier,
         store: store.clone(),
         registry,
+        inboxes: inboxes.clone(),
         metrics,
         redis,
         node,
@@ -186,6 +208,8 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
     app.connections.close_all(CloseReason::Restarting);
     app.conn_tracker.close();
     app.conn_tracker.wait().await;
+    inbox_shutdown.cancel();
+    inboxes.wait().await;
     info!("stopping sessions");
     let owned: Vec<SessionId> = app.registry.all_running().iter().map(|local| local.id).collect();
     session_shutdown.cancel();

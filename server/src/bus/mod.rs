@@ -17,7 +17,7 @@ use convene_protocol::{ConnId, NodeId, SessionId};
 
 use self::redis::{RedisBus, RedisError};
 use crate::metrics::Metrics;
-pub use message::{Control, DecodeError, NodeMessage};
+pub use message::{Control, DecodeError, NodeMessage, UserEventKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
@@ -95,6 +95,15 @@ impl Bus {
         sent
     }
 
+    /// Sends a message to every other node (and this one, which ignores its own: see
+    /// [`NodeMessage::Users`]); nothing for a node alone.
+    pub fn send_all(&self, message: &NodeMessage) -> Result<(), BusError> {
+        let Transport::Redis(redis) = &self.transport else { return Ok(()) };
+        let sent = message.encode().map_err(BusError::from).and_then(|payload| Ok(redis.publish_all(payload)?));
+        self.count(sent.is_ok());
+        sent
+    }
+
     /// Delivers one frame to connections of another node, all in one message.
     pub fn deliver(&self, to: NodeId, conns: &[ConnId], frame: &[u8]) -> Result<(), BusError> {
         let Transport::Redis(redis) = &self.transport else { return Err(BusError::NoSuchNode(to)) };
@@ -160,6 +169,11 @@ impl Bus {
             Transport::Alone => Ok(()),
             Transport::Redis(redis) => Ok(redis.leave().await?),
         }
+    }
+
+    /// Every node alive at the last heartbeat, this one included.
+    pub fn alive(&self) -> Vec<NodeId> {
+        self.alive.read().unwrap_or_else(PoisonError::into_inner).iter().copied().collect()
     }
 
     /// Whether `node` was alive at the last heartbeat.

@@ -1,5 +1,5 @@
 //! Redis: the only module that speaks to it. It carries messages between nodes (one channel per
-//! node), holds the leases that say which node owns a session, and the nodes' heartbeats.
+//! node, and one every node hears), holds the leases that say which node owns a session, and the nodes' heartbeats.
 //!
 //! Connections: one reconnecting connection (`ConnectionManager`) for commands and one for the
 //! node's subscription. The subscription uses RESP3 pushes with the manager's automatic
@@ -97,7 +97,7 @@ pub struct RedisBus {
     /// Every key and channel starts with it, so that several clusters may share one Redis.
     prefix: String,
     commands: ConnectionManager,
-    outgoing: mpsc::Sender<(NodeId, Vec<u8>)>,
+    outgoing: mpsc::Sender<(Option<NodeId>, Vec<u8>)>,
     subscribed: Arc<AtomicBool>,
     /// Counts the times messages between this node and another were lost: the subscription
     /// dropped (or its inbox overflowed), or a message could not be published or found nobody
@@ -151,7 +151,7 @@ impl RedisBus {
         )
         .await?;
         let prefix = cluster.to_owned();
-        within(subscriber.subscribe(channel(&prefix, node))).await?;
+        within(subscriber.subscribe(vec![channel(&prefix, node), everyone(&prefix)])).await?;
         subscribed.store(true, Ordering::Relaxed);
 
         let (outgoing, queue) = mpsc::channel(PUBLISH_QUEUE_CAPACITY);
@@ -163,6 +163,15 @@ impl RedisBus {
     /// Queues a message for `to`, never waiting. Messages to one node are published in the
     /// order they were queued.
     pub fn publish(&self, to: NodeId, payload: Vec<u8>) -> Result<(), RedisError> {
+        self.queue(Some(to), payload)
+    }
+
+    /// Queues a message for every node (this one included), in order with the others.
+    pub fn publish_all(&self, payload: Vec<u8>) -> Result<(), RedisError> {
+        self.queue(None, payload)
+    }
+
+    fn queue(&self, to: Option<NodeId>, payload: Vec<u8>) -> Result<(), RedisError> {
         self.outgoing.try_send((to, payload)).map_err(|err| match err {
             mpsc::error::TrySendError::Full(_) => RedisError::Full,
             mpsc::error::TrySendError::Closed(_) => RedisError::Closed,
@@ -299,6 +308,11 @@ fn channel(prefix: &str, node: NodeId) -> String {
     format!("{prefix}:to:{node}")
 }
 
+/// The channel every node of the cluster subscribes to.
+fn everyone(prefix: &str) -> String {
+    format!("{prefix}:all")
+}
+
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
@@ -380,7 +394,7 @@ fn receive_push(push: PushInfo, inbox: &mpsc::Sender<bytes::Bytes>, subscribed: 
 async fn publish(
     mut commands: ConnectionManager,
     prefix: String,
-    mut queue: mpsc::Receiver<(NodeId, Vec<u8>)>,
+    mut queue: mpsc::Receiver<(Option<NodeId>, Vec<u8>)>,
     // Kept here so that the subscription lives exactly as long as the bus's tasks.
     _subscriber: ConnectionManager,
     lost: Lost,
@@ -401,13 +415,22 @@ async fn publish(
         let mut pipe = redis::pipe();
         let mut destinations = Vec::with_capacity(batch.len());
         for (to, payload) in batch.drain(..) {
-            pipe.cmd("PUBLISH").arg(channel(&prefix, to)).arg(payload);
+            let name = match to {
+                Some(node) => channel(&prefix, node),
+                None => everyone(&prefix),
+            };
+            pipe.cmd("PUBLISH").arg(name).arg(payload);
             destinations.push(to);
         }
         match within(pipe.query_async::<Vec<i64>>(&mut commands)).await {
             Ok(listeners) => {
-                let mut unheard: Vec<NodeId> =
-                    destinations.iter().zip(&listeners).filter(|(_, count)| **count == 0).map(|(to, _)| *to).collect();
+                // A message for everyone is heard by whoever is there (this node at least).
+                let mut unheard: Vec<NodeId> = destinations
+                    .iter()
+                    .zip(&listeners)
+                    .filter(|(_, count)| **count == 0)
+                    .filter_map(|(to, _)| *to)
+                    .collect();
                 if !unheard.is_empty() {
                     let messages = unheard.len() as u64;
                     unheard.dedup();

@@ -17,6 +17,7 @@ use tracing::{Instrument as _, debug_span, warn};
 
 use crate::app::App;
 use crate::auth::Identity;
+use crate::inbox::{Caller, DirectError, Inbox};
 use crate::outbound::ConnLink;
 use crate::session::{Command, CreateError, RegistryError, SessionError, SessionHandle, Undelivered};
 
@@ -29,6 +30,10 @@ pub struct ConnCtx {
     pub app: Arc<App>,
     /// Sessions this connection asked to join; each hears of the connection's departure.
     pub sessions: HashMap<SessionId, SessionHandle>,
+    /// The user's inbox on this node: their conversations and notifications.
+    pub inbox: Arc<Inbox>,
+    /// Whether this connection said which conversation it looks at (forgotten when it closes).
+    pub focused: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +46,8 @@ pub enum HandlerError {
     Invalid(&'static str),
     #[error("the session could not be loaded; retry")]
     Unavailable,
+    #[error(transparent)]
+    Direct(#[from] DirectError),
 }
 
 impl HandlerError {
@@ -50,6 +57,7 @@ impl HandlerError {
             Self::Create(err) => err.code(),
             Self::Invalid(_) => ErrorCode::Invalid,
             Self::Unavailable => ErrorCode::Unavailable,
+            Self::Direct(err) => err.code(),
         }
     }
 }
@@ -82,6 +90,16 @@ pub async fn dispatch(ctx: &mut ConnCtx, text: &str) {
             }
             ClientMessage::CreateSession(create) => create_session::handle(ctx, create).await,
             ClientMessage::Session(request) => ctx.forward(request).await,
+            ClientMessage::User(request) => {
+                let caller = Caller {
+                    conn: ctx.conn_id,
+                    identity: &ctx.identity,
+                    link: &ctx.link,
+                    inbox: &ctx.inbox,
+                    focused: &mut ctx.focused,
+                };
+                Ok(crate::inbox::handle(&ctx.app.inboxes, caller, request).await?)
+            }
         }
     }
     .instrument(span)

@@ -14,7 +14,10 @@ mod audit;
 mod breakouts;
 mod changes;
 mod connect;
+mod conversations;
+mod directory;
 mod messages;
+mod notifications;
 mod owners;
 mod records;
 mod sessions;
@@ -27,13 +30,16 @@ pub use audit::{AuditAction, AuditPage, AuditRecord};
 pub use breakouts::{BreakoutRoomRecord, ClosedRoomRecord, TransitionRecord, TransitionType};
 pub use changes::SessionWrite;
 pub use connect::{SqliteDurability, postgres_options};
+pub use conversations::{ConversationPage, ConversationRecord, DirectEdit, NewConversation, ReadPosition};
+pub use directory::{ChatProfile, PersonKind, Visibility};
 pub use messages::HistoryQuery;
+pub use notifications::{NewNotification, ReadSelection};
 pub use owners::Fence;
 pub(crate) use owners::check_fence;
 pub use records::{
     EditOutcome, HistoryPage, InsertOutcome, MessageRecord, NewMessage, ParticipantRecord, SessionRecord,
 };
-pub use writer::{WriteFailed, WriteOp, Writer};
+pub use writer::{DirectSent, NewDirectMessage, WriteFailed, WriteOp, Writer};
 
 /// A handle on the database; cheap to clone.
 #[derive(Clone, Debug)]

@@ -6,15 +6,19 @@
 
 mod http;
 mod reports;
+mod service;
 mod ws;
+
+pub use service::OPENAPI;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method, header};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -33,6 +37,8 @@ const HANDSHAKE_HEADROOM: usize = 1024;
 /// hyper refuses read buffers under 8 KiB.
 const MIN_HEADER_BUFFER: usize = 8 * 1024;
 
+/// Largest body the service API reads: a notification with its data is well under it.
+const SERVICE_BODY_LIMIT: usize = 64 * 1024;
 /// How long browsers may cache a preflight answer.
 const CORS_MAX_AGE: Duration = Duration::from_secs(10 * 60);
 
@@ -42,9 +48,25 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/sessions/{id}/transitions", get(reports::transitions))
         .route("/v1/sessions/{id}/audit", get(reports::audit))
         .layer(cors(&app.config.allowed_origins));
+    // Server to server: no CORS, small bodies.
+    let service = Router::new()
+        .route("/v1/service/users/{user_id}/profile", put(service::put_profile))
+        .route("/v1/service/users/{user_id}/unread", get(service::unread))
+        .route(
+            "/v1/service/programmes/{programme_id}/members/{user_id}",
+            put(service::put_programme_member).delete(service::delete_programme_member),
+        )
+        .route(
+            "/v1/service/therapists/{therapist_id}/patients/{patient_id}",
+            put(service::put_care).delete(service::delete_care),
+        )
+        .route("/v1/service/notifications", post(service::push_notification))
+        .layer(DefaultBodyLimit::max(SERVICE_BODY_LIMIT));
     Router::new()
         .route("/v1/ws", get(ws::upgrade))
         .merge(api)
+        .merge(service)
+        .route("/v1/openapi.json", get(service::openapi))
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz))
         .route("/metrics", get(http::metrics))

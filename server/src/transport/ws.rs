@@ -163,7 +163,9 @@ async fn run(
     if app.shutdown.is_cancelled() {
         link.close(CloseReason::Restarting);
     }
-    let mut ctx = ConnCtx { conn_id, identity, link, app: app.clone(), sessions: HashMap::new() };
+    let inbox = app.inboxes.attach(link.clone(), &identity).await;
+    let mut ctx =
+        ConnCtx { conn_id, identity, link, app: app.clone(), sessions: HashMap::new(), inbox, focused: false };
     let reason = serve(&mut socket, &mut ctx, queue, &permit.frames(), &span).await;
     // The place is given back before the client hears of the end (the close handshake or the
     // socket closing), so a client that reconnects at once is not refused for its old socket.
@@ -177,6 +179,13 @@ async fn run(
         for handle in ctx.sessions.values() {
             if handle.send(Command::Disconnect { conn: conn_id }).await.is_err() {
                 debug!(session_id = %handle.id(), "session already stopped");
+            }
+        }
+        app.inboxes.detach(&ctx.inbox, conn_id).await;
+        if ctx.focused {
+            let forget = app.store.set_focus(conn_id, ctx.identity.user_id, None);
+            if let Err(err) = crate::store::Store::within(app.config.db_timeout, forget).await {
+                warn!(error = %err, "could not forget what a closed connection looked at; cleared when its node goes");
             }
         }
         if let Some(reason) = reason {

@@ -11,6 +11,7 @@ mod breakouts;
 mod chat;
 mod closed_rooms;
 mod cluster;
+mod conversations;
 mod durability;
 mod failover;
 mod fencing;

@@ -1,11 +1,13 @@
 //! Every request gets exactly one reply naming it, whatever state the connection is in.
 //!
-//! The kinds come from the protocol crate ([`SessionRequestKind`] and the two the node answers
-//! itself), and [`example`] matches on them exhaustively: a new kind does not compile until this
+//! The kinds come from the protocol crate ([`SessionRequestKind`], [`UserRequestKind`] and the
+//! two the node answers itself), and [`example`] matches on them exhaustively: a new kind does not compile until this
 //! test sends it in every state.
 
 use anyhow::{Context as _, Result, bail, ensure};
-use convene_protocol::{ErrorCode, RequestId, Role, ServerMessage, SessionId, SessionRequestKind, UserId};
+use convene_protocol::{
+    ErrorCode, RequestId, Role, ServerMessage, SessionId, SessionRequestKind, UserId, UserRequestKind,
+};
 use serde_json::{Value, json};
 use strum::IntoEnumIterator as _;
 use uuid::Uuid;
@@ -49,11 +51,15 @@ enum Kind {
     Ping,
     CreateSession,
     Session(SessionRequestKind),
+    User(UserRequestKind),
 }
 
 impl Kind {
     fn all() -> impl Iterator<Item = Self> {
-        [Self::Ping, Self::CreateSession].into_iter().chain(SessionRequestKind::iter().map(Self::Session))
+        [Self::Ping, Self::CreateSession]
+            .into_iter()
+            .chain(SessionRequestKind::iter().map(Self::Session))
+            .chain(UserRequestKind::iter().map(Self::User))
     }
 
     fn tag(self) -> &'static str {
@@ -61,6 +67,7 @@ impl Kind {
             Self::Ping => "ping",
             Self::CreateSession => "create_session",
             Self::Session(kind) => kind.into(),
+            Self::User(kind) => kind.into(),
         }
     }
 }
@@ -114,11 +121,33 @@ fn example(kind: Kind, session: SessionId, other: UserId) -> Value {
         Kind::Session(R::SwapParticipants) => json!({"session_id": session, "user_a": other, "user_b": other}),
         Kind::Session(R::CloseBreakoutRooms) => json!({"session_id": session}),
         Kind::Session(R::Broadcast) => json!({"session_id": session, "body": "to everyone"}),
+        Kind::User(kind) => user_example(kind, other),
     };
     let mut request = body;
     request["type"] = json!(kind.tag());
     request["request_id"] = json!(PROBE);
     request
+}
+
+/// The conversation and notification requests: addressed to `other`, or to a conversation that
+/// does not exist.
+fn user_example(kind: UserRequestKind, other: UserId) -> Value {
+    use UserRequestKind as U;
+    let conversation = Uuid::new_v4();
+    match kind {
+        U::OpenConversation | U::BlockUser | U::UnblockUser => json!({"user_id": other}),
+        U::ListConversations | U::ListNotifications | U::CountNotifications => json!({}),
+        U::SendDirect => json!({"to": {"user_id": other}, "client_msg_id": "d1", "body": "hello"}),
+        U::EditDirect => json!({"conversation_id": conversation, "message_id": Uuid::new_v4(), "body": "edited"}),
+        U::DeleteDirect => json!({"conversation_id": conversation, "message_id": Uuid::new_v4()}),
+        U::FetchDirectHistory => json!({"conversation_id": conversation}),
+        U::SyncConversations => json!({"positions": [{"conversation_id": conversation, "last_seq": 0}]}),
+        U::MarkConversationRead => json!({"conversation_id": conversation, "seq": 1}),
+        U::DirectTyping => json!({"conversation_id": conversation, "active": true}),
+        U::ArchiveConversation => json!({"conversation_id": conversation, "archived": true}),
+        U::FocusConversation => json!({"conversation_id": conversation}),
+        U::MarkNotificationsRead => json!({"all": true}),
+    }
 }
 
 const PROBE: &str = "probe";
@@ -134,7 +163,14 @@ fn reply_to(message: &ServerMessage) -> Option<&RequestId> {
         | ServerMessage::Left { request_id, .. }
         | ServerMessage::MessageAck { request_id, .. }
         | ServerMessage::History { request_id, .. }
-        | ServerMessage::BreakoutPlan { request_id, .. } => request_id.as_ref(),
+        | ServerMessage::BreakoutPlan { request_id, .. }
+        | ServerMessage::Conversation { request_id, .. }
+        | ServerMessage::Conversations { request_id, .. }
+        | ServerMessage::DirectAck { request_id, .. }
+        | ServerMessage::DirectHistory { request_id, .. }
+        | ServerMessage::ConversationsSynced { request_id, .. }
+        | ServerMessage::Notifications { request_id, .. }
+        | ServerMessage::NotificationCounts { request_id, .. } => request_id.as_ref(),
         ServerMessage::Error(error) => error.request_id.as_ref(),
         _ => None,
     }

@@ -42,6 +42,20 @@ impl Store {
                     next_seq.insert(room, last - count + 1);
                 }
             }
+            let sends: Vec<(usize, &super::NewDirectMessage)> = ops
+                .iter()
+                .enumerate()
+                .filter_map(|(index, queued)| match &queued.op {
+                    WriteOp::SendDirect { message, .. } => Some((index, message)),
+                    _ => None,
+                })
+                .collect();
+            let mut sent = if sends.is_empty() {
+                Vec::new()
+            } else {
+                super::direct::commit_direct_sends!(tx, &sends)
+            }
+            .into_iter();
             let mut results = Vec::with_capacity(ops.len());
             let mut inserts = Vec::new();
             for queued in ops {
@@ -136,6 +150,10 @@ impl Store {
                             .execute(&mut *tx).await?;
                         OpResult::Done
                     }
+                    WriteOp::SendDirect { .. } => match sent.next().flatten() {
+                        Some(outcome) => OpResult::Direct(outcome),
+                        None => return Err(StoreError::Corrupt("a 1:1 send without an outcome".to_owned())),
+                    },
                     WriteOp::Barrier { .. } => OpResult::Done,
                     WriteOp::Changes { changes, .. } => {
                         crate::store::changes::apply_session_writes!(tx, changes);

@@ -119,6 +119,11 @@ pub enum WriteOp {
         changes: Vec<super::SessionWrite>,
         done: Option<oneshot::Sender<Result<(), WriteFailed>>>,
     },
+    /// A 1:1 message, numbered in its conversation.
+    SendDirect {
+        message: NewDirectMessage,
+        done: oneshot::Sender<Result<DirectSent, WriteFailed>>,
+    },
     /// Answered once every op submitted before it has committed (or failed).
     Barrier {
         done: oneshot::Sender<()>,
@@ -132,6 +137,7 @@ enum OpResult {
     /// An insert whose client message id the sender had used before: the stored message.
     Duplicate(MessageRecord),
     Changed(EditOutcome),
+    Direct(DirectSent),
     Done,
 }
 
@@ -149,7 +155,10 @@ impl WriteOp {
     /// Whether someone waits on the outcome (and so on the request timeout).
     fn awaited(&self) -> bool {
         match self {
-            Self::InsertMessage { .. } | Self::EditMessage { .. } | Self::DeleteMessage { .. } => true,
+            Self::InsertMessage { .. }
+            | Self::EditMessage { .. }
+            | Self::DeleteMessage { .. }
+            | Self::SendDirect { .. } => true,
             Self::Changes { done, .. } => done.is_some(),
             _ => false,
         }
@@ -343,6 +352,14 @@ async fn commit_one(store: &Store, queued: &Queued) -> Result<OpResult, WriteFai
                 .flatten()
                 .map(OpResult::Duplicate)
                 .ok_or(WriteFailed::Rejected),
+            // The same for a 1:1 message.
+            WriteOp::SendDirect { message, .. } => store
+                .direct_by_client_id(message.conversation_id, message.sender_id, message.client_msg_id.as_str())
+                .await
+                .ok()
+                .flatten()
+                .map(|stored| OpResult::Direct(DirectSent::Duplicate(stored)))
+                .ok_or(WriteFailed::Rejected),
             _ => Err(WriteFailed::Rejected),
         },
         Err(StoreError::Fenced(session)) => {
@@ -392,6 +409,21 @@ fn answer(results: impl Iterator<Item = (Queued, Result<OpResult, WriteFailed>)>
                 });
                 done.send(outcome).is_ok()
             }
+            WriteOp::SendDirect { done, .. } => {
+                let outcome = result.and_then(|result| match result {
+                    OpResult::Direct(sent) => {
+                        if matches!(sent, DirectSent::Stored { .. }) {
+                            metrics.direct_messages_stored.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(sent)
+                    }
+                    other => {
+                        error!(?other, "a 1:1 send produced no outcome");
+                        Err(WriteFailed::Rejected)
+                    }
+                });
+                done.send(outcome).is_ok()
+            }
             WriteOp::Barrier { done } => done.send(()).is_ok(),
             WriteOp::Changes { done: Some(done), .. } => done.send(result.map(|_| ())).is_ok(),
             op => {
@@ -409,3 +441,6 @@ fn answer(results: impl Iterator<Item = (Queued, Result<OpResult, WriteFailed>)>
 }
 
 mod commit;
+mod direct;
+
+pub use direct::{DirectSent, NewDirectMessage};

@@ -1,0 +1,244 @@
+//! Inboxes: how a user's conversation messages, receipts and notifications reach every device
+//! of theirs, on whichever node each is connected.
+//!
+//! The store is the sequencer: a conversation's messages are numbered in the transaction that
+//! stores them, under the conversation's row lock, so a message is committed only after every
+//! message before it. Whoever committed a change publishes it once ([`Inboxes::publish`]): to
+//! the users' inboxes on this node, and in one bus message to each other live node, which hands
+//! it to its own. There is no owner per user, so no lease, no takeover and no hop.
+//!
+//! On each node, every user with a device there has an [`Inbox`]: a task that owns the user's
+//! devices and their positions in each conversation. It delivers a message once and in order to
+//! each device: one it already passed is skipped; one that arrives ahead of a missing one (two
+//! senders on two nodes publish in the order their commits finished, not their numbers) makes it
+//! read the missing ones from the store first, which is always possible because they committed
+//! first. When messages between nodes may have been lost (a gap on the bus) or its mailbox
+//! overflowed, an inbox reads what it missed from the store by itself.
+
+mod hub;
+pub mod policy;
+mod requests;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use convene_protocol::{ConnId, ConversationId, ConversationView, NodeId, SyncConversations, UserId};
+use dashmap::DashMap;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
+
+use crate::auth::Identity;
+use crate::bus::{Bus, NodeMessage};
+use crate::limits::Ledger;
+use crate::metrics::Metrics;
+use crate::outbound::{ConnLink, Frame};
+use crate::store::{Store, Writer};
+pub use requests::{Caller, DirectBudgets, DirectError, handle};
+
+/// Commands waiting for one user's inbox on this node: deliveries and the requests of their
+/// devices. A burst of several hundred messages fits; past it deliveries are not queued but the
+/// inbox is marked behind and reads what it missed from the store.
+const INBOX_CAPACITY: usize = 512;
+
+/// What a user's devices are told.
+#[derive(Clone, Debug)]
+pub enum UserEvent {
+    /// A conversation's new message `seq`: delivered in sequence order, once per device.
+    Message { conversation: ConversationId, seq: i64, frame: Frame },
+    /// A change to message `seq` (an edit, a deletion): delivered after the message itself.
+    Changed { conversation: ConversationId, seq: i64, frame: Frame },
+    /// Anything else: receipts, typing, archiving, notifications, a new conversation.
+    Other { frame: Frame },
+}
+
+/// What an inbox is asked to do.
+#[derive(Debug)]
+enum HubCommand {
+    /// Answered once the device is in; an inbox that ended first drops `attached` unanswered,
+    /// and the connection tries the user's next inbox.
+    Attach {
+        link: ConnLink,
+        attached: oneshot::Sender<()>,
+    },
+    Detach(ConnId),
+    Deliver(UserEvent),
+    Sync {
+        conn: ConnId,
+        request: SyncConversations,
+    },
+    /// Messages may have been lost: read what was missed from the store.
+    Resync,
+}
+
+/// One user's inbox on this node, as its connections hold it.
+#[derive(Debug)]
+pub struct Inbox {
+    user: UserId,
+    tx: mpsc::Sender<HubCommand>,
+    /// Set when a delivery found the mailbox full: the inbox catches up from the store.
+    behind: AtomicBool,
+    /// The user's budgets for conversations, shared by their connections on this node.
+    budgets: Mutex<Ledger<requests::DirectSpend>>,
+    /// Conversations this user is known to be a member of (membership never changes).
+    known: DashMap<ConversationId, ConversationView>,
+}
+
+impl Inbox {
+    fn new(user: UserId, tx: mpsc::Sender<HubCommand>) -> Self {
+        Self { user, tx, behind: AtomicBool::new(false), budgets: Mutex::new(Ledger::default()), known: DashMap::new() }
+    }
+
+    /// Queues a delivery without waiting; a full mailbox makes the inbox catch up instead.
+    fn deliver(&self, event: UserEvent) {
+        match self.tx.try_send(HubCommand::Deliver(event)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                warn!(user_id = %self.user, "inbox full; it will read what it missed from the store");
+                self.behind.store(true, Ordering::Release);
+                // The resync is queued behind whatever fills the mailbox, when there is room.
+                if self.tx.try_send(HubCommand::Resync).is_err() {
+                    debug!(user_id = %self.user, "resync already pending behind a full inbox");
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                debug!(user_id = %self.user, "delivery to an inbox that ended")
+            }
+        }
+    }
+
+    fn spend(&self, spend: requests::DirectSpend, budget: crate::limits::Budget) -> bool {
+        self.budgets.lock().unwrap_or_else(PoisonError::into_inner).try_spend(spend, budget, std::time::Instant::now())
+    }
+}
+
+/// Every inbox on this node, by user, and the way to everyone else's: one message on the
+/// cluster's channel that every node hears (a node that just started has no device yet, and one
+/// subscribed before serving; so no node with a device of the user can miss it, short of a gap).
+#[derive(Debug)]
+pub struct Inboxes {
+    users: DashMap<UserId, Arc<Inbox>>,
+    store: Store,
+    writer: Writer,
+    bus: Arc<Bus>,
+    metrics: Arc<Metrics>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    db_timeout: Duration,
+    budgets: DirectBudgets,
+}
+
+impl Inboxes {
+    pub fn new(
+        store: Store,
+        writer: Writer,
+        bus: Arc<Bus>,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+        db_timeout: Duration,
+        budgets: DirectBudgets,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            users: DashMap::new(),
+            store,
+            writer,
+            bus,
+            metrics,
+            tracker: TaskTracker::new(),
+            shutdown,
+            db_timeout,
+            budgets,
+        })
+    }
+
+    /// Attaches a connection to its user's inbox here, starting the inbox if it is the user's
+    /// first connection on this node; then the user is known to others for conversations, with
+    /// what their token says (their organization and role) unless the backend set a profile.
+    pub async fn attach(self: &Arc<Self>, link: ConnLink, identity: &Identity) -> Arc<Inbox> {
+        let user = link.user_id;
+        let known_as = identity.organization_id.map(|org| (org, policy::kind_of_role(identity.role)));
+        loop {
+            let (inbox, started) = match self.users.entry(user) {
+                dashmap::Entry::Occupied(entry) => (entry.get().clone(), false),
+                dashmap::Entry::Vacant(entry) => (entry.insert(self.start(user)).clone(), true),
+            };
+            if let Some((organization, kind)) = known_as.filter(|_| started) {
+                // Before the connection is told it is in, so that others can reach the user.
+                let register = self.store.register_chat_profile(user, organization, kind, chrono::Utc::now());
+                if let Err(err) = Store::within(self.db_timeout, register).await {
+                    warn!(error = %err, user_id = %user, "could not make the user known for conversations");
+                }
+            }
+            let (attached, answer) = oneshot::channel();
+            let sent = inbox.tx.send(HubCommand::Attach { link: link.clone(), attached }).await;
+            if sent.is_ok() && answer.await.is_ok() {
+                return inbox;
+            }
+            // It ended just now; the next one takes the connection.
+            self.users.remove_if(&user, |_, current| Arc::ptr_eq(current, &inbox));
+        }
+    }
+
+    fn start(self: &Arc<Self>, user: UserId) -> Arc<Inbox> {
+        let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
+        let inbox = Arc::new(Inbox::new(user, tx));
+        self.metrics.inboxes_active.fetch_add(1, Ordering::Relaxed);
+        self.tracker.spawn(hub::run(self.clone(), inbox.clone(), rx));
+        inbox
+    }
+
+    /// Detaches a connection that closed.
+    pub async fn detach(&self, inbox: &Inbox, conn: ConnId) {
+        if inbox.tx.send(HubCommand::Detach(conn)).await.is_err() {
+            debug!(%conn, "detach from an inbox that ended");
+        }
+    }
+
+    /// Tells `users`' devices, here and on every other live node. Called only after the change
+    /// committed.
+    pub fn publish(&self, users: &[UserId], event: &UserEvent) {
+        if self.bus.is_clustered() {
+            let message = NodeMessage::users(self.bus.node(), users, event);
+            if let Err(err) = self.bus.send_all(&message) {
+                // Lost for the other nodes: a gap, after which their inboxes catch up.
+                warn!(error = %err, "could not tell the other nodes of a user event");
+            }
+        }
+        self.deliver_here(users, event);
+    }
+
+    /// Hands an event to the inboxes of `users` on this node (those with a device here).
+    pub fn deliver_here(&self, users: &[UserId], event: &UserEvent) {
+        for user in users {
+            if let Some(inbox) = self.users.get(user).map(|inbox| inbox.clone()) {
+                inbox.deliver(event.clone());
+            }
+        }
+    }
+
+    /// Messages between nodes may have been lost: every inbox here catches up from the store.
+    pub fn resync_all(&self) {
+        for inbox in self.users.iter() {
+            if inbox.tx.try_send(HubCommand::Resync).is_err() {
+                inbox.behind.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    /// Forgets which conversations the devices of nodes other than `alive` were looking at.
+    pub async fn forget_focus_except(&self, alive: &[NodeId]) {
+        match crate::store::Store::within(self.db_timeout, self.store.clear_focus_except(alive)).await {
+            Ok(cleared) if cleared > 0 => debug!(cleared, "forgot the focus of devices of nodes that are gone"),
+            Ok(_) => {}
+            Err(err) => warn!(error = %err, "could not forget the focus of devices of nodes that are gone"),
+        }
+    }
+
+    /// Waits for every inbox to end (after the connections did).
+    pub async fn wait(&self) {
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
