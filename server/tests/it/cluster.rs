@@ -86,10 +86,6 @@ async fn nodes_resubscribe_after_redis_comes_back_and_clients_resume() -> Result
     let redis = TcpProxy::start(redis_addr()?).await?;
     let cluster = TestCluster::start_with(2, format!("redis://{}", redis.addr), |_| {}).await?;
     let (a, b) = (cluster.node(0), cluster.node(1));
-    let readiness = |node: &TestServer| {
-        let url = node.http("/readyz");
-        async move { reqwest::get(url).await?.json::<serde_json::Value>().await.map_err(anyhow::Error::from) }
-    };
     let ready = readiness(b).await?;
     ensure!(ready["status"] == "healthy" && ready["checks"]["redis"]["status"] == "healthy", "{ready}");
 
@@ -170,6 +166,11 @@ impl Across {
         let joined_on_b = on_b.join(session.id).await?;
         Ok(Self { session, host, on_a, mentee, on_b, joined_on_b })
     }
+}
+
+/// What `node` answers at `/readyz`.
+async fn readiness(node: &TestServer) -> Result<serde_json::Value> {
+    Ok(reqwest::get(node.http("/readyz")).await?.json().await?)
 }
 
 /// Polls `probe` until `done` holds of its answer (within the harness's event timeout).

@@ -51,7 +51,15 @@ pub struct Fixture {
 
 impl Fixture {
     pub async fn start(setup: Setup) -> Result<Self> {
-        let configure = |config: &mut convene_server::Config| config.service_key = Some(SERVICE_KEY.to_owned());
+        Self::start_with(setup, |_| {}).await
+    }
+
+    /// [`Self::start`], with the nodes' configuration changed by `configure`.
+    pub async fn start_with(setup: Setup, configure: impl Fn(&mut convene_server::Config)) -> Result<Self> {
+        let configure = |config: &mut convene_server::Config| {
+            config.service_key = Some(SERVICE_KEY.to_owned());
+            configure(config);
+        };
         let nodes = match setup {
             Setup::OneNode => vec![TestServer::start_with(Backend::Sqlite, configure).await?],
             Setup::TwoNodes => TestCluster::start_with(2, redis_url(), configure).await?.nodes,
@@ -186,6 +194,26 @@ impl Client {
                 _ => None,
             })
             .collect())
+    }
+
+    /// Says this device is at `last_seq` in `conversation`: the sequences replayed to it, then
+    /// the sync's outcome.
+    pub async fn sync_from(
+        &mut self,
+        conversation: ConversationId,
+        last_seq: i64,
+    ) -> Result<(Vec<i64>, Vec<convene_protocol::SyncOutcome>)> {
+        self.send_json(json!({"type": "sync_conversations",
+            "positions": [{"conversation_id": conversation, "last_seq": last_seq}]}))
+            .await?;
+        let mut replayed = Vec::new();
+        loop {
+            match self.recv().await? {
+                ServerMessage::DirectMessage { message } => replayed.push(message.seq),
+                ServerMessage::ConversationsSynced { conversations, .. } => return Ok((replayed, conversations)),
+                _ => {}
+            }
+        }
     }
 
     /// Sends a request and waits for the reply that names it (any kind).

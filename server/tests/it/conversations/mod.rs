@@ -96,17 +96,7 @@ async fn a_device_that_was_offline_gets_what_it_missed_and_its_unread_count(setu
     ensure!(summary.other_user_id == mentor.id);
     ensure!(summary.last_message.as_ref().is_some_and(|m| m.body == "away"), "{summary:?}");
 
-    let sync =
-        json!({"type": "sync_conversations", "positions": [{"conversation_id": conversation.id, "last_seq": 1}]});
-    mentee_device.send_json(sync).await?;
-    let mut replayed = Vec::new();
-    let outcome = loop {
-        match mentee_device.recv().await? {
-            ServerMessage::DirectMessage { message } => replayed.push(message.seq),
-            ServerMessage::ConversationsSynced { conversations, .. } => break conversations,
-            _ => {}
-        }
-    };
+    let (replayed, outcome) = mentee_device.sync_from(conversation.id, 1).await?;
     ensure!(replayed == [2, 3, 4, 5], "{replayed:?}");
     ensure!(
         outcome.len() == 1 && outcome[0].replayed == 4 && !outcome[0].gap && outcome[0].last_seq == 5,
