@@ -43,6 +43,18 @@ pub use requests::{Caller, DirectBudgets, DirectError, handle};
 /// inbox is marked behind and reads what it missed from the store.
 const INBOX_CAPACITY: usize = 512;
 
+/// How often a connection tries to attach before giving up. It races an inbox's end at most
+/// once (the inbox started after that is its own), so failing again means the node is going
+/// away and no inbox will take it.
+const ATTACH_ATTEMPTS: usize = 3;
+
+/// Why a connection could not attach to its user's inbox.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("the node is shutting down")]
+    ShuttingDown,
+}
+
 /// What a user's devices are told.
 #[derive(Clone, Debug)]
 pub enum UserEvent {
@@ -156,10 +168,16 @@ impl Inboxes {
     /// Attaches a connection to its user's inbox here, starting the inbox if it is the user's
     /// first connection on this node; then the user is known to others for conversations, with
     /// what their token says (their organization and role) unless the backend set a profile.
-    pub async fn attach(self: &Arc<Self>, link: ConnLink, identity: &Identity) -> Arc<Inbox> {
+    ///
+    /// Fails only when the node is shutting down: then the connection closes, to reconnect to
+    /// another node.
+    pub async fn attach(self: &Arc<Self>, link: ConnLink, identity: &Identity) -> Result<Arc<Inbox>, AttachError> {
         let user = link.user_id;
         let known_as = identity.organization_id.map(|org| (org, policy::kind_of_role(identity.role)));
-        loop {
+        for _ in 0..ATTACH_ATTEMPTS {
+            if self.shutdown.is_cancelled() {
+                break;
+            }
             let (inbox, started) = match self.users.entry(user) {
                 dashmap::Entry::Occupied(entry) => (entry.get().clone(), false),
                 dashmap::Entry::Vacant(entry) => (entry.insert(self.start(user)).clone(), true),
@@ -174,11 +192,12 @@ impl Inboxes {
             let (attached, answer) = oneshot::channel();
             let sent = inbox.tx.send(HubCommand::Attach { link: link.clone(), attached }).await;
             if sent.is_ok() && answer.await.is_ok() {
-                return inbox;
+                return Ok(inbox);
             }
             // It ended just now; the next one takes the connection.
             self.users.remove_if(&user, |_, current| Arc::ptr_eq(current, &inbox));
         }
+        Err(AttachError::ShuttingDown)
     }
 
     fn start(self: &Arc<Self>, user: UserId) -> Arc<Inbox> {

@@ -163,7 +163,17 @@ async fn run(
     if app.shutdown.is_cancelled() {
         link.close(CloseReason::Restarting);
     }
-    let inbox = app.inboxes.attach(link.clone(), &identity).await;
+    let inbox = match app.inboxes.attach(link.clone(), &identity).await {
+        Ok(inbox) => inbox,
+        Err(err) => {
+            debug!(parent: &span, error = %err, "closing a connection that found no inbox");
+            drop(permit);
+            app.connections.remove(conn_id);
+            close(&mut socket, CloseReason::Restarting).await;
+            app.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
+            return;
+        }
+    };
     let mut ctx =
         ConnCtx { conn_id, identity, link, app: app.clone(), sessions: HashMap::new(), inbox, focused: false };
     let reason = serve(&mut socket, &mut ctx, queue, &permit.frames(), &span).await;
