@@ -66,6 +66,8 @@ ensure_redis() {
   wait_for_port 127.0.0.1 6379
 }
 
+# Each test drops its database when it ends; a run that was killed leaves its databases behind,
+# and this removes them.
 drop_old_test_databases() {
   command -v psql >/dev/null || return 0
   local names

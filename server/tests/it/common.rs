@@ -30,11 +30,50 @@ pub enum Backend {
     TwoNodes,
 }
 
-/// A database no other test uses.
+/// How long dropping a test's Postgres database may take (it waits for a checkpoint).
+const DROP_DATABASE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A database no other test uses, removed when its last handle is dropped.
 #[derive(Clone, Debug)]
 pub struct TestDb {
     pub url: String,
     _dir: Option<std::sync::Arc<tempfile::TempDir>>,
+    _pg: Option<std::sync::Arc<PgDatabase>>,
+}
+
+/// A Postgres database created for one test: dropped, with whatever is still connected to it,
+/// when the test lets go of it.
+#[derive(Debug)]
+struct PgDatabase {
+    admin: String,
+    name: String,
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        // Dropped inside the test's runtime, which cannot wait on a future of its own here: the
+        // database is dropped on a thread with a runtime of its own, and the test waits for it.
+        let dropped = std::thread::spawn(move || -> Result<()> {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let drop_it = async {
+                    let mut conn = sqlx::PgConnection::connect(&admin).await?;
+                    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut conn).await?;
+                    conn.close().await?;
+                    Ok(())
+                };
+                tokio::time::timeout(DROP_DATABASE_TIMEOUT, drop_it).await.context("timed out")?
+            })
+        })
+        .join();
+        match dropped {
+            Ok(Ok(())) => {}
+            // Left for the test script, which drops every test database before a run.
+            Ok(Err(err)) => eprintln!("could not drop the test database {}: {err:#}", self.name),
+            Err(_) => eprintln!("dropping the test database {} panicked", self.name),
+        }
+    }
 }
 
 impl TestDb {
@@ -43,7 +82,7 @@ impl TestDb {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir()?;
                 let url = format!("sqlite://{}", dir.path().join("convene.db").display());
-                Ok(Self { url, _dir: Some(std::sync::Arc::new(dir)) })
+                Ok(Self { url, _dir: Some(std::sync::Arc::new(dir)), _pg: None })
             }
             Backend::Postgres | Backend::TwoNodes => {
                 let admin = std::env::var("CONVENE_TEST_POSTGRES")
@@ -53,7 +92,8 @@ impl TestDb {
                 sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await?;
                 conn.close().await?;
                 let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
-                Ok(Self { url: format!("{base}/{name}"), _dir: None })
+                let url = format!("{base}/{name}");
+                Ok(Self { url, _dir: None, _pg: Some(std::sync::Arc::new(PgDatabase { admin, name })) })
             }
         }
     }
@@ -70,7 +110,7 @@ impl TestDb {
         let authority = self.authority().context("not a Postgres URL")?;
         let host_port = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
         let url = self.url.replacen(host_port, &proxy.addr.to_string(), 1);
-        Ok(Self { url, _dir: self._dir.clone() })
+        Ok(Self { url, _dir: self._dir.clone(), _pg: self._pg.clone() })
     }
 
     fn authority(&self) -> Option<&str> {
