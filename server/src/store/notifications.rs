@@ -26,7 +26,7 @@ pub(super) struct NotificationRow {
     kind: String,
     title: String,
     message: String,
-    data: String,
+    pub(super) data: String,
     created_at: DateTime<Utc>,
     read_at: Option<DateTime<Utc>>,
 }

@@ -42,18 +42,17 @@ impl Store {
                     next_seq.insert(room, last - count + 1);
                 }
             }
-            let sends: Vec<(usize, &super::NewDirectMessage)> = ops
+            let sends: Vec<&super::NewDirectMessage> = ops
                 .iter()
-                .enumerate()
-                .filter_map(|(index, queued)| match &queued.op {
-                    WriteOp::SendDirect { message, .. } => Some((index, message)),
+                .filter_map(|queued| match &queued.op {
+                    WriteOp::SendDirect { message, .. } => Some(message),
                     _ => None,
                 })
                 .collect();
             let mut sent = if sends.is_empty() {
                 Vec::new()
             } else {
-                super::direct::commit_direct_sends!(tx, &sends)
+                super::direct::commit_direct_sends(&mut *tx, &sends).await?
             }
             .into_iter();
             let mut results = Vec::with_capacity(ops.len());
@@ -150,7 +149,7 @@ impl Store {
                             .execute(&mut *tx).await?;
                         OpResult::Done
                     }
-                    WriteOp::SendDirect { .. } => match sent.next().flatten() {
+                    WriteOp::SendDirect { .. } => match sent.next() {
                         Some(outcome) => OpResult::Direct(outcome),
                         None => return Err(StoreError::Corrupt("a 1:1 send without an outcome".to_owned())),
                     },

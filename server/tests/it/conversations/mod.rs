@@ -2,6 +2,7 @@
 //! node, gets each message once and in order; offline devices catch up on their next
 //! connection; the rules of who may talk to whom hold; the backend pushes notifications.
 
+mod batch;
 pub mod fixture;
 mod rules;
 
