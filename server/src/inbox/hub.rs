@@ -1,12 +1,13 @@
 //! One user's inbox on one node: a task owning the user's devices here and their positions in
 //! each conversation, so that every device gets each message once and in order.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use convene_protocol::{ConnId, ConversationId, DirectMessage, ServerMessage, SyncConversations, SyncOutcome, UserId};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::{HubCommand, Inbox, Inboxes, UserEvent};
@@ -17,6 +18,13 @@ use crate::store::{Store, StoreError};
 /// per conversation; past it the device is told to page (`conversation_gap`, or `gap` in the
 /// sync's outcome).
 pub const RESUME_WINDOW: u32 = 200;
+
+/// How long a message that arrived ahead of the one before it is held back, waiting for it,
+/// before the inbox reads the missing one from the store. Two senders' messages that committed
+/// in one batch are published by their own requests, in whichever order those run, so the one
+/// before is usually a moment behind; reading it from the store for every such pair costs the
+/// database a query each under load. Short next to the delivery latency people notice.
+const HOLD_BACK: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// A device and where it is ahead of the inbox: conversations it synced past the inbox's own
 /// position (it has those messages already).
@@ -36,6 +44,10 @@ struct Hub {
     /// Whether `positions` was read from the store; until it is, unknown conversations start
     /// at their first delivery.
     loaded: bool,
+    /// Messages that arrived ahead of the one before them, per conversation, by sequence.
+    held: HashMap<ConversationId, BTreeMap<i64, Frame>>,
+    /// When the held messages stop waiting (set while any are held).
+    hold_until: Option<Instant>,
     store: Store,
     db_timeout: std::time::Duration,
 }
@@ -46,12 +58,21 @@ pub(super) async fn run(inboxes: Arc<Inboxes>, inbox: Arc<Inbox>, mut rx: mpsc::
         devices: Vec::new(),
         positions: HashMap::new(),
         loaded: false,
+        held: HashMap::new(),
+        hold_until: None,
         store: inboxes.store.clone(),
         db_timeout: inboxes.db_timeout,
     };
     hub.load().await;
     loop {
         let command = tokio::select! {
+            // Held messages stop waiting on time, however busy the mailbox; a device that
+            // attached just before the shutdown is answered first.
+            biased;
+            () = sleep_until(hub.hold_until), if hub.hold_until.is_some() => {
+                hub.stop_holding().await;
+                continue;
+            }
             command = rx.recv() => command,
             () = inboxes.shutdown.cancelled(), if hub.devices.is_empty() => None,
         };
@@ -125,15 +146,19 @@ impl Hub {
                     return;
                 }
                 if seq > position + 1 {
-                    self.fill(conversation, position, seq - 1).await;
+                    self.held.entry(conversation).or_default().insert(seq, frame);
+                    self.hold_until.get_or_insert_with(|| Instant::now() + HOLD_BACK);
+                    return;
                 }
                 self.send_message(conversation, seq, &frame);
+                self.release(conversation);
             }
             UserEvent::Changed { conversation, seq, frame } => {
                 let position = self.position(conversation, seq);
                 if seq > position {
                     // The message itself has not arrived: reading it brings the change too.
                     self.fill(conversation, position, seq).await;
+                    self.release(conversation);
                 } else {
                     self.send_all(&frame);
                 }
@@ -149,6 +174,42 @@ impl Hub {
             Some(position) => *position,
             None if self.loaded => 0,
             None => otherwise,
+        }
+    }
+
+    /// Delivers the held messages of `conversation` that follow on from its position, and
+    /// forgets those the devices have by now.
+    fn release(&mut self, conversation: ConversationId) {
+        let Some(mut held) = self.held.remove(&conversation) else { return };
+        while let Some(entry) = held.first_entry() {
+            let position = self.position(conversation, 0);
+            let seq = *entry.key();
+            if seq > position + 1 {
+                break;
+            }
+            let frame = entry.remove();
+            if seq == position + 1 {
+                self.send_message(conversation, seq, &frame);
+            }
+        }
+        if !held.is_empty() {
+            self.held.insert(conversation, held);
+        }
+        if self.held.is_empty() {
+            self.hold_until = None;
+        }
+    }
+
+    /// The held messages waited long enough: what is missing before them is read from the
+    /// store (it committed before them), and they are delivered with it.
+    async fn stop_holding(&mut self) {
+        self.hold_until = None;
+        for (conversation, held) in std::mem::take(&mut self.held) {
+            let Some(&upto) = held.keys().next_back() else { continue };
+            let position = self.position(conversation, 0);
+            if upto > position {
+                self.fill(conversation, position, upto).await;
+            }
         }
     }
 
@@ -301,6 +362,14 @@ impl Hub {
             }
             Err(err) => warn!(error = %err, user_id = %self.user, "could not refresh notification counts"),
         }
+    }
+}
+
+/// Waits until `deadline` (for ever without one).
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 
