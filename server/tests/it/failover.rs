@@ -271,3 +271,48 @@ async fn a_paused_owner_cannot_write_after_another_node_took_over() -> Result<()
     stored_exactly(&db, room, &acked).await?;
     Ok(())
 }
+
+/// A killed node's devices are gone for conversations too: the mentee's phone there, which was
+/// looking at the conversation, stops keeping notifications away once the survivor notices the
+/// death; the mentee's laptop on the survivor keeps receiving without a break; and the phone,
+/// reconnected to the survivor, resumes with exactly what it missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_nodes_devices_stop_looking_and_the_others_keep_receiving() -> Result<()> {
+    let is_notification = |m: &ServerMessage| matches!(m, ServerMessage::Notification { .. });
+    let (db, name) = process_cluster().await?;
+    let mut survivor = NodeProcess::spawn(&db, &name).await?;
+    let doomed = NodeProcess::spawn(&db, &name).await?;
+    let org = Some(uuid::Uuid::new_v4());
+    let (mentor, mentee) = (TestUser::new(Role::Mentor, org), TestUser::new(Role::Mentee, org));
+    let mut mentor_device = Client::connect_url(&survivor.ws_url(), &mentor).await?;
+    let mut laptop = Client::connect_url(&survivor.ws_url(), &mentee).await?;
+    let mut phone = Client::connect_url(&doomed.ws_url(), &mentee).await?;
+    let conversation = mentor_device.open_with(mentee.id).await?.map_err(|code| anyhow::anyhow!("open: {code:?}"))?;
+    let focus = json!({"type": "focus_conversation", "conversation_id": conversation.id});
+    ensure!(phone.request(focus).await? == Ok(()));
+    ensure!(mentor_device.send_dm(conversation.id, "1", "one").await? == Ok(1));
+    ensure!(phone.next_dm().await?.seq == 1);
+    ensure!(laptop.next_dm().await?.seq == 1);
+    ensure!(!laptop.sync().await?.iter().any(is_notification), "the phone was looking");
+
+    doomed.signal(Signal::KILL)?;
+    survivor.logged("nodes stopped answering").await.context("the survivor notices the death")?;
+    // It forgets what the dead node's devices looked at just after saying so.
+    let deadline = Instant::now() + EVENT_TIMEOUT;
+    let mut seq = 2;
+    loop {
+        ensure!(mentor_device.send_dm(conversation.id, &seq.to_string(), "are you there?").await? == Ok(seq));
+        ensure!(laptop.next_dm().await?.seq == seq, "the laptop missed {seq}");
+        if laptop.sync().await?.iter().any(is_notification) {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "the dead phone's focus was never forgotten");
+        seq += 1;
+    }
+
+    let mut phone = Client::connect_url(&survivor.ws_url(), &mentee).await?;
+    let (replayed, outcome) = phone.sync_from(conversation.id, 1).await?;
+    ensure!(replayed == (2..=seq).collect::<Vec<_>>(), "{replayed:?}");
+    ensure!(outcome.len() == 1 && !outcome[0].gap, "{outcome:?}");
+    Ok(())
+}

@@ -4,6 +4,7 @@
 
 mod batch;
 pub mod fixture;
+mod lifecycle;
 mod rules;
 
 use anyhow::{Result, bail, ensure};
