@@ -4,8 +4,9 @@
 //! Connections: one reconnecting connection (`ConnectionManager`) for commands and one for the
 //! node's subscription. The subscription uses RESP3 pushes with the manager's automatic
 //! resubscription, so after Redis restarts or the connection drops, the node subscribes again by
-//! itself; every drop is reported (a gap: messages published meanwhile were lost) so that the
-//! connections that depended on them can resume.
+//! itself. Every drop is reported as a gap (messages published meanwhile were lost), and so is
+//! the subscription's return: what was published while it was down is only in the store, and
+//! reading it is only worth doing once nothing more can be missed.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -98,7 +99,7 @@ pub struct RedisBus {
     prefix: String,
     commands: ConnectionManager,
     outgoing: mpsc::Sender<(Option<NodeId>, Vec<u8>)>,
-    subscribed: Arc<AtomicBool>,
+    subscribed: Arc<Subscription>,
     /// Counts the times messages between this node and another were lost: the subscription
     /// dropped (or its inbox overflowed), or a message could not be published or found nobody
     /// listening.
@@ -130,7 +131,7 @@ impl RedisBus {
             .set_max_delay(Duration::from_secs(1));
         let commands = within(client.get_connection_manager_with_config(timeouts.clone())).await?;
 
-        let subscribed = Arc::new(AtomicBool::new(false));
+        let subscribed = Arc::new(Subscription::default());
         let gaps = Arc::new(AtomicU64::new(0));
         let gap_signal = Arc::new(Notify::new());
         let lost = Lost {
@@ -152,7 +153,7 @@ impl RedisBus {
         .await?;
         let prefix = cluster.to_owned();
         within(subscriber.subscribe(vec![channel(&prefix, node), everyone(&prefix)])).await?;
-        subscribed.store(true, Ordering::Relaxed);
+        subscribed.up.store(true, Ordering::Relaxed);
 
         let (outgoing, queue) = mpsc::channel(PUBLISH_QUEUE_CAPACITY);
         tracker.spawn(publish(commands.clone(), prefix.clone(), queue, subscriber, lost.clone(), shutdown));
@@ -180,7 +181,7 @@ impl RedisBus {
 
     /// Whether this node's subscription is up.
     pub fn is_subscribed(&self) -> bool {
-        self.subscribed.load(Ordering::Relaxed)
+        self.subscribed.up.load(Ordering::Relaxed)
     }
 
     /// How many times messages between this node and another were lost since it started.
@@ -328,6 +329,15 @@ async fn within<T>(command: impl Future<Output = Result<T, redis::RedisError>>) 
     }
 }
 
+/// The state of this node's subscription, as its pushes report it.
+#[derive(Debug, Default)]
+struct Subscription {
+    /// Whether it is up.
+    up: AtomicBool,
+    /// Whether it dropped since it was last up: its return is then a gap of its own.
+    dropped: AtomicBool,
+}
+
 /// Records that messages between this node and another were lost.
 #[derive(Clone, Debug)]
 struct Lost {
@@ -362,7 +372,7 @@ impl Lost {
 /// Handles one push from the subscription's connection. Runs on the connection's reader, so it
 /// only queues: a full inbox means this node cannot keep up with the others, and the message is
 /// lost, which is logged and counted as a gap like a dropped subscription.
-fn receive_push(push: PushInfo, inbox: &mpsc::Sender<bytes::Bytes>, subscribed: &AtomicBool, lost: &Lost) {
+fn receive_push(push: PushInfo, inbox: &mpsc::Sender<bytes::Bytes>, subscription: &Subscription, lost: &Lost) {
     match push.kind {
         PushKind::Message => {
             let Some(Value::BulkString(payload)) = push.data.into_iter().nth(1) else {
@@ -375,12 +385,19 @@ fn receive_push(push: PushInfo, inbox: &mpsc::Sender<bytes::Bytes>, subscribed: 
             }
         }
         PushKind::Subscribe => {
-            debug!("subscribed to the bus");
-            subscribed.store(true, Ordering::Relaxed);
+            subscription.up.store(true, Ordering::Relaxed);
+            // One push per channel: the first after a drop reports it.
+            if subscription.dropped.swap(false, Ordering::AcqRel) {
+                info!("the bus subscription is back; what was missed meanwhile is read from the store");
+                lost.gap(0);
+            } else {
+                debug!("subscribed to the bus");
+            }
         }
         PushKind::Disconnection => {
             warn!("the bus subscription dropped; messages published until it is back are lost");
-            subscribed.store(false, Ordering::Relaxed);
+            subscription.up.store(false, Ordering::Relaxed);
+            subscription.dropped.store(true, Ordering::Release);
             lost.gap(0);
         }
         _ => {}

@@ -168,6 +168,42 @@ impl Across {
     }
 }
 
+/// 1:1 messages sent while Redis is away are stored and acknowledged; the other node's device
+/// gets them once Redis is back, in order and once, without asking: its node reads what its
+/// devices missed from the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversation_messages_sent_while_redis_is_away_arrive_when_it_is_back() -> Result<()> {
+    let redis = TcpProxy::start(redis_addr()?).await?;
+    let cluster = TestCluster::start_with(2, format!("redis://{}", redis.addr), |_| {}).await?;
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let org = Some(uuid::Uuid::new_v4());
+    let (mentor, mentee) = (TestUser::new(Role::Mentor, org), TestUser::new(Role::Mentee, org));
+    let mut mentee_device = Client::connect(b, &mentee).await?;
+    let mut mentor_device = Client::connect(a, &mentor).await?;
+    let conversation = mentor_device.open_with(mentee.id).await?.map_err(|code| anyhow::anyhow!("open: {code:?}"))?;
+    ensure!(mentor_device.send_dm(conversation.id, "1", "before").await? == Ok(1));
+    ensure!(mentee_device.next_dm().await?.seq == 1);
+
+    redis.cut();
+    for node in [a, b] {
+        wait_for(|| readiness(node), |ready| ready["status"] == "degraded").await.context("during the outage")?;
+    }
+    for seq in 2..=3 {
+        let sent = mentor_device.send_dm(conversation.id, &seq.to_string(), "while Redis is away").await?;
+        ensure!(sent == Ok(seq), "sending during the outage: {sent:?}");
+    }
+    redis.restore();
+    for node in [a, b] {
+        wait_for(|| readiness(node), |ready| ready["status"] == "healthy").await.context("after the outage")?;
+    }
+    let caught_up = [mentee_device.next_dm().await?.seq, mentee_device.next_dm().await?.seq];
+    ensure!(caught_up == [2, 3], "{caught_up:?}");
+    ensure!(mentor_device.send_dm(conversation.id, "4", "after").await? == Ok(4));
+    ensure!(mentee_device.next_dm().await?.seq == 4);
+    ensure!(mentee_device.dms_so_far().await?.is_empty(), "nothing twice");
+    Ok(())
+}
+
 /// What `node` answers at `/readyz`.
 async fn readiness(node: &TestServer) -> Result<serde_json::Value> {
     Ok(reqwest::get(node.http("/readyz")).await?.json().await?)
