@@ -31,6 +31,11 @@ pub fn resolve_secret(common: &Common) -> Result<String> {
 }
 
 pub fn token(secret: &str, user: Uuid, role: Role) -> Result<String> {
+    token_in(secret, user, role, None)
+}
+
+/// A token for `user` of `organization`.
+pub fn token_in(secret: &str, user: Uuid, role: Role, organization: Option<Uuid>) -> Result<String> {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
     let claims = Claims {
         sub: user,
@@ -40,7 +45,7 @@ pub fn token(secret: &str, user: Uuid, role: Role) -> Result<String> {
         nbf: None,
         iat: None,
         iss: None,
-        app_metadata: AppMetadata { role, organization_id: None },
+        app_metadata: AppMetadata { role, organization_id: organization },
     };
     Ok(jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
@@ -73,10 +78,12 @@ pub async fn send(ws: &mut Ws, value: &serde_json::Value) -> Result<()> {
     Ok(())
 }
 
-/// The next protocol message, fully decoded (setup only; the hot paths decode less).
+/// The next protocol message, fully decoded (setup only; the hot paths decode less). One
+/// deadline for the whole wait: the server's pings must not keep extending it.
 pub async fn next_message(ws: &mut Ws) -> Result<ServerMessage> {
+    let deadline = tokio::time::Instant::now() + SETUP_TIMEOUT;
     loop {
-        let frame = tokio::time::timeout(SETUP_TIMEOUT, ws.next()).await.map_err(|_| anyhow!("no reply in time"))?;
+        let frame = tokio::time::timeout_at(deadline, ws.next()).await.map_err(|_| anyhow!("no reply in time"))?;
         match frame {
             Some(Ok(Message::Text(text))) => return Ok(serde_json::from_str(text.as_str())?),
             Some(Ok(Message::Close(frame))) => bail!("closed by the server: {frame:?}"),

@@ -11,6 +11,8 @@
 //! - `breakout`: one session of P participants; the host opens an automatic plan into R rooms,
 //!   moves people one at a time, then closes all rooms; reports how long each phase took to
 //!   reach the last participant's `moved` event, and checks the stored transitions.
+//! - `dm`: U users in one-to-one conversations, each sending at a set rate; measures delivery
+//!   and acknowledgement latency, acknowledged messages per second, and checks the order.
 //! - `abuse`: a well-behaved member's latency, quiet and while typing floods, join/leave
 //!   flapping, header trickles and a one-token socket flood attack its session; reports the
 //!   server's CPU and memory during the attack.
@@ -67,6 +69,7 @@ enum Scenario {
     Chat(scenarios::chat::Options),
     Breakout(scenarios::breakout::Options),
     Abuse(scenarios::abuse::Options),
+    Dm(scenarios::dm::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -81,6 +84,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Chat(options) => scenarios::chat::run(&cli.common, &secret, options).await,
             Scenario::Breakout(options) => scenarios::breakout::run(&cli.common, &secret, options).await,
             Scenario::Abuse(options) => scenarios::abuse::run(&cli.common, &secret, options).await,
+            Scenario::Dm(options) => scenarios::dm::run(&cli.common, &secret, options).await,
         }
     })?;
     #[allow(clippy::print_stdout)]

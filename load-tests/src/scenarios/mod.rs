@@ -4,6 +4,7 @@ pub mod abuse;
 pub mod breakout;
 pub mod chat;
 pub mod connect;
+pub mod dm;
 pub mod fanout;
 
 use serde::Serialize;
@@ -18,6 +19,9 @@ pub struct Report {
     pub sent: u64,
     pub delivered: u64,
     pub delivered_per_s: f64,
+    /// Messages acknowledged (committed) per second, for scenarios that send them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acked_per_s: Option<f64>,
     #[serde(flatten)]
     pub latency: Latency,
     pub errors: u64,
