@@ -92,13 +92,21 @@ pub(super) fn error(status: StatusCode, code: ErrorCode, message: impl Into<Stri
 }
 
 /// `POST /v1/sessions` with the same body as the `create_session` message (without `type`).
-pub async fn create_session(State(app): State<Arc<App>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    let Some(token) = bearer_token(&headers) else {
-        return error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "a bearer token is required");
+/// The caller, from the request's bearer token; 401 without a valid one.
+pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<crate::auth::Identity, Response> {
+    let Some(token) = bearer_token(headers) else {
+        return Err(error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "a bearer token is required"));
     };
-    let identity = match app.verifier.verify(token).await {
+    app.verifier
+        .verify(token)
+        .await
+        .map_err(|_| error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "the token is not valid"))
+}
+
+pub async fn create_session(State(app): State<Arc<App>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+    let identity = match authenticate(&app, &headers).await {
         Ok(identity) => identity,
-        Err(_) => return error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "the token is not valid"),
+        Err(refused) => return refused,
     };
     let request: CreateSession = match serde_json::from_slice(&body) {
         Ok(request) => request,
