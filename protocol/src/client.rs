@@ -95,6 +95,11 @@ pub struct JoinSession {
     /// Rooms the client was in and the last sequence it saw in each; missed messages are replayed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resume: Vec<RoomCursor>,
+    /// This device takes part in its room's video: it is told which peer connections to open
+    /// and close (`peers_changed`), and the others' devices connect to it. A device that only
+    /// chats (or a load generator) leaves it out, and nobody tries to reach it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub video: bool,
 }
 
 impl JoinSession {
@@ -375,6 +380,7 @@ mod tests {
                 request_id: RequestId::new("r1"),
                 session_id: SessionId(session),
                 resume: vec![],
+                video: false,
             })))
         );
     }
@@ -404,8 +410,10 @@ mod tests {
     #[test]
     fn kinds_are_the_wire_tags() {
         let kinds: Vec<&str> = ClientMessage::kinds().collect();
-        assert_eq!(kinds.len(), 46);
-        assert!(kinds.contains(&"join_session") && kinds.contains(&"resolve_help") && kinds.contains(&"ping"));
+        assert_eq!(kinds.len(), 47);
+        for kind in ["join_session", "resolve_help", "send_signal", "ping"] {
+            assert!(kinds.contains(&kind), "{kind}");
+        }
         let ping = ClientMessage::parse(r#"{"type":"ping"}"#).expect("parses");
         assert_eq!(ping.kind(), "ping");
     }
@@ -423,6 +431,16 @@ mod tests {
                 lobby_enabled: true,
             }),
             ClientMessage::Session(LeaveSession { request_id: RequestId::new("l"), session_id: session }.into()),
+            ClientMessage::Session(
+                crate::SendSignal {
+                    request_id: RequestId::new("s"),
+                    session_id: session,
+                    to_user_id: crate::UserId(Uuid::new_v4()),
+                    to_device: None,
+                    signal: Box::new(crate::Signal::Answer { sdp: "v=0".to_owned() }),
+                }
+                .into(),
+            ),
         ];
         for message in messages {
             let text = serde_json::to_string(&message).expect("encodes");

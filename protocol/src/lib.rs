@@ -17,6 +17,7 @@ mod client;
 mod direct;
 mod error;
 mod ids;
+mod media;
 mod request;
 mod server;
 
@@ -43,6 +44,7 @@ pub use ids::{
     ClientMsgId, ConnId, ConversationId, DirectMessageId, MessageId, NodeId, NotificationId, OrgId, RequestId, RoomId,
     SessionId, UserId,
 };
+pub use media::{IceServer, IceServers, Peer, PeerGone, SendSignal, Signal};
 pub use request::{SessionRequest, SessionRequestKind};
 pub use server::{
     ChatMessage, ErrorReply, LobbyEntry, MemberView, PresenceStatus, ResumeOutcome, RoomView, ServerMessage,

@@ -18,6 +18,7 @@ use crate::client::{
     RemoveParticipant, SendMessage, SetLobby, SetRole, SetStatus, Typing,
 };
 use crate::ids::{RequestId, SessionId};
+use crate::media::SendSignal;
 
 /// A request to one session, tagged by `type` like every client message.
 /// [`SessionRequestKind`] names the kinds without their payloads.
@@ -54,6 +55,7 @@ pub enum SessionRequest {
     Broadcast(Broadcast),
     AskForHelp(AskForHelp),
     ResolveHelp(ResolveHelp),
+    SendSignal(SendSignal),
 }
 
 /// Applies `$body` to the payload of whichever request `$request` is (every payload names its
@@ -89,6 +91,7 @@ macro_rules! each_payload {
             SessionRequest::Broadcast($payload) => $body,
             SessionRequest::AskForHelp($payload) => $body,
             SessionRequest::ResolveHelp($payload) => $body,
+            SessionRequest::SendSignal($payload) => $body,
         }
     };
 }
@@ -133,6 +136,7 @@ from_payloads!(
     Broadcast,
     AskForHelp,
     ResolveHelp,
+    SendSignal,
 );
 
 impl SessionRequest {
@@ -173,6 +177,7 @@ impl SessionRequest {
                 }
                 Ok(())
             }
+            Self::SendSignal(send) => send.signal.validate(),
             _ => Ok(()),
         }
     }

@@ -15,6 +15,7 @@ use crate::ids::{
     ClientMsgId, ConnId, ConversationId, DirectMessageId, MessageId, NotificationId, OrgId, RequestId, RoomId,
     SessionId, UserId,
 };
+use crate::media::{IceServers, Peer, PeerGone, Signal};
 
 /// Everything the server may send, tagged by `type`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -61,6 +62,9 @@ pub enum ServerMessage {
         /// Only for hosts: the breakout rooms, who is where, timers and help requests.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         breakouts: Option<Box<BreakoutOverview>>,
+        /// The STUN and TURN servers for this device's peer connections (as `GET /v1/ice-servers`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ice_servers: Option<IceServers>,
     },
     /// The caller waits in the lobby until a host admits or denies them.
     LobbyWaiting {
@@ -117,6 +121,25 @@ pub enum ServerMessage {
     /// no reply, and is retried after the rejoin with the same `request_id` / `client_msg_id`.
     SessionInterrupted {
         session_id: SessionId,
+    },
+    /// To one device: the peer connections it opens and closes, now that it or someone else
+    /// changed room (or joined, or left). A device closes every peer connection of the session
+    /// when it leaves it or is told `session_interrupted`; the next join tells it what to open.
+    PeersChanged {
+        session_id: SessionId,
+        /// The room this device is in now.
+        room_id: RoomId,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        open: Vec<Peer>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        close: Vec<PeerGone>,
+    },
+    /// A signal from another device of this device's room.
+    SignalReceived {
+        session_id: SessionId,
+        from_user_id: UserId,
+        from_device: ConnId,
+        signal: Box<Signal>,
     },
     SessionUpdated {
         session: SessionView,

@@ -51,6 +51,8 @@ pub struct Config {
     pub instant_session_ttl: Duration,
     /// How often expired instant sessions are swept.
     pub sweep_interval: Duration,
+    /// The STUN and TURN servers handed to browsers for their peer connections.
+    pub ice: crate::ice::IceConfig,
 }
 
 /// Limits on connections, checked before the WebSocket upgrade.
@@ -148,6 +150,7 @@ impl Default for Config {
             session_idle_grace: Duration::from_secs(60),
             instant_session_ttl: Duration::from_secs(24 * 60 * 60),
             sweep_interval: Duration::from_secs(60),
+            ice: crate::ice::IceConfig::default(),
         }
     }
 }

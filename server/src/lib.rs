@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod config;
 pub mod delivery;
 pub mod handlers;
+pub mod ice;
 pub mod inbox;
 pub mod limits;
 pub mod metrics;

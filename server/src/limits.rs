@@ -62,6 +62,8 @@ pub enum Spend {
     Command,
     /// History pages read.
     History,
+    /// WebRTC signals relayed to another device (offers, answers, ICE candidates).
+    Signal,
 }
 
 /// The budgets of everything a member does in a session, and of a connection's raw frames.
@@ -76,6 +78,9 @@ pub struct Budgets {
     pub help: Budget,
     pub command: Budget,
     pub history: Budget,
+    /// Signals: a device entering a room of a dozen exchanges an offer or answer and a handful
+    /// of candidates with each of the others at once.
+    pub signal: Budget,
     /// Frames of any kind one user may send to a node, over all their connections.
     pub frames: Budget,
     /// WebSocket connections one user may open on a node, reconnects included.
@@ -93,6 +98,7 @@ impl Default for Budgets {
             help: Budget::new(0.2, 3),
             command: Budget::new(20.0, 60),
             history: Budget::new(5.0, 20),
+            signal: Budget::new(20.0, 200),
             frames: Budget::new(50.0, 200),
             connect: Budget::new(1.0, 10),
         }
@@ -120,6 +126,7 @@ impl Budgets {
             Spend::Help => self.help,
             Spend::Command => self.command,
             Spend::History => self.history,
+            Spend::Signal => self.signal,
         }
     }
 }

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use convene_protocol::Role;
 use convene_server::config::ClusterConfig;
 use convene_server::config::parse_duration;
+use convene_server::ice::IceConfig;
 use convene_server::limits::{Budget, Budgets};
 use convene_server::{ChatLimits, Config, ConnectionLimits, auth, open_store, run};
 use tokio_util::sync::CancellationToken;
@@ -135,6 +136,9 @@ struct ServeArgs {
     /// History pages. Default 5/20.
     #[arg(long, env = "CONVENE_LIMIT_HISTORY", global = true)]
     limit_history: Option<Budget>,
+    /// WebRTC signals relayed to other devices. Default 20/200.
+    #[arg(long, env = "CONVENE_LIMIT_SIGNAL", global = true)]
+    limit_signal: Option<Budget>,
     /// Frames of any kind per user and node, over all their connections. Default 50/200.
     #[arg(long, env = "CONVENE_LIMIT_FRAMES", global = true)]
     limit_frames: Option<Budget>,
@@ -164,14 +168,30 @@ struct ServeArgs {
     /// Time a client has to send its HTTP request head, upgrade included.
     #[arg(long, env = "CONVENE_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
     handshake_timeout: Duration,
+    /// Comma-separated STUN server URLs (`stun:host:port`) for the browsers' peer connections.
+    #[arg(long, env = "CONVENE_STUN_URLS", value_delimiter = ',', global = true)]
+    stun_urls: Vec<String>,
+    /// Comma-separated TURN server URLs (`turn:host:port?transport=udp`, `turns:…`); needs
+    /// CONVENE_TURN_SECRET.
+    #[arg(long, env = "CONVENE_TURN_URLS", value_delimiter = ',', global = true)]
+    turn_urls: Vec<String>,
+    /// The secret shared with the TURN servers (coturn's `static-auth-secret`).
+    #[arg(long, env = "CONVENE_TURN_SECRET", hide_env_values = true, global = true)]
+    turn_secret: Option<String>,
+    /// How long TURN credentials are accepted after they are handed out.
+    #[arg(long, env = "CONVENE_TURN_TTL", default_value = "12h", value_parser = parse_duration, global = true)]
+    turn_ttl: Duration,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "CONVENE_LOG_JSON", global = true)]
     log_json: bool,
 }
 
 impl ServeArgs {
-    fn config(&self) -> Config {
-        Config {
+    fn config(&self) -> anyhow::Result<Config> {
+        let urls = |urls: &[String]| urls.iter().filter(|url| !url.is_empty()).cloned().collect();
+        let ice = IceConfig::new(urls(&self.stun_urls), urls(&self.turn_urls), self.turn_secret.clone(), self.turn_ttl)
+            .context("the ICE servers")?;
+        Ok(Config {
             data_dir: self.data_dir.clone(),
             database_url: self.database_url.clone(),
             redis_url: self.redis_url.clone(),
@@ -205,8 +225,9 @@ impl ServeArgs {
                 burst: self.chat_burst,
                 resume_window: self.resume_window,
             },
+            ice,
             ..Config::default()
-        }
+        })
     }
 }
 
@@ -222,6 +243,7 @@ impl ServeArgs {
             help: self.limit_help.unwrap_or(default.help),
             command: self.limit_command.unwrap_or(default.command),
             history: self.limit_history.unwrap_or(default.history),
+            signal: self.limit_signal.unwrap_or(default.signal),
             frames: self.limit_frames.unwrap_or(default.frames),
             connect: self.limit_connect.unwrap_or(default.connect),
         }
@@ -244,7 +266,7 @@ fn parse_role(text: &str) -> Result<Role, String> {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing(cli.serve.log_json);
-    let config = cli.serve.config();
+    let config = cli.serve.config()?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     match cli.command.unwrap_or(Cmd::Serve) {
         Cmd::Serve => runtime.block_on(serve(&cli.serve.bind, config)),

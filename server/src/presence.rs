@@ -1,9 +1,11 @@
 //! Presence: who is in a session, on how many devices, in which room, with which status.
 //!
 //! A person on two devices is one member with a device count. Each change reports the diff
-//! others must hear (joined, updated or left), so the session never resends the full list.
+//! others must hear (joined, updated or left), so the session never resends the full list. It
+//! also remembers which rooms gained or lost a device since it was last asked
+//! ([`Presence::take_touched`]): the rooms whose video connections must be redrawn.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use convene_protocol::{ConnId, PresenceStatus, Role, RoomId, SessionRole, UserId};
@@ -33,6 +35,8 @@ pub enum Diff {
 #[derive(Debug, Default)]
 pub struct Presence {
     members: HashMap<UserId, Member>,
+    /// Rooms whose devices changed since the last [`Presence::take_touched`].
+    touched: HashSet<RoomId>,
 }
 
 impl Presence {
@@ -58,9 +62,11 @@ impl Presence {
             Some(member) if member.conns.contains(&conn) => Diff::Unchanged,
             Some(member) => {
                 member.conns.push(conn);
+                self.touched.insert(member.room);
                 Diff::Updated
             }
             None => {
+                self.touched.insert(room);
                 self.members.insert(
                     user,
                     Member {
@@ -83,6 +89,9 @@ impl Presence {
         let Some(member) = self.members.get_mut(&user) else { return Diff::Unchanged };
         let before = member.conns.len();
         member.conns.retain(|c| *c != conn);
+        if member.conns.len() < before {
+            self.touched.insert(member.room);
+        }
         if member.conns.is_empty() {
             self.members.remove(&user);
             Diff::Left
@@ -116,14 +125,25 @@ impl Presence {
 
     /// Moves a member to another room.
     pub fn set_room(&mut self, user: UserId, room: RoomId) {
-        if let Some(member) = self.members.get_mut(&user) {
+        if let Some(member) = self.members.get_mut(&user)
+            && member.room != room
+        {
+            self.touched.extend([member.room, room]);
             member.room = room;
         }
     }
 
     /// Removes everyone, returning who was present.
     pub fn clear(&mut self) -> Vec<Member> {
-        self.members.drain().map(|(_, member)| member).collect()
+        let members: Vec<Member> = self.members.drain().map(|(_, member)| member).collect();
+        self.touched.extend(members.iter().map(|member| member.room));
+        members
+    }
+
+    /// The rooms whose devices changed since the last call: a device arrived or left, or a
+    /// member changed room.
+    pub fn take_touched(&mut self) -> HashSet<RoomId> {
+        std::mem::take(&mut self.touched)
     }
 }
 

@@ -156,6 +156,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         connections: connections.clone(),
         bus: bus.clone(),
         rules: Rules { chat: config.chat, budgets: config.budgets, deny_cooldown: config.deny_cooldown },
+        ice: config.ice.clone(),
         db_timeout: config.db_timeout,
         idle_grace: config.session_idle_grace,
         tracker: session_tracker.clone(),

@@ -46,6 +46,8 @@ pub struct SessionDeps {
     /// The cluster: this node's id, leases, and the other nodes' connections.
     pub bus: Arc<Bus>,
     pub rules: Rules,
+    /// The STUN and TURN servers a joining device is given, with fresh TURN credentials.
+    pub ice: crate::ice::IceConfig,
     /// How long loading a session or reading history may wait for the database.
     pub db_timeout: Duration,
     /// How long an actor with no connections waits before releasing its session.
@@ -235,7 +237,10 @@ impl Actor {
     fn carry_out(&mut self, effect: Effect) {
         match effect {
             Effect::Send { to, event } => {
-                let message = to_wire(self.state.session().id, event);
+                let mut message = to_wire(self.state.session().id, event);
+                if let ServerMessage::Joined { you, ice_servers, .. } = &mut message {
+                    *ice_servers = Some(self.deps.ice.servers(you.user_id, chrono::Utc::now()));
+                }
                 let Some(frame) = Frame::encode(&message) else { return };
                 let mut recipients = std::mem::take(&mut self.recipients);
                 recipients.clear();

@@ -2,7 +2,7 @@
 
 use convene_protocol::{
     Assignment, BreakoutOptions, BreakoutOverview, BreakoutRoomView, ChatMessage, HelpRequest, LobbyEntry, MemberView,
-    ResumeOutcome, RoomView, ServerMessage, SessionId, SessionView,
+    Peer, PeerGone, ResumeOutcome, RoomView, ServerMessage, SessionId, SessionView,
 };
 
 use super::state::{BreakoutView, Event, Help, Overview, RoomSummary, Waiting};
@@ -32,6 +32,8 @@ pub fn to_wire(session_id: SessionId, event: Event) -> ServerMessage {
                     })
                     .collect(),
                 breakouts: snapshot.breakouts.map(|o| Box::new(overview(&o))),
+                // Minted by the actor as it answers: credentials are not the session's state.
+                ice_servers: None,
             }
         }
         Event::Replayed { room, messages } => {
@@ -96,6 +98,15 @@ pub fn to_wire(session_id: SessionId, event: Event) -> ServerMessage {
         Event::HelpRequested(help) => ServerMessage::HelpRequested { session_id, request: help_request(&help) },
         Event::HelpResolved { user } => ServerMessage::HelpResolved { session_id, user_id: user },
         Event::Succeeded { request_id } => ServerMessage::Ok { request_id },
+        Event::PeersChanged { room, open, close } => ServerMessage::PeersChanged {
+            session_id,
+            room_id: room,
+            open: open.into_iter().map(|(user_id, device, offer)| Peer { user_id, device, offer }).collect(),
+            close: close.into_iter().map(|(user_id, device)| PeerGone { user_id, device }).collect(),
+        },
+        Event::SignalReceived { from_user, from_device, signal } => {
+            ServerMessage::SignalReceived { session_id, from_user_id: from_user, from_device, signal }
+        }
         Event::Failed { request_id, error } => ServerMessage::error(request_id, error.code(), error.to_string()),
     }
 }

@@ -132,3 +132,12 @@ pub async fn create_session(State(app): State<Arc<App>>, headers: HeaderMap, bod
         }
     }
 }
+
+/// `GET /v1/ice-servers`: the STUN and TURN servers for the caller's peer connections, TURN
+/// credentials included (the same list `joined` carries).
+pub async fn ice_servers(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    match authenticate(&app, &headers).await {
+        Ok(identity) => Json(app.config.ice.servers(identity.user_id, chrono::Utc::now())).into_response(),
+        Err(refused) => refused,
+    }
+}

@@ -45,6 +45,7 @@ const CORS_MAX_AGE: Duration = Duration::from_secs(10 * 60);
 pub fn router(app: Arc<App>) -> Router {
     let api = Router::new()
         .route("/v1/sessions", post(http::create_session))
+        .route("/v1/ice-servers", get(http::ice_servers))
         .route("/v1/sessions/{id}/transitions", get(reports::transitions))
         .route("/v1/sessions/{id}/audit", get(reports::audit))
         .layer(cors(&app.config.allowed_origins));

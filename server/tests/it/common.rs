@@ -357,6 +357,18 @@ impl Client {
         }
     }
 
+    /// Joins as a device that takes part in its room's video.
+    pub async fn join_video(&mut self, session: SessionId) -> Result<Joined> {
+        self.send_json(
+            serde_json::json!({"type": "join_session", "request_id": "join", "session_id": session, "video": true}),
+        )
+        .await?;
+        match self.recv().await? {
+            ServerMessage::Joined { members, you, rooms, session, .. } => Ok(Joined { members, you, rooms, session }),
+            other => bail!("expected joined, got {other:?}"),
+        }
+    }
+
     /// Sends a request and waits for its own reply (`ok`, or an error), skipping events.
     pub async fn request(&mut self, mut body: serde_json::Value) -> Result<std::result::Result<(), ErrorCode>> {
         let id = format!("r-{}", Uuid::new_v4().simple());

@@ -25,3 +25,4 @@ mod outage;
 mod presence;
 mod resume;
 mod sessions;
+mod video;

@@ -121,6 +121,8 @@ fn example(kind: Kind, session: SessionId, other: UserId) -> Value {
         Kind::Session(R::SwapParticipants) => json!({"session_id": session, "user_a": other, "user_b": other}),
         Kind::Session(R::CloseBreakoutRooms) => json!({"session_id": session}),
         Kind::Session(R::Broadcast) => json!({"session_id": session, "body": "to everyone"}),
+        Kind::Session(R::SendSignal) => json!({"session_id": session, "to_user_id": other,
+            "signal": {"type": "offer", "sdp": "v=0"}}),
         Kind::User(kind) => user_example(kind, other),
     };
     let mut request = body;

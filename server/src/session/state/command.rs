@@ -68,6 +68,7 @@ impl Command {
             SessionRequest::FetchHistory(_) => Some(Spend::History),
             SessionRequest::Broadcast(_) => Some(Spend::Broadcast),
             SessionRequest::AskForHelp(_) => Some(Spend::Help),
+            SessionRequest::SendSignal(_) => Some(Spend::Signal),
             SessionRequest::EndSession(_)
             | SessionRequest::AdmitParticipant(_)
             | SessionRequest::DenyParticipant(_)

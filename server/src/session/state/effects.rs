@@ -1,7 +1,9 @@
 //! What applying a command produces: events for audiences, writes, reads, and the views they carry.
 
 use chrono::{DateTime, Utc};
-use convene_protocol::{ClientMsgId, ConnId, MessageId, MoveReason, RequestId, Role, RoomId, SessionRole, UserId};
+use convene_protocol::{
+    ClientMsgId, ConnId, MessageId, MoveReason, RequestId, Role, RoomId, SessionRole, Signal, UserId,
+};
 
 use super::*;
 use crate::store::AuditRecord;
@@ -119,34 +121,106 @@ pub struct Snapshot {
 /// Something that happened, to be told to an [`Audience`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
-    Joined { request_id: Option<RequestId>, snapshot: Box<Snapshot> },
-    Replayed { room: RoomId, messages: Vec<MessageRecord> },
-    LobbyWaiting { request_id: Option<RequestId> },
+    Joined {
+        request_id: Option<RequestId>,
+        snapshot: Box<Snapshot>,
+    },
+    Replayed {
+        room: RoomId,
+        messages: Vec<MessageRecord>,
+    },
+    LobbyWaiting {
+        request_id: Option<RequestId>,
+    },
     LobbyEntered(Waiting),
-    LobbyLeft { user: UserId },
+    LobbyLeft {
+        user: UserId,
+    },
     Denied,
-    Removed { by: UserId },
+    Removed {
+        by: UserId,
+    },
     MemberJoined(Member),
     MemberUpdated(Member),
-    MemberLeft { user: UserId },
-    Left { request_id: Option<RequestId> },
-    SessionEnded { by: UserId },
+    MemberLeft {
+        user: UserId,
+    },
+    Left {
+        request_id: Option<RequestId>,
+    },
+    SessionEnded {
+        by: UserId,
+    },
     SessionUpdated(Box<SessionRecord>),
     MessagePosted(MessageRecord),
-    MessageAcked { request_id: Option<RequestId>, client_msg_id: ClientMsgId, message: MessageRecord },
+    MessageAcked {
+        request_id: Option<RequestId>,
+        client_msg_id: ClientMsgId,
+        message: MessageRecord,
+    },
     MessageEdited(MessageRecord),
-    MessageDeleted { message: MessageRecord, by: UserId },
-    Typed { room: RoomId, user: UserId, active: bool },
-    Moved { room: RoomSummary, reason: MoveReason, members: Vec<Member> },
-    RoomPresence { room: RoomId, joined: Vec<Member>, left: Vec<UserId> },
-    BreakoutsChanged { open: bool, rooms: Vec<BreakoutView>, closed: Vec<RoomId> },
-    RoomClosing { room: RoomId, seconds_left: u32, closes_at: DateTime<Utc> },
-    PlanPrepared { request_id: Option<RequestId>, assignments: Vec<(UserId, RoomId)>, unassigned: Vec<UserId> },
-    Broadcast { from: UserId, body: String, at: DateTime<Utc> },
+    MessageDeleted {
+        message: MessageRecord,
+        by: UserId,
+    },
+    Typed {
+        room: RoomId,
+        user: UserId,
+        active: bool,
+    },
+    Moved {
+        room: RoomSummary,
+        reason: MoveReason,
+        members: Vec<Member>,
+    },
+    RoomPresence {
+        room: RoomId,
+        joined: Vec<Member>,
+        left: Vec<UserId>,
+    },
+    BreakoutsChanged {
+        open: bool,
+        rooms: Vec<BreakoutView>,
+        closed: Vec<RoomId>,
+    },
+    RoomClosing {
+        room: RoomId,
+        seconds_left: u32,
+        closes_at: DateTime<Utc>,
+    },
+    PlanPrepared {
+        request_id: Option<RequestId>,
+        assignments: Vec<(UserId, RoomId)>,
+        unassigned: Vec<UserId>,
+    },
+    Broadcast {
+        from: UserId,
+        body: String,
+        at: DateTime<Utc>,
+    },
     HelpRequested(Help),
-    HelpResolved { user: UserId },
-    Succeeded { request_id: Option<RequestId> },
-    Failed { request_id: Option<RequestId>, error: SessionError },
+    HelpResolved {
+        user: UserId,
+    },
+    Succeeded {
+        request_id: Option<RequestId>,
+    },
+    /// To one device: the peer connections to open (with whose device, and whether this one
+    /// offers) and to close, as the device is in `room` now.
+    PeersChanged {
+        room: RoomId,
+        open: Vec<(UserId, ConnId, bool)>,
+        close: Vec<(UserId, ConnId)>,
+    },
+    SignalReceived {
+        from_user: UserId,
+        from_device: ConnId,
+        signal: Box<Signal>,
+    },
+    Failed {
+        request_id: Option<RequestId>,
+        error: SessionError,
+    },
 }
 
 /// A write the session needs.

@@ -39,6 +39,8 @@ pub enum SessionError {
     Full,
     #[error("that person is not in the session")]
     NotPresent,
+    #[error("that device is not connected to yours: it is not in your room, or the room is too large")]
+    NotPeer,
     #[error("{0}")]
     NotAllowed(&'static str),
     #[error("a host turned you away; you may ask again later")]
@@ -65,7 +67,7 @@ impl SessionError {
             Self::Ended => ErrorCode::Gone,
             Self::AlreadyJoined | Self::Conflict(_) => ErrorCode::Conflict,
             Self::NotPresent | Self::NoHelpRequest => ErrorCode::NotFound,
-            Self::NotAllowed(_) | Self::RecentlyDenied => ErrorCode::Forbidden,
+            Self::NotAllowed(_) | Self::RecentlyDenied | Self::NotPeer => ErrorCode::Forbidden,
             Self::Full => ErrorCode::Full,
             Self::Invalid(_) => ErrorCode::Invalid,
             Self::TooLarge(_) => ErrorCode::TooLarge,

@@ -165,6 +165,7 @@ impl SessionState {
     /// Removes a connection from the lobby or from presence, telling others what changed.
     pub(super) fn detach(&mut self, conn: ConnId, now: Now, out: &mut Vec<Effect>) {
         let Some(attachment) = self.conns.remove(&conn) else { return };
+        self.mesh.leave(conn);
         let user = attachment.user;
         if attachment.admitted {
             let room = self.presence.get(user).map(|m| m.room);

@@ -17,6 +17,7 @@ mod command;
 mod effects;
 mod error;
 mod lifecycle;
+mod media;
 mod membership;
 mod moderation;
 mod moves;
@@ -30,6 +31,7 @@ pub use effects::{
     Snapshot, Waiting,
 };
 pub use error::SessionError;
+pub use media::MAX_MESH_DEVICES;
 pub use staging::{Change, DEFERRED_CAPACITY};
 
 use moderation::Verdict;
@@ -224,6 +226,7 @@ pub struct SessionState {
     typing: HashMap<(UserId, RoomId), (bool, Instant)>,
     breakouts: Breakouts,
     staging: staging::Staging,
+    mesh: media::Mesh,
 }
 
 impl SessionState {
@@ -281,6 +284,7 @@ impl SessionState {
             typing: HashMap::new(),
             breakouts: Breakouts { last_room, ..Breakouts::default() },
             staging: staging::Staging::default(),
+            mesh: media::Mesh::default(),
         }
     }
 
@@ -340,8 +344,14 @@ impl SessionState {
         }
     }
 
-    /// Carries out one command, appending its effects to `out`.
+    /// Carries out one command, appending its effects to `out`; then tells the devices whose
+    /// video peers changed which connections to open and close.
     pub fn apply(&mut self, command: Command, now: Now, out: &mut Vec<Effect>) {
+        self.carry(command, now, out);
+        self.redraw_peers(out);
+    }
+
+    fn carry(&mut self, command: Command, now: Now, out: &mut Vec<Effect>) {
         let Some(command) = self.defer(command, out) else { return };
         let (conn, request_id) = command.origin();
         if let Command::Request { conn, identity, .. } = &command
@@ -397,7 +407,13 @@ impl SessionState {
         use SessionRequest as R;
         let pairs = |assignments: &[Assignment]| assignments.iter().map(|a| (a.user_id, a.room_id)).collect();
         match request {
-            R::JoinSession(m) => self.join(conn, identity, m.request_id, m.resume, now, out),
+            R::JoinSession(m) => {
+                let joined = self.join(conn, identity, m.request_id, m.resume, now, out);
+                if joined.is_ok() && m.video && self.conns.contains_key(&conn) {
+                    self.mesh.take_part(conn);
+                }
+                joined
+            }
             R::LeaveSession(m) => self.leave(conn, m.request_id, now, out),
             R::EndSession(m) => self.end(conn, m.request_id, now, out),
             R::AdmitParticipant(m) => self.decide(conn, m.request_id, m.user_id, Verdict::Admit, now, out),
@@ -454,6 +470,7 @@ impl SessionState {
             R::Broadcast(m) => self.broadcast(conn, m.request_id, m.body, now, out),
             R::AskForHelp(m) => self.ask_for_help(conn, m.request_id, now, out),
             R::ResolveHelp(m) => self.resolve_help(conn, m.request_id, m.user_id, out),
+            R::SendSignal(m) => self.signal(conn, m.request_id, m.to_user_id, m.to_device, m.signal, out),
         }
     }
 

@@ -94,7 +94,11 @@ fn a_closed_room_stays_readable_to_hosts_and_those_who_were_in_it() {
     let cursor = RoomCursor { room_id: breakout, last_seq: 0 };
     let effects = apply(
         &mut f.state,
-        joining(conn_id(4), visitor, JoinSession { request_id: None, resume: vec![cursor], session_id: SESSION }),
+        joining(
+            conn_id(4),
+            visitor,
+            JoinSession { request_id: None, resume: vec![cursor], session_id: SESSION, video: false },
+        ),
     );
     let resumed = effects.iter().find_map(|e| match e {
         Effect::Send { event: Event::Joined { snapshot, .. }, .. } => snapshot.resume.first().cloned(),

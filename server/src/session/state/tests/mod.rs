@@ -136,7 +136,14 @@ fn apply_uncommitted(state: &mut SessionState, command: Command) -> Vec<Effect> 
 }
 
 fn join(state: &mut SessionState, conn: u64, who: Identity) -> Vec<Effect> {
-    apply(state, joining(conn_id(conn), who, JoinSession { request_id: None, resume: vec![], session_id: SESSION }))
+    apply(
+        state,
+        joining(
+            conn_id(conn),
+            who,
+            JoinSession { request_id: None, resume: vec![], session_id: SESSION, video: false },
+        ),
+    )
 }
 
 /// What the joining connection itself was told.
@@ -340,11 +347,19 @@ fn presence_diffs_follow_devices() {
     };
     let steps: [(Command, &[&str]); 4] = [
         (
-            joining(conn_id(2), member, JoinSession { request_id: None, resume: vec![], session_id: SESSION }),
+            joining(
+                conn_id(2),
+                member,
+                JoinSession { request_id: None, resume: vec![], session_id: SESSION, video: false },
+            ),
             &["joined"],
         ),
         (
-            joining(conn_id(3), member, JoinSession { request_id: None, resume: vec![], session_id: SESSION }),
+            joining(
+                conn_id(3),
+                member,
+                JoinSession { request_id: None, resume: vec![], session_id: SESSION, video: false },
+            ),
             &["updated"],
         ),
         (Command::Disconnect { conn: conn_id(2) }, &["updated"]),
@@ -446,6 +461,7 @@ fn replies(effects: &[Effect], conn: u64) -> Vec<Result<(), ErrorCode>> {
 
 mod audit;
 mod closed_rooms;
+mod media;
 mod rooms;
 
 #[test]

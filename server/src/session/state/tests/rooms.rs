@@ -309,7 +309,11 @@ fn a_full_deferral_queue_refuses_requests_but_never_a_departure() {
         let who = identity(Role::Patient, f.org);
         apply_uncommitted(
             state,
-            joining(conn_id(conn), who, JoinSession { request_id: None, resume: vec![], session_id: SESSION }),
+            joining(
+                conn_id(conn),
+                who,
+                JoinSession { request_id: None, resume: vec![], session_id: SESSION, video: false },
+            ),
         )
     };
     for i in 0..DEFERRED_CAPACITY {
