@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use convene_server::Config;
 use uuid::Uuid;
 
@@ -141,4 +141,17 @@ impl NodeProcess {
 /// A fresh Postgres database and cluster name for nodes run as processes.
 pub async fn process_cluster() -> Result<(TestDb, String)> {
     Ok((TestDb::new(Backend::Postgres).await?, format!("test-{}", Uuid::new_v4().simple())))
+}
+
+/// The servers a test on `backend` talks to: with [`Backend::TwoNodes`], the node that will own
+/// the session (whoever joins there first makes it so) and another; otherwise one server.
+pub async fn owner_and_other(backend: Backend) -> Result<(Option<TestServer>, TestServer)> {
+    match backend {
+        Backend::TwoNodes => {
+            let mut nodes = TestCluster::start(2).await?.nodes.into_iter();
+            let (Some(owner), Some(other)) = (nodes.next(), nodes.next()) else { bail!("two nodes started") };
+            Ok((Some(owner), other))
+        }
+        Backend::Sqlite | Backend::Postgres => Ok((None, TestServer::start(backend).await?)),
+    }
 }

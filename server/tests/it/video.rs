@@ -11,7 +11,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::common::{Backend, Client, TestServer, TestUser};
-use crate::nodes::TestCluster;
+use crate::nodes::owner_and_other;
 use crate::{across_nodes, on_both_backends};
 
 on_both_backends!(peers_follow_the_room_and_signals_reach_only_peers);
@@ -107,14 +107,7 @@ async fn negotiate(session: SessionId, a: &mut Device, b: &mut Device) -> Result
 async fn peers_follow_the_room_and_signals_reach_only_peers(backend: Backend) -> Result<()> {
     // With two nodes the host is on the session's owner and the others on the second node, so
     // every signal between them crosses the bus.
-    let (owner, server) = match backend {
-        Backend::TwoNodes => {
-            let mut nodes = TestCluster::start(2).await?.nodes.into_iter();
-            let (Some(owner), Some(other)) = (nodes.next(), nodes.next()) else { bail!("two nodes started") };
-            (Some(owner), other)
-        }
-        Backend::Sqlite | Backend::Postgres => (None, TestServer::start(backend).await?),
-    };
+    let (owner, server) = owner_and_other(backend).await?;
     let org = Some(Uuid::new_v4());
     let host_user = TestUser::new(Role::Therapist, org);
     let session = server.create_session(&host_user, json!({"session_type": "group"})).await?;

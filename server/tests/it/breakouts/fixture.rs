@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::common::{Backend, Client, TestServer, TestUser};
-use crate::nodes::TestCluster;
+use crate::nodes::owner_and_other;
 
 /// A group session with a host and `n` participants, all joined. With [`Backend::TwoNodes`] the
 /// host joined first on one node (which owns the session) and `server`, through which everyone
@@ -26,14 +26,7 @@ pub(crate) struct Fixture {
 }
 
 pub(crate) async fn fixture(backend: Backend, n: usize) -> Result<Fixture> {
-    let (owner, server) = match backend {
-        Backend::TwoNodes => {
-            let mut nodes = TestCluster::start(2).await?.nodes.into_iter();
-            let (Some(owner), Some(other)) = (nodes.next(), nodes.next()) else { bail!("two nodes started") };
-            (Some(owner), other)
-        }
-        Backend::Sqlite | Backend::Postgres => (None, TestServer::start(backend).await?),
-    };
+    let (owner, server) = owner_and_other(backend).await?;
     let org = Some(Uuid::new_v4());
     let host = TestUser::new(Role::Therapist, org);
     let view = server.create_session(&host, json!({"session_type": "group"})).await?;
