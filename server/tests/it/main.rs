@@ -22,6 +22,7 @@ mod limits;
 mod nodes;
 mod one_reply;
 mod outage;
+mod peer_connections;
 mod presence;
 mod resume;
 mod sessions;

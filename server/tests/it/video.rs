@@ -156,7 +156,7 @@ async fn peers_follow_the_room_and_signals_reach_only_peers(backend: Backend) ->
 }
 
 /// Creates one breakout room as the host; its id.
-async fn create_room(host: &mut Client, session: SessionId) -> Result<RoomId> {
+pub(crate) async fn create_room(host: &mut Client, session: SessionId) -> Result<RoomId> {
     let id = format!("c-{}", Uuid::new_v4().simple());
     host.send_json(json!({"type": "create_breakout_rooms", "request_id": id, "session_id": session,
         "count": 1, "max_participants": 5}))
