@@ -7,6 +7,7 @@ use crate::ids::{RequestId, RoomId, SessionId, UserId};
 
 /// How a breakout room is filled.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum AssignmentMode {
     /// The server places people (a balanced random split; late joiners go to the least full room).
@@ -30,6 +31,7 @@ impl AssignmentMode {
 
 /// One person placed in one room.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Assignment {
     pub user_id: UserId,
     pub room_id: RoomId,
@@ -37,6 +39,7 @@ pub struct Assignment {
 
 /// Creates breakout rooms: `names` (one room each) or `count` rooms named "Room N".
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct CreateBreakoutRooms {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -52,6 +55,7 @@ pub struct CreateBreakoutRooms {
 
 /// Renames a room or changes its capacity.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct UpdateBreakoutRoom {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -65,6 +69,7 @@ pub struct UpdateBreakoutRoom {
 
 /// Deletes an empty room.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct DeleteBreakoutRoom {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -74,6 +79,7 @@ pub struct DeleteBreakoutRoom {
 
 /// What participants may do on their own, and how long closing counts down.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct SetBreakoutOptions {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -88,6 +94,7 @@ pub struct SetBreakoutOptions {
 
 /// Prepares (or edits) the assignment that `open_breakouts` carries out.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct PlanBreakouts {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -111,6 +118,7 @@ pub struct PlanBreakouts {
 
 /// Moves everyone as planned, all or nothing; optionally with a timer on every room.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct OpenBreakouts {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -122,6 +130,7 @@ pub struct OpenBreakouts {
 /// Moves one person; `from_room_id` is where the host believes they are, so that of two hosts
 /// moving the same person at once, the second is told `conflict`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct MoveParticipant {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -133,6 +142,7 @@ pub struct MoveParticipant {
 
 /// Moves several people at once, all or nothing.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct AssignParticipants {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -142,6 +152,7 @@ pub struct AssignParticipants {
 
 /// Exchanges the rooms of two people.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct SwapParticipants {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -152,6 +163,7 @@ pub struct SwapParticipants {
 
 /// A participant picks a room (self-select), or returns to the main room, when allowed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct SelectRoom {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -161,6 +173,7 @@ pub struct SelectRoom {
 
 /// Closes the given rooms (all breakout rooms when none are given) after a countdown.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct CloseBreakoutRooms {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -174,6 +187,7 @@ pub struct CloseBreakoutRooms {
 
 /// A host's message to every room at once.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Broadcast {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -183,6 +197,7 @@ pub struct Broadcast {
 
 /// A participant in a breakout room asks the hosts for help.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct AskForHelp {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -191,6 +206,7 @@ pub struct AskForHelp {
 
 /// A host marks a help request as handled.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ResolveHelp {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -200,6 +216,7 @@ pub struct ResolveHelp {
 
 /// Why someone changed rooms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum MoveReason {
     /// Placed by a plan or by late-joiner placement.
@@ -214,6 +231,7 @@ pub enum MoveReason {
 
 /// A breakout room as hosts see it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct BreakoutRoomView {
     pub room_id: RoomId,
     pub name: String,
@@ -231,6 +249,7 @@ pub struct BreakoutRoomView {
 
 /// Someone asking for help, and from where.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct HelpRequest {
     pub user_id: UserId,
     pub room_id: RoomId,
@@ -239,6 +258,7 @@ pub struct HelpRequest {
 
 /// The options set with `set_breakout_options`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct BreakoutOptions {
     pub allow_self_select: bool,
     pub allow_return_to_main: bool,
@@ -247,6 +267,7 @@ pub struct BreakoutOptions {
 
 /// Everything about the breakouts, for hosts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct BreakoutOverview {
     /// Whether the breakouts are open (people were sent to rooms and not yet all returned).
     pub open: bool,

@@ -9,6 +9,7 @@ pub const SUPABASE_AUDIENCE: &str = "authenticated";
 
 /// A user's role in the application, from `app_metadata.role`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Patient,

@@ -22,8 +22,9 @@ pub enum ClientMessage {
 
 /// The kinds the node answers itself, tagged as on the wire.
 #[derive(Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(tag = "type", rename_all = "snake_case")]
-enum NodeRequest {
+pub(crate) enum NodeRequest {
     Ping(Ping),
     CreateSession(CreateSession),
 }
@@ -56,6 +57,7 @@ impl Serialize for ClientMessage {
 
 /// Asks for a `pong`; lets a client measure round trips through the server.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Ping {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -63,6 +65,7 @@ pub struct Ping {
 
 /// Creates a session; only hosts (therapist, mentor, admin) may.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct CreateSession {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -80,6 +83,7 @@ pub struct CreateSession {
 
 /// Where a reconnecting client stopped reading a room.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct RoomCursor {
     pub room_id: RoomId,
     /// The last sequence number the client saw in that room.
@@ -88,6 +92,7 @@ pub struct RoomCursor {
 
 /// Joins a session (or rejoins it after a reconnect, with `resume`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct JoinSession {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -108,6 +113,7 @@ impl JoinSession {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct LeaveSession {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -116,6 +122,7 @@ pub struct LeaveSession {
 
 /// Ends the session for everyone; hosts only.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct EndSession {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -124,6 +131,7 @@ pub struct EndSession {
 
 /// Lets a user waiting in the lobby in; hosts only.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct AdmitParticipant {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -133,6 +141,7 @@ pub struct AdmitParticipant {
 
 /// Turns away a user waiting in the lobby; hosts only.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct DenyParticipant {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -143,6 +152,7 @@ pub struct DenyParticipant {
 /// Makes a member of the session a co-host, or a co-host a participant again; hosts only. The
 /// session's creator stays its host.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct SetRole {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -155,6 +165,7 @@ pub struct SetRole {
 /// Removes someone from the session (all their devices); hosts only. They may come back only
 /// through the lobby, when a host admits them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct RemoveParticipant {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -164,6 +175,7 @@ pub struct RemoveParticipant {
 
 /// Turns the lobby on or off for later joiners; hosts only.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct SetLobby {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -173,6 +185,7 @@ pub struct SetLobby {
 
 /// Changes the caller's presence status in a session.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct SetStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -182,6 +195,7 @@ pub struct SetStatus {
 
 /// Posts a chat message to a room the caller is in.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct SendMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -194,6 +208,7 @@ pub struct SendMessage {
 
 /// Replaces the body of one's own message.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct EditMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -205,6 +220,7 @@ pub struct EditMessage {
 
 /// Deletes (softly) one's own message, or any message when the caller hosts the session.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct DeleteMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -216,6 +232,7 @@ pub struct DeleteMessage {
 /// Pages through a room's history: backwards from `before_seq`, or forwards from `after_seq`.
 /// With neither, returns the latest messages.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct FetchHistory {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -241,6 +258,7 @@ impl FetchHistory {
 /// state are coalesced: the room hears a change, and a refresh of `active` at most every few
 /// seconds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Typing {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,

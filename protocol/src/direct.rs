@@ -18,6 +18,7 @@ use crate::ids::{ClientMsgId, ConversationId, DirectMessageId, NotificationId, O
 /// A request about the caller's conversations or notifications, tagged by `type`.
 /// [`UserRequestKind`] names the kinds without their payloads.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, EnumDiscriminants)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[strum_discriminants(name(UserRequestKind), derive(Hash, EnumIter, IntoStaticStr))]
 #[strum_discriminants(strum(serialize_all = "snake_case"))]
@@ -42,6 +43,7 @@ pub enum UserRequest {
 
 /// What tells two conversations of the same pair apart: an appointment, a session, a case.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ConversationContext {
     /// What the context is, as the application names it (`appointment`, `session`, …).
     #[serde(rename = "type")]
@@ -57,6 +59,7 @@ impl ConversationContext {
 /// Opens the caller's conversation with `user_id` (creating it the first time): one per pair
 /// and organization, unless a subject or a context distinguishes it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct OpenConversation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -72,6 +75,7 @@ pub const MAX_SUBJECT_BYTES: usize = 200;
 
 /// Where a page of conversations ends: the next page starts below it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ConversationCursor {
     pub last_activity_at: DateTime<Utc>,
     pub id: ConversationId,
@@ -79,6 +83,7 @@ pub struct ConversationCursor {
 
 /// Lists the caller's conversations, newest activity first.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ListConversations {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -100,6 +105,7 @@ impl ListConversations {
 /// Sends a message: to a conversation, or to a user (opening the conversation on the first
 /// message, as [`OpenConversation`] would). Idempotent by `client_msg_id`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct SendDirect {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -114,6 +120,7 @@ pub struct SendDirect {
 
 /// Replaces the body of one's own message.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct EditDirect {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -124,6 +131,7 @@ pub struct EditDirect {
 
 /// Deletes (softly) one's own message.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct DeleteDirect {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -134,6 +142,7 @@ pub struct DeleteDirect {
 /// Pages through a conversation: backwards from `before_seq`, forwards from `after_seq`, or the
 /// latest messages.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct FetchDirectHistory {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -154,6 +163,7 @@ impl FetchDirectHistory {
 
 /// Where a device stopped reading a conversation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ConversationPosition {
     pub conversation_id: ConversationId,
     pub last_seq: i64,
@@ -162,6 +172,7 @@ pub struct ConversationPosition {
 /// Says where this device is in each conversation it shows; it gets what it missed (as
 /// `direct_message` frames, before the reply), or, past the resume window, a `gap` to page.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct SyncConversations {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -174,6 +185,7 @@ impl SyncConversations {
 
 /// Marks the conversation read up to `seq` for the caller (on all their devices).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct MarkConversationRead {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -183,6 +195,7 @@ pub struct MarkConversationRead {
 
 /// Says the caller started or stopped typing; ephemeral, never stored.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct DirectTyping {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -192,6 +205,7 @@ pub struct DirectTyping {
 
 /// Archives or unarchives a conversation for the caller alone.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ArchiveConversation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -202,6 +216,7 @@ pub struct ArchiveConversation {
 /// Says which conversation this device shows (none with `null`): new messages there make no
 /// notification for the caller.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct FocusConversation {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -210,6 +225,7 @@ pub struct FocusConversation {
 
 /// Blocks a user: neither may open a conversation with the other or send in one.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct BlockUser {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -217,6 +233,7 @@ pub struct BlockUser {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct UnblockUser {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -225,6 +242,7 @@ pub struct UnblockUser {
 
 /// Lists the caller's notifications, newest first.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ListNotifications {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -244,6 +262,7 @@ impl ListNotifications {
 
 /// Marks some notifications read (`ids`), or all of them (`all`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct MarkNotificationsRead {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -258,6 +277,7 @@ impl MarkNotificationsRead {
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct CountNotifications {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -361,6 +381,7 @@ impl OpenConversation {
 
 /// A conversation as both its members see it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ConversationView {
     pub id: ConversationId,
     pub organization_id: OrgId,
@@ -376,6 +397,7 @@ pub struct ConversationView {
 
 /// One entry of the caller's conversation list.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ConversationSummary {
     pub conversation: ConversationView,
     pub other_user_id: UserId,
@@ -393,6 +415,7 @@ pub struct ConversationSummary {
 
 /// A message of a conversation. A deleted message keeps its place with an empty body.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct DirectMessage {
     pub id: DirectMessageId,
     pub conversation_id: ConversationId,
@@ -409,6 +432,7 @@ pub struct DirectMessage {
 
 /// What a `sync_conversations` found for one conversation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct SyncOutcome {
     pub conversation_id: ConversationId,
     /// Messages sent again, just before the reply.
@@ -422,6 +446,7 @@ pub struct SyncOutcome {
 
 /// A notification stored for a user until read.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Notification {
     pub id: NotificationId,
     #[serde(rename = "type")]
@@ -437,6 +462,7 @@ pub struct Notification {
 
 /// Unread notifications: in all, and by type.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct NotificationCounts {
     pub total: i64,
     pub by_type: BTreeMap<String, i64>,

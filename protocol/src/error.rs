@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// Why a request failed. Codes are stable across releases; new ones may be added.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The token is missing, invalid or expired.

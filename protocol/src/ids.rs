@@ -10,6 +10,7 @@ macro_rules! uuid_id {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[cfg_attr(test, derive(ts_rs::TS))]
         #[serde(transparent)]
         pub struct $name(pub Uuid);
 
@@ -65,6 +66,7 @@ uuid_id!(
 
 /// A notification (`notifications.id`): numbered in the order they were stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(transparent)]
 pub struct NotificationId(pub i64);
 
@@ -85,6 +87,7 @@ impl From<SessionId> for RoomId {
 /// is a new node: nothing addressed to its previous run can reach, or be mistaken for, its
 /// connections now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(transparent)]
 pub struct NodeId(pub u64);
 
@@ -97,6 +100,7 @@ impl fmt::Display for NodeId {
 /// One WebSocket connection: the node that accepted it and its number there. On the wire it is
 /// a string, `"<node>-<number>"` (the node in 16 hex digits).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(type = "string"))]
 pub struct ConnId {
     pub node: NodeId,
     pub local: u64,
@@ -149,6 +153,7 @@ macro_rules! client_token {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[cfg_attr(test, derive(ts_rs::TS))]
         #[serde(transparent)]
         pub struct $name(String);
 

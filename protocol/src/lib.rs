@@ -4,6 +4,8 @@
 //! sends ([`ClientMessage`]), the messages the server sends ([`ServerMessage`]), the stable error
 //! codes ([`ErrorCode`]), the ids they carry and the claims of the access tokens clients present.
 //! It depends on serde alone, so the server, the load generator and browser tooling can share it.
+//! Browser clients get the same types in TypeScript: `clients/js/src/wire.ts` is generated from
+//! these (with `ts-rs`, in test builds only), and a test fails when it is out of date.
 //!
 //! Every message is a JSON object whose `type` field names its kind in snake_case. Text becomes a
 //! typed [`ClientMessage`] exactly once, through [`ClientMessage::parse`], which also decides which
@@ -20,6 +22,8 @@ mod ids;
 mod media;
 mod request;
 mod server;
+#[cfg(test)]
+mod typescript;
 
 pub use breakout::{
     AskForHelp, AssignParticipants, Assignment, AssignmentMode, BreakoutOptions, BreakoutOverview, BreakoutRoomView,

@@ -14,6 +14,7 @@ use crate::ids::{ConnId, RequestId, SessionId, UserId};
 
 /// One STUN or TURN server, shaped as the browser's `RTCIceServer`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct IceServer {
     pub urls: Vec<String>,
     /// For TURN: `expiry:user_id`, where expiry is in seconds since the Unix epoch.
@@ -26,6 +27,7 @@ pub struct IceServer {
 
 /// The ICE servers a device gives its peer connections (`GET /v1/ice-servers`, and `joined`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct IceServers {
     pub ice_servers: Vec<IceServer>,
     /// When the TURN credentials stop being accepted; none without TURN. Fetch new ones before.
@@ -35,6 +37,7 @@ pub struct IceServers {
 
 /// Another person's device in the same room, to open a peer connection with.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct Peer {
     pub user_id: UserId,
     pub device: ConnId,
@@ -45,6 +48,7 @@ pub struct Peer {
 
 /// Another person's device whose peer connection must close.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct PeerGone {
     pub user_id: UserId,
     pub device: ConnId,
@@ -52,6 +56,7 @@ pub struct PeerGone {
 
 /// What one device tells another to set up their connection.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Signal {
     Offer {
@@ -102,6 +107,7 @@ impl Signal {
 /// Sends a [`Signal`] to a device of another member of the caller's room. `device` may be left
 /// out when the member has a single device in the room.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct SendSignal {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,

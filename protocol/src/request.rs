@@ -23,6 +23,7 @@ use crate::media::SendSignal;
 /// A request to one session, tagged by `type` like every client message.
 /// [`SessionRequestKind`] names the kinds without their payloads.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, EnumDiscriminants)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[strum_discriminants(name(SessionRequestKind), derive(Hash, EnumIter, IntoStaticStr))]
 #[strum_discriminants(strum(serialize_all = "snake_case"))]

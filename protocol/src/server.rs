@@ -19,6 +19,7 @@ use crate::media::{IceServers, Peer, PeerGone, Signal};
 
 /// Everything the server may send, tagged by `type`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
     /// First frame of every connection.
@@ -351,6 +352,7 @@ pub enum ServerMessage {
 
 /// A failed request. `request_id` names it when the client gave one that could be read.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ErrorReply {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
@@ -360,6 +362,7 @@ pub struct ErrorReply {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum SessionType {
     Appointment,
@@ -378,6 +381,7 @@ impl SessionType {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum SessionStatus {
     Scheduled,
@@ -397,6 +401,7 @@ impl SessionStatus {
 
 /// A member's role within one session (distinct from their application [`Role`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum SessionRole {
     Host,
@@ -420,6 +425,7 @@ impl SessionRole {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum PresenceStatus {
     #[default]
@@ -428,6 +434,7 @@ pub enum PresenceStatus {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct SessionView {
     pub id: SessionId,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -448,6 +455,7 @@ pub struct SessionView {
 
 /// One person in a session, however many devices they joined from.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct MemberView {
     pub user_id: UserId,
     pub session_role: SessionRole,
@@ -459,6 +467,7 @@ pub struct MemberView {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct RoomView {
     pub room_id: RoomId,
     pub name: String,
@@ -471,6 +480,7 @@ pub struct RoomView {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct LobbyEntry {
     pub user_id: UserId,
     pub role: Role,
@@ -479,6 +489,7 @@ pub struct LobbyEntry {
 
 /// Whether a resuming client's gap could be filled.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ResumeOutcome {
     pub room_id: RoomId,
     /// `false` means messages were missed that will not be replayed: page `fetch_history` instead.
@@ -490,6 +501,7 @@ pub struct ResumeOutcome {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct ChatMessage {
     pub id: MessageId,
     pub session_id: SessionId,
