@@ -48,4 +48,6 @@ pub struct App {
     pub conn_tracker: TaskTracker,
     /// Fires when the server begins to shut down.
     pub shutdown: CancellationToken,
+    /// Set when the demo page may mint its own tokens (dev mode, on loopback).
+    pub dev_tokens: Option<crate::transport::DevTokens>,
 }

@@ -182,6 +182,16 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
     inboxes.forget_focus_except(&bus.alive()).await;
 
     let gate = Gate::new(config.limits, &config.budgets);
+    let dev_tokens = match listener.local_addr() {
+        Ok(addr) => transport::DevTokens::for_node(&config, addr)?,
+        Err(err) => {
+            warn!(error = %err, "the listener has no local address; the demo page will not mint tokens");
+            None
+        }
+    };
+    if dev_tokens.is_some() {
+        info!("dev mode: the demo page at / mints its own tokens (POST /v1/dev/token)");
+    }
     let app = Arc::new(App {
         config,
         verifier,
@@ -198,6 +208,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         sockets: Arc::new(AtomicUsize::new(0)),
         conn_tracker: TaskTracker::new(),
         shutdown,
+        dev_tokens,
     });
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, %node, backend = ?store.backend(), "convene listening");

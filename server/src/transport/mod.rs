@@ -4,11 +4,13 @@
 //! within the handshake timeout, so a client that opens a socket and sends nothing cannot hold
 //! it. WebSocket connections continue on the same tracker after the upgrade.
 
+mod demo;
 mod http;
 mod reports;
 mod service;
 mod ws;
 
+pub use demo::{DEV_ORGANIZATION, DevTokens};
 pub use service::OPENAPI;
 
 use std::sync::Arc;
@@ -68,6 +70,10 @@ pub fn router(app: Arc<App>) -> Router {
         .merge(api)
         .merge(service)
         .route("/v1/openapi.json", get(service::openapi))
+        .route("/", get(demo::index))
+        .route("/demo.js", get(demo::script))
+        .route("/demo.css", get(demo::style))
+        .route("/v1/dev/token", post(demo::dev_token))
         .route("/healthz", get(http::healthz))
         .route("/readyz", get(http::readyz))
         .route("/metrics", get(http::metrics))

@@ -12,6 +12,7 @@ mod chat;
 mod closed_rooms;
 mod cluster;
 mod conversations;
+mod demo;
 mod durability;
 mod failover;
 mod fencing;
