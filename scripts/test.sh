@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test Convene has: formatting, lints, unit and integration tests against
-# real Postgres and Redis. Where Postgres or Redis is missing or stopped, it installs (apt-get, as
-# root) and starts them first. Each test creates its own fresh database.
+# real Postgres and Redis, then the browser client's checks and the demo page in Chromium. Where
+# Postgres, Redis, Node.js or Chromium is missing or stopped, it installs (apt-get, as root) and
+# starts them first. Each test creates its own fresh database.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -66,6 +67,17 @@ ensure_redis() {
   wait_for_port 127.0.0.1 6379
 }
 
+ensure_browser_tools() {
+  local missing=()
+  command -v npm >/dev/null || missing+=(nodejs npm)
+  # Debian's Chromium: the browser tests never download one.
+  [ -x "${CONVENE_CHROMIUM:-/usr/bin/chromium}" ] || missing+=(chromium)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    log "installing ${missing[*]}"
+    apt_install "${missing[@]}"
+  fi
+}
+
 # Each test drops its database when it ends; a run that was killed leaves its databases behind,
 # and this removes them.
 drop_old_test_databases() {
@@ -79,6 +91,7 @@ drop_old_test_databases() {
 
 ensure_postgres
 ensure_redis
+ensure_browser_tools
 drop_old_test_databases
 
 log "cargo fmt --check"
@@ -87,3 +100,21 @@ log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log "cargo test"
 cargo test --workspace --locked
+
+# The browser client: its tools pinned by the lock file, its types checked, the demo page the
+# binary embeds rebuilt and compared with the committed one, then the page driven in Chromium
+# against the binary just built. Screenshots and the server's log land in clients/js/test-results.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+log "browser client: npm ci, typecheck, assets up to date"
+(
+  cd clients/js
+  npm ci --no-audit --no-fund
+  npm run typecheck
+  npm run check-build
+)
+log "browser tests (Chromium)"
+cargo build --locked --bin convene
+(
+  cd clients/js
+  CONVENE_BIN="$CARGO_TARGET_DIR/debug/convene" npx playwright test
+)
