@@ -208,6 +208,14 @@ var ConveneClient = class {
         unacked?.resolve(message);
         break;
       }
+      case "joined": {
+        const membership = this.#sessions.get(message.session.id);
+        if (!membership) break;
+        for (const room of message.rooms) {
+          if (!membership.lastSeq.has(room.room_id)) this.#saw(membership, room.room_id, room.last_seq);
+        }
+        break;
+      }
       case "moved": {
         const membership = this.#sessions.get(message.session_id);
         if (membership) this.#saw(membership, message.room.room_id, message.room.last_seq);
@@ -267,13 +275,7 @@ var ConveneClient = class {
   async #join(sessionId, membership) {
     const resume = [...membership.lastSeq].map(([room_id, last_seq]) => ({ room_id, last_seq }));
     const reply = await this.request({ type: "join_session", session_id: sessionId, resume, video: membership.video });
-    if (reply.type === "joined") {
-      for (const room of reply.rooms) {
-        if (!membership.lastSeq.has(room.room_id)) this.#saw(membership, room.room_id, room.last_seq);
-      }
-      return reply;
-    }
-    if (reply.type === "lobby_waiting") return reply;
+    if (reply.type === "joined" || reply.type === "lobby_waiting") return reply;
     throw new ConveneError("invalid", `unexpected reply ${reply.type} to join_session`);
   }
   #sendUnacked(clientMsgId) {
@@ -760,7 +762,7 @@ function render() {
 function chip(person) {
   const me = person.user_id === state.client?.userId;
   const node = el("span", {
-    className: `member${me ? " me" : ""}`,
+    className: `member${me ? " me" : ""}${person.status === "away" ? " away" : ""}`,
     title: `${person.user_id} (${person.role}, ${person.status})`,
     draggable: isHost() && !me,
     dataset: { user: person.user_id }
@@ -1025,6 +1027,11 @@ function start() {
       }
     });
   };
+  document.addEventListener("visibilitychange", () => {
+    if (!state.session || state.client?.state !== "open") return;
+    const status = document.visibilityState === "hidden" ? "away" : "active";
+    act(() => state.client.request({ type: "set_status", session_id: state.session.id, status }));
+  });
   $("mark-read").onclick = () => act(() => state.client.request({ type: "mark_notifications_read", all: true }));
   const saved = sessionStorage.getItem(STORE.token);
   if (saved) act(() => signIn(saved));

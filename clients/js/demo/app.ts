@@ -359,7 +359,7 @@ function render(): void {
 function chip(person: MemberView): HTMLElement {
   const me = person.user_id === state.client?.userId;
   const node = el("span", {
-    className: `member${me ? " me" : ""}`,
+    className: `member${me ? " me" : ""}${person.status === "away" ? " away" : ""}`,
     title: `${person.user_id} (${person.role}, ${person.status})`,
     draggable: isHost() && !me,
     dataset: { user: person.user_id },
@@ -638,6 +638,12 @@ function start(): void {
       }
     });
   };
+  // Presence: away while the tab is hidden, active when it is back.
+  document.addEventListener("visibilitychange", () => {
+    if (!state.session || state.client?.state !== "open") return;
+    const status = document.visibilityState === "hidden" ? "away" : "active";
+    act(() => state.client!.request({ type: "set_status", session_id: state.session!.id, status }));
+  });
   $("mark-read").onclick = () => act(() => state.client!.request({ type: "mark_notifications_read", all: true }));
   const saved = sessionStorage.getItem(STORE.token);
   if (saved) act(() => signIn(saved));

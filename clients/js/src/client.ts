@@ -295,6 +295,16 @@ export class ConveneClient {
         unacked?.resolve(message);
         break;
       }
+      case "joined": {
+        // Also sent unasked, when a host lets this device in from the lobby. A room met for
+        // the first time starts where it is now; a resumed one moves on as its replay arrives.
+        const membership = this.#sessions.get(message.session.id);
+        if (!membership) break;
+        for (const room of message.rooms) {
+          if (!membership.lastSeq.has(room.room_id)) this.#saw(membership, room.room_id, room.last_seq);
+        }
+        break;
+      }
       case "moved": {
         // From here on, the new room's messages arrive live.
         const membership = this.#sessions.get(message.session_id);
@@ -358,15 +368,7 @@ export class ConveneClient {
   async #join(sessionId: SessionId, membership: Membership): Promise<MessageOf<"joined"> | MessageOf<"lobby_waiting">> {
     const resume = [...membership.lastSeq].map(([room_id, last_seq]) => ({ room_id, last_seq }));
     const reply = await this.request({ type: "join_session", session_id: sessionId, resume, video: membership.video });
-    if (reply.type === "joined") {
-      // A room met for the first time starts where it is now; one resumed moves on as its
-      // replayed messages arrive.
-      for (const room of reply.rooms) {
-        if (!membership.lastSeq.has(room.room_id)) this.#saw(membership, room.room_id, room.last_seq);
-      }
-      return reply;
-    }
-    if (reply.type === "lobby_waiting") return reply;
+    if (reply.type === "joined" || reply.type === "lobby_waiting") return reply;
     throw new ConveneError("invalid", `unexpected reply ${reply.type} to join_session`);
   }
 
