@@ -113,7 +113,7 @@ log "browser client: npm ci, typecheck, assets up to date"
   npm run check-build
 )
 log "browser tests (Chromium)"
-cargo build --locked --bin convene
+# `cargo test` built the binary for the integration tests: the browser tests run that one.
 (
   cd clients/js
   CONVENE_BIN="$CARGO_TARGET_DIR/debug/convene" npx playwright test

@@ -78,6 +78,9 @@ test("a host and two participants see each other, and video follows a move into 
   await connectedTo(bob, [host, ann]);
   await connectedTo(host, [ann, bob]);
   await host.page.screenshot({ path: info.outputPath("1-main-room-host.png") });
+  // `CONVENE_DOCS_SCREENSHOT=../../docs/demo.png` refreshes the README's picture.
+  const docsShot = process.env.CONVENE_DOCS_SCREENSHOT;
+  if (docsShot) await host.page.screenshot({ path: docsShot });
 
   // A chat message reaches the others.
   await say(host, "welcome, both of you");
@@ -120,8 +123,6 @@ test("a host and two participants see each other, and video follows a move into 
   await connectedTo(ann, [bob]);
   await connectedTo(bob, [ann]);
   await ann.page.screenshot({ path: info.outputPath("4-after-reload-ann.png") });
-  const docsShot = process.env.CONVENE_DOCS_SCREENSHOT;
-  if (docsShot) await bob.page.screenshot({ path: docsShot });
 });
 
 test("after a server restart the pages reconnect by themselves, and a message sent meanwhile arrives", async ({ browser }, info) => {
