@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test Convene has: formatting, lints, unit and integration tests against
-# real Postgres and Redis, then the browser client's checks and the demo page in Chromium. Where
-# Postgres, Redis, Node.js or Chromium is missing or stopped, it installs (apt-get, as root) and
-# starts them first. Each test creates its own fresh database.
+# real Postgres and Redis, then the browser client's checks and the demo page in Chromium and
+# Firefox. Where Postgres, Redis, Node.js, Chromium or Firefox is missing or stopped, it installs
+# (apt-get, as root) and starts them first. Each test creates its own fresh database.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -70,8 +70,9 @@ ensure_redis() {
 ensure_browser_tools() {
   local missing=()
   command -v npm >/dev/null || missing+=(nodejs npm)
-  # Debian's Chromium: the browser tests never download one.
+  # Debian's Chromium and Firefox ESR: the browser tests never download a browser.
   [ -x "${CONVENE_CHROMIUM:-/usr/bin/chromium}" ] || missing+=(chromium)
+  [ -x "${CONVENE_FIREFOX:-/usr/bin/firefox-esr}" ] || missing+=(firefox-esr)
   if [ "${#missing[@]}" -gt 0 ]; then
     log "installing ${missing[*]}"
     apt_install "${missing[@]}"
@@ -103,7 +104,8 @@ cargo test --workspace --locked
 
 # The browser client: its tools pinned by the lock file, its types checked, the demo page the
 # binary embeds rebuilt and compared with the committed one, then the page driven in Chromium
-# against the binary just built. Screenshots and the server's log land in clients/js/test-results.
+# and Firefox against the binary cargo test built. Screenshots and the server's log land in
+# clients/js/test-results.
 export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
 log "browser client: npm ci, typecheck, assets up to date"
 (
@@ -112,7 +114,7 @@ log "browser client: npm ci, typecheck, assets up to date"
   npm run typecheck
   npm run check-build
 )
-log "browser tests (Chromium)"
+log "browser tests (Chromium, Firefox)"
 # `cargo test` built the binary for the integration tests: the browser tests run that one.
 (
   cd clients/js

@@ -56,6 +56,20 @@ function connectedTo(person: Person, others: Person[]) {
   ]);
 }
 
+/** Whether this page plays each of `others`' video (frames decoded, not paused). */
+async function watches(person: Person, others: Person[]): Promise<void> {
+  for (const other of others) {
+    await expect
+      .poll(() =>
+        person.page.evaluate((id) => {
+          const video = document.querySelector<HTMLVideoElement>(`.tile[data-user="${id}"] video`);
+          return video !== null && video.videoWidth > 0 && !video.paused;
+        }, other.id),
+      )
+      .toBe(true);
+  }
+}
+
 async function say(person: Person, text: string): Promise<void> {
   await person.page.fill("#chat-input", text);
   await person.page.press("#chat-input", "Enter");
@@ -77,6 +91,8 @@ test("a host and two participants see each other, and video follows a move into 
   await connectedTo(ann, [host, bob]);
   await connectedTo(bob, [host, ann]);
   await connectedTo(host, [ann, bob]);
+  await watches(ann, [host, bob]);
+  await watches(host, [ann, bob]);
   await host.page.screenshot({ path: info.outputPath("1-main-room-host.png") });
   // `CONVENE_DOCS_SCREENSHOT=../../docs/demo.png` refreshes the README's picture.
   const docsShot = process.env.CONVENE_DOCS_SCREENSHOT;
@@ -104,6 +120,7 @@ test("a host and two participants see each other, and video follows a move into 
   await connectedTo(ann, [bob]);
   await connectedTo(bob, [ann]);
   await connectedTo(host, []);
+  await watches(ann, [bob]);
   await host.page.screenshot({ path: info.outputPath("2-breakout-host.png") });
   await ann.page.screenshot({ path: info.outputPath("3-breakout-ann.png") });
 
