@@ -652,6 +652,10 @@ function wire(client) {
     badge.className = `badge ${connection}`;
   });
   client.on("joined", joined);
+  client.on("session_updated", (m) => {
+    if (m.session.id === state.session?.id) state.session = m.session;
+    render();
+  });
   client.on("member_joined", (m) => (member(m.member), render()));
   client.on("member_updated", (m) => (member(m.member), render()));
   client.on("member_left", (m) => (state.members.delete(m.user_id), render()));
@@ -827,9 +831,8 @@ function renderChat() {
   );
   $("messages").scrollTop = $("messages").scrollHeight;
 }
-function button(label, run, id) {
+function button(label, run) {
   const node = el("button", { textContent: label });
-  if (id) node.id = id;
   node.onclick = () => act(run);
   return node;
 }
@@ -876,12 +879,10 @@ function renderHostControls() {
     el(
       "div",
       { className: "controls" },
+      // Everyone, this page included, hears the change as `session_updated`.
       button(
         state.session.lobby_enabled ? "Turn lobby off" : "Turn lobby on",
-        () => client.request({ type: "set_lobby", session_id: session, enabled: !state.session.lobby_enabled }).then(() => {
-          state.session = { ...state.session, lobby_enabled: !state.session.lobby_enabled };
-          render();
-        })
+        () => client.request({ type: "set_lobby", session_id: session, enabled: !state.session.lobby_enabled })
       )
     ),
     el("ul", {}, ...lobby),

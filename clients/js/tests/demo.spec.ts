@@ -6,6 +6,8 @@ import { expect, test, type Browser, type BrowserContext, type Page } from "@pla
 
 import { startConvene, type Convene } from "./convene.js";
 
+const short = (id: string) => id.slice(0, 8);
+
 let convene: Convene;
 /** The people of the running test, each in a context of their own; closed after it. */
 let contexts: BrowserContext[] = [];
@@ -166,4 +168,22 @@ test("after a server restart the pages reconnect by themselves, and a message se
   await connectedTo(mia, [host]);
   await connectedTo(host, [mia]);
   await host.page.screenshot({ path: info.outputPath("after-restart-host.png") });
+});
+
+test("with the lobby on a newcomer waits until the host admits them", async ({ browser }) => {
+  const host = await signIn(browser, "therapist");
+  await host.page.click("#create");
+  await expect(host.page.locator("#room")).toBeVisible();
+  const sessionId = new URLSearchParams((await host.page.evaluate(() => location.hash)).slice(1)).get("session")!;
+  await host.page.getByRole("button", { name: "Turn lobby on" }).click();
+  await expect(host.page.getByRole("button", { name: "Turn lobby off" })).toBeVisible();
+
+  const kim = await signIn(browser, "patient", `#session=${sessionId}`);
+  await expect(kim.page.locator("#banner")).toContainText("Waiting in the lobby");
+  await expect(kim.page.locator("#room")).toBeHidden();
+  const waiting = host.page.locator("#host-controls li", { hasText: short(kim.id) });
+  await waiting.getByRole("button", { name: "Admit" }).click();
+  await expect(kim.page.locator("#room")).toBeVisible();
+  await connectedTo(kim, [host]);
+  await connectedTo(host, [kim]);
 });
