@@ -486,9 +486,7 @@ function toRtc(server) {
   return { urls: server.urls, username: server.username ?? void 0, credential: server.credential ?? void 0 };
 }
 
-// demo/app.ts
-var HOST_ROLES = ["therapist", "mentor", "admin"];
-var STORE = { token: "convene.token", session: "convene.session" };
+// demo/dom.ts
 var $ = (id) => document.getElementById(id);
 function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
@@ -499,6 +497,28 @@ function el(tag, props = {}, ...children) {
   return node;
 }
 var short = (id) => id.slice(0, 8);
+function report(error) {
+  const text = error instanceof ConveneError ? error.message : String(error);
+  $("status").textContent = text;
+  console.warn(error);
+}
+function act(run) {
+  $("status").textContent = "";
+  run().catch(report);
+}
+function button(label, run) {
+  const node = el("button", { textContent: label });
+  node.onclick = () => act(run);
+  return node;
+}
+function banner(text) {
+  const node = $("banner");
+  node.hidden = text === void 0;
+  node.textContent = text ?? "";
+}
+
+// demo/state.ts
+var HOST_ROLES = ["therapist", "mentor", "admin"];
 var state = {
   client: void 0,
   mesh: void 0,
@@ -522,15 +542,180 @@ var state = {
 };
 var isHost = () => state.role !== void 0 && HOST_ROLES.includes(state.role);
 var myRoom = () => state.me?.room_id;
-function report(error) {
-  const text = error instanceof ConveneError ? error.message : String(error);
-  $("status").textContent = text;
-  console.warn(error);
+
+// demo/controls.ts
+function renderHostControls() {
+  const panel = $("host-controls");
+  if (!isHost() || !state.session) {
+    panel.replaceChildren();
+    return;
+  }
+  const session = state.session.id;
+  const client = state.client;
+  const count = el("input", { type: "number", min: "1", max: "20", value: "2" });
+  const seconds = el("input", { type: "number", min: "0", max: "600", value: "10" });
+  const broadcast = el("input", { placeholder: "message to every room" });
+  const lobby = [...state.lobby.values()].map(
+    (entry) => el(
+      "li",
+      {},
+      `${short(entry.user_id)} ${entry.role} `,
+      button("Admit", () => client.request({ type: "admit_participant", session_id: session, user_id: entry.user_id })),
+      button("Deny", () => client.request({ type: "deny_participant", session_id: session, user_id: entry.user_id }))
+    )
+  );
+  const help = [...state.help.values()].map(
+    (request) => el(
+      "li",
+      {},
+      `${short(request.user_id)} asks for help in ${state.roomNames.get(request.room_id) ?? "a room"} `,
+      button(
+        "Go there",
+        () => client.request({ type: "move_participant", session_id: session, user_id: client.userId, from_room_id: myRoom(), to_room_id: request.room_id })
+      ),
+      button("Resolved", () => client.request({ type: "resolve_help", session_id: session, user_id: request.user_id }))
+    )
+  );
+  panel.replaceChildren(
+    el("h3", {}, "Host"),
+    el(
+      "div",
+      { className: "controls" },
+      el("span", {}, `Share: `),
+      el("input", { readOnly: true, value: `${location.origin}/#session=${session}`, size: 22, onclick: (e) => e.target.select() })
+    ),
+    el(
+      "div",
+      { className: "controls" },
+      // Everyone, this page included, hears the change as `session_updated`.
+      button(
+        state.session.lobby_enabled ? "Turn lobby off" : "Turn lobby on",
+        () => client.request({ type: "set_lobby", session_id: session, enabled: !state.session.lobby_enabled })
+      )
+    ),
+    el("ul", {}, ...lobby),
+    el(
+      "div",
+      { className: "controls" },
+      count,
+      button(
+        "Create breakout rooms",
+        () => client.request({ type: "create_breakout_rooms", session_id: session, count: Number(count.value), max_participants: 10, assignment_mode: "automatic" })
+      )
+    ),
+    el(
+      "div",
+      { className: "controls" },
+      button("Plan automatically", () => client.request({ type: "plan_breakouts", session_id: session, automatic: true, reset: true }).then(showPlan)),
+      button("Open breakouts", () => client.request({ type: "open_breakouts", session_id: session }))
+    ),
+    el(
+      "div",
+      { className: "controls" },
+      seconds,
+      button(
+        "Close all (countdown s)",
+        () => client.request({ type: "close_breakout_rooms", session_id: session, room_ids: [], countdown_secs: Number(seconds.value) })
+      )
+    ),
+    el(
+      "div",
+      { className: "controls" },
+      broadcast,
+      button("Broadcast", () => client.request({ type: "broadcast", session_id: session, body: broadcast.value }))
+    ),
+    el("ul", {}, ...help),
+    el("p", {}, el("small", {}, "Drag a person onto a room to move them; × removes them."))
+  );
 }
-function act(run) {
-  $("status").textContent = "";
-  run().catch(report);
+function showPlan(reply) {
+  const plan = reply;
+  if (plan.type !== "breakout_plan") return;
+  const lines = plan.assignments.map((a) => `${short(a.user_id)} → ${state.roomNames.get(a.room_id) ?? short(a.room_id)}`);
+  banner(`Plan: ${lines.join(", ") || "nobody to place"}${plan.unassigned.length ? `; left in the main room: ${plan.unassigned.map(short).join(", ")}` : ""}`);
 }
+function renderParticipantControls() {
+  const panel = $("participant-controls");
+  if (isHost() || !state.session) {
+    panel.replaceChildren();
+    return;
+  }
+  const session = state.session.id;
+  const client = state.client;
+  const inBreakout = myRoom() !== session;
+  const choices = [...state.roomNames].filter(([id]) => id !== myRoom());
+  const pick = el("select", {}, ...choices.map(([id, name]) => el("option", { value: id, textContent: name })));
+  panel.replaceChildren(
+    el("h3", {}, "You"),
+    el(
+      "div",
+      { className: "controls" },
+      inBreakout ? button("Ask for help", () => client.request({ type: "ask_for_help", session_id: session })) : "",
+      choices.length ? pick : "",
+      choices.length ? button("Go to room", () => client.request({ type: "select_room", session_id: session, room_id: pick.value })) : ""
+    )
+  );
+}
+
+// demo/inbox.ts
+async function loadInbox() {
+  const client = state.client;
+  const conversations = await client.request({ type: "list_conversations", archived: false });
+  if (conversations.type === "conversations") {
+    state.conversations = new Map(conversations.conversations.map((summary) => [summary.conversation.id, summary]));
+  }
+  const notifications = await client.request({ type: "list_notifications", unread_only: false, limit: 20 });
+  if (notifications.type === "notifications") {
+    state.notifications = new Map(notifications.notifications.map((notification) => [notification.id, notification]));
+    state.unread = notifications.counts.total;
+  }
+  renderInbox();
+}
+function addDirects(conversation, messages) {
+  let known = state.directs.get(conversation);
+  if (!known) state.directs.set(conversation, known = /* @__PURE__ */ new Map());
+  for (const message of messages) known.set(message.seq, message);
+  renderInbox();
+}
+async function openConversation(id) {
+  state.openConversation = id;
+  const reply = await state.client.request({ type: "fetch_direct_history", conversation_id: id, limit: 50 });
+  if (reply.type === "direct_history") addDirects(id, reply.messages);
+  renderInbox();
+}
+function renderInbox() {
+  const client = state.client;
+  $("conversations").replaceChildren(
+    ...[...state.conversations.values()].map((summary) => {
+      const item = el("li", {}, el("a", { href: "#", textContent: short(summary.other_user_id) }), summary.unread ? ` (${summary.unread})` : "");
+      item.onclick = (event) => (event.preventDefault(), act(() => openConversation(summary.conversation.id)));
+      return item;
+    })
+  );
+  const open = state.openConversation;
+  if (open) {
+    const input = el("input", { placeholder: "message" });
+    const form = el("form", { className: "controls" }, input, el("button", { textContent: "Send" }));
+    form.onsubmit = (event) => {
+      event.preventDefault();
+      const body = input.value;
+      input.value = "";
+      act(() => client.request({ type: "send_direct", conversation_id: open, client_msg_id: crypto.randomUUID(), body }));
+    };
+    const messages = [...state.directs.get(open)?.values() ?? []].sort((a, b) => a.seq - b.seq);
+    $("conversation").replaceChildren(
+      el("ol", {}, ...messages.map((m) => el("li", {}, el("span", { className: "from" }, short(m.sender_id) + " "), m.body))),
+      form
+    );
+  }
+  $("unread").textContent = String(state.unread);
+  $("notifications").replaceChildren(
+    ...[...state.notifications.values()].map((n) => el("li", {}, `${n.read_at ? "" : "• "}${n.title}: ${n.message}`))
+  );
+}
+
+// demo/app.ts
+var STORE = { token: "convene.token", session: "convene.session" };
 async function devToken(role) {
   const response = await fetch("/v1/dev/token", {
     method: "POST",
@@ -726,11 +911,6 @@ function leaveUi(reason) {
   $("start").hidden = false;
   banner(reason);
 }
-function banner(text) {
-  const node = $("banner");
-  node.hidden = text === void 0;
-  node.textContent = text ?? "";
-}
 function countdown() {
   const closing = state.closing;
   if (!closing) return;
@@ -830,178 +1010,6 @@ function renderChat() {
     )
   );
   $("messages").scrollTop = $("messages").scrollHeight;
-}
-function button(label, run) {
-  const node = el("button", { textContent: label });
-  node.onclick = () => act(run);
-  return node;
-}
-function renderHostControls() {
-  const panel = $("host-controls");
-  if (!isHost() || !state.session) {
-    panel.replaceChildren();
-    return;
-  }
-  const session = state.session.id;
-  const client = state.client;
-  const count = el("input", { type: "number", min: "1", max: "20", value: "2" });
-  const seconds = el("input", { type: "number", min: "0", max: "600", value: "10" });
-  const broadcast = el("input", { placeholder: "message to every room" });
-  const lobby = [...state.lobby.values()].map(
-    (entry) => el(
-      "li",
-      {},
-      `${short(entry.user_id)} ${entry.role} `,
-      button("Admit", () => client.request({ type: "admit_participant", session_id: session, user_id: entry.user_id })),
-      button("Deny", () => client.request({ type: "deny_participant", session_id: session, user_id: entry.user_id }))
-    )
-  );
-  const help = [...state.help.values()].map(
-    (request) => el(
-      "li",
-      {},
-      `${short(request.user_id)} asks for help in ${state.roomNames.get(request.room_id) ?? "a room"} `,
-      button(
-        "Go there",
-        () => client.request({ type: "move_participant", session_id: session, user_id: client.userId, from_room_id: myRoom(), to_room_id: request.room_id })
-      ),
-      button("Resolved", () => client.request({ type: "resolve_help", session_id: session, user_id: request.user_id }))
-    )
-  );
-  panel.replaceChildren(
-    el("h3", {}, "Host"),
-    el(
-      "div",
-      { className: "controls" },
-      el("span", {}, `Share: `),
-      el("input", { readOnly: true, value: `${location.origin}/#session=${session}`, size: 22, onclick: (e) => e.target.select() })
-    ),
-    el(
-      "div",
-      { className: "controls" },
-      // Everyone, this page included, hears the change as `session_updated`.
-      button(
-        state.session.lobby_enabled ? "Turn lobby off" : "Turn lobby on",
-        () => client.request({ type: "set_lobby", session_id: session, enabled: !state.session.lobby_enabled })
-      )
-    ),
-    el("ul", {}, ...lobby),
-    el(
-      "div",
-      { className: "controls" },
-      count,
-      button(
-        "Create breakout rooms",
-        () => client.request({ type: "create_breakout_rooms", session_id: session, count: Number(count.value), max_participants: 10, assignment_mode: "automatic" })
-      )
-    ),
-    el(
-      "div",
-      { className: "controls" },
-      button("Plan automatically", () => client.request({ type: "plan_breakouts", session_id: session, automatic: true, reset: true }).then(showPlan)),
-      button("Open breakouts", () => client.request({ type: "open_breakouts", session_id: session }))
-    ),
-    el(
-      "div",
-      { className: "controls" },
-      seconds,
-      button(
-        "Close all (countdown s)",
-        () => client.request({ type: "close_breakout_rooms", session_id: session, room_ids: [], countdown_secs: Number(seconds.value) })
-      )
-    ),
-    el(
-      "div",
-      { className: "controls" },
-      broadcast,
-      button("Broadcast", () => client.request({ type: "broadcast", session_id: session, body: broadcast.value }))
-    ),
-    el("ul", {}, ...help),
-    el("p", {}, el("small", {}, "Drag a person onto a room to move them; × removes them."))
-  );
-}
-function showPlan(reply) {
-  const plan = reply;
-  if (plan.type !== "breakout_plan") return;
-  const lines = plan.assignments.map((a) => `${short(a.user_id)} → ${state.roomNames.get(a.room_id) ?? short(a.room_id)}`);
-  banner(`Plan: ${lines.join(", ") || "nobody to place"}${plan.unassigned.length ? `; left in the main room: ${plan.unassigned.map(short).join(", ")}` : ""}`);
-}
-function renderParticipantControls() {
-  const panel = $("participant-controls");
-  if (isHost() || !state.session) {
-    panel.replaceChildren();
-    return;
-  }
-  const session = state.session.id;
-  const client = state.client;
-  const inBreakout = myRoom() !== session;
-  const choices = [...state.roomNames].filter(([id]) => id !== myRoom());
-  const pick = el("select", {}, ...choices.map(([id, name]) => el("option", { value: id, textContent: name })));
-  panel.replaceChildren(
-    el("h3", {}, "You"),
-    el(
-      "div",
-      { className: "controls" },
-      inBreakout ? button("Ask for help", () => client.request({ type: "ask_for_help", session_id: session })) : "",
-      choices.length ? pick : "",
-      choices.length ? button("Go to room", () => client.request({ type: "select_room", session_id: session, room_id: pick.value })) : ""
-    )
-  );
-}
-async function loadInbox() {
-  const client = state.client;
-  const conversations = await client.request({ type: "list_conversations", archived: false });
-  if (conversations.type === "conversations") {
-    state.conversations = new Map(conversations.conversations.map((summary) => [summary.conversation.id, summary]));
-  }
-  const notifications = await client.request({ type: "list_notifications", unread_only: false, limit: 20 });
-  if (notifications.type === "notifications") {
-    state.notifications = new Map(notifications.notifications.map((notification) => [notification.id, notification]));
-    state.unread = notifications.counts.total;
-  }
-  renderInbox();
-}
-function addDirects(conversation, messages) {
-  let known = state.directs.get(conversation);
-  if (!known) state.directs.set(conversation, known = /* @__PURE__ */ new Map());
-  for (const message of messages) known.set(message.seq, message);
-  renderInbox();
-}
-async function openConversation(id) {
-  state.openConversation = id;
-  const reply = await state.client.request({ type: "fetch_direct_history", conversation_id: id, limit: 50 });
-  if (reply.type === "direct_history") addDirects(id, reply.messages);
-  renderInbox();
-}
-function renderInbox() {
-  const client = state.client;
-  $("conversations").replaceChildren(
-    ...[...state.conversations.values()].map((summary) => {
-      const item = el("li", {}, el("a", { href: "#", textContent: short(summary.other_user_id) }), summary.unread ? ` (${summary.unread})` : "");
-      item.onclick = (event) => (event.preventDefault(), act(() => openConversation(summary.conversation.id)));
-      return item;
-    })
-  );
-  const open = state.openConversation;
-  if (open) {
-    const input = el("input", { placeholder: "message" });
-    const form = el("form", { className: "controls" }, input, el("button", { textContent: "Send" }));
-    form.onsubmit = (event) => {
-      event.preventDefault();
-      const body = input.value;
-      input.value = "";
-      act(() => client.request({ type: "send_direct", conversation_id: open, client_msg_id: crypto.randomUUID(), body }));
-    };
-    const messages = [...state.directs.get(open)?.values() ?? []].sort((a, b) => a.seq - b.seq);
-    $("conversation").replaceChildren(
-      el("ol", {}, ...messages.map((m) => el("li", {}, el("span", { className: "from" }, short(m.sender_id) + " "), m.body))),
-      form
-    );
-  }
-  $("unread").textContent = String(state.unread);
-  $("notifications").replaceChildren(
-    ...[...state.notifications.values()].map((n) => el("li", {}, `${n.read_at ? "" : "• "}${n.title}: ${n.message}`))
-  );
 }
 function start() {
   $("dev-token").onclick = () => act(async () => signIn(await devToken($("role").value)));
