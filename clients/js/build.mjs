@@ -1,9 +1,9 @@
-// Builds the demo page into the server's assets, which the `convene` binary embeds: the page's
-// script bundled from the client and the demo, its HTML and CSS copied as they are.
-// `node build.mjs --check` fails when the committed assets differ from a fresh build.
+// Bundles the demo page's script (the demo and the client) into server/assets/demo.js, which the
+// `convene` binary embeds with the page's HTML and CSS (those as written, from demo/).
+// `node build.mjs --check` fails when the committed bundle differs from a fresh build.
 
 import { build } from "esbuild";
-import { copyFile, mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -21,17 +21,15 @@ await build({
   legalComments: "none",
   logLevel: "warning",
 });
-for (const file of ["index.html", "demo.css"]) await copyFile(join("demo", file), join(out, file));
 
 if (check) {
-  const stale = [];
-  for (const file of ["demo.js", "index.html", "demo.css"]) {
-    const [fresh, committed] = await Promise.all([readFile(join(out, file), "utf8"), readFile(join(assets, file), "utf8").catch(() => "")]);
-    if (fresh !== committed) stale.push(file);
-  }
+  const [fresh, committed] = await Promise.all([
+    readFile(join(out, "demo.js"), "utf8"),
+    readFile(join(assets, "demo.js"), "utf8").catch(() => ""),
+  ]);
   await rm(out, { recursive: true });
-  if (stale.length) {
-    console.error(`server/assets is out of date (${stale.join(", ")}): run \`npm run build\` in clients/js and commit it`);
+  if (fresh !== committed) {
+    console.error("server/assets/demo.js is out of date: run `npm run build` in clients/js and commit it");
     process.exit(1);
   }
 }

@@ -21,9 +21,11 @@ use super::http::error;
 use crate::app::App;
 use crate::auth;
 
-const INDEX_HTML: &str = include_str!("../../assets/index.html");
+// The page and its style are embedded as written; its script is the bundle `clients/js` builds
+// (and checks to be current) from the demo and the client.
+const INDEX_HTML: &str = include_str!("../../../clients/js/demo/index.html");
+const DEMO_CSS: &str = include_str!("../../../clients/js/demo/demo.css");
 const DEMO_JS: &str = include_str!("../../assets/demo.js");
-const DEMO_CSS: &str = include_str!("../../assets/demo.css");
 
 /// Dev tokens last a working day: long enough for a demo, short enough not to linger.
 const DEV_TOKEN_TTL: Duration = Duration::from_secs(12 * 60 * 60);
