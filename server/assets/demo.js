@@ -745,6 +745,7 @@ async function signIn(token) {
   $("who").textContent = `${state.role ?? "user"} ${short(hello.user_id)}`;
   $("who").title = hello.user_id;
   $("signin").hidden = true;
+  $("app").hidden = false;
   $("start").hidden = false;
   $("create").hidden = !isHost();
   const shared = new URLSearchParams(location.hash.slice(1)).get("session") ?? sessionStorage.getItem(STORE.session);

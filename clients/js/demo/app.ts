@@ -46,6 +46,7 @@ async function signIn(token: string): Promise<void> {
   $("who").textContent = `${state.role ?? "user"} ${short(hello.user_id)}`;
   $("who").title = hello.user_id;
   $("signin").hidden = true;
+  $("app").hidden = false;
   $("start").hidden = false;
   $("create").hidden = !isHost();
   const shared = new URLSearchParams(location.hash.slice(1)).get("session") ?? sessionStorage.getItem(STORE.session);

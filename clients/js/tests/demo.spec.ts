@@ -187,3 +187,23 @@ test("with the lobby on a newcomer waits until the host admits them", async ({ b
   await connectedTo(kim, [host]);
   await connectedTo(host, [kim]);
 });
+
+test("a mentee opens a conversation with their mentor from the side panel, and they write one to one", async ({ browser }) => {
+  const mentor = await signIn(browser, "mentor");
+  const mentee = await signIn(browser, "mentee");
+  await mentee.page.fill("#conversation-user", mentor.id);
+  await mentee.page.click("#conversation-form button");
+  await expect(mentee.page.locator("#conversations li")).toHaveCount(1);
+  await mentee.page.fill("#conversation input", "could we talk about my plan?");
+  await mentee.page.press("#conversation input", "Enter");
+  await expect(mentee.page.locator("#conversation")).toContainText("could we talk about my plan?");
+
+  // The mentor, in no session, sees the conversation arrive and reads it.
+  const conversation = mentor.page.locator("#conversations li", { hasText: short(mentee.id) });
+  await expect(conversation).toHaveCount(1);
+  await conversation.locator("a").click();
+  await expect(mentor.page.locator("#conversation")).toContainText("could we talk about my plan?");
+  await mentor.page.fill("#conversation input", "yes, tomorrow at ten");
+  await mentor.page.press("#conversation input", "Enter");
+  await expect(mentee.page.locator("#conversation")).toContainText("yes, tomorrow at ten");
+});
