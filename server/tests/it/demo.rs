@@ -25,6 +25,9 @@ async fn the_demo_page_and_its_script_are_served_from_the_binary() -> Result<()>
     ensure!(page.headers()["content-type"].to_str()?.starts_with("text/html"));
     let html = page.text().await?;
     ensure!(html.contains(r#"<script type="module" src="/demo.js">"#), "{html}");
+    // Served with a policy that loads only its own files and forbids framing.
+    let policy = reqwest::get(server.http("/")).await?.headers()["content-security-policy"].to_str()?.to_owned();
+    ensure!(policy.contains("default-src 'self'") && policy.contains("frame-ancestors 'none'"), "{policy}");
     let script = reqwest::get(server.http("/demo.js")).await?;
     ensure!(script.headers()["content-type"].to_str()?.starts_with("text/javascript"));
     let script = script.text().await?;
@@ -58,6 +61,22 @@ async fn a_dev_mode_server_on_loopback_mints_tokens_that_it_accepts() -> Result<
         }
         other => bail!("expected hello, got {other:?}"),
     }
+
+    // Through a proxy, or to a name that is not this machine (a DNS-rebinding page): refused.
+    let proxied = http
+        .post(server.http("/v1/dev/token"))
+        .header("x-forwarded-for", "203.0.113.9")
+        .body(r#"{"role": "admin"}"#)
+        .send()
+        .await?;
+    ensure!(proxied.status() == reqwest::StatusCode::FORBIDDEN, "{}", proxied.status());
+    let rebound = http
+        .post(server.http("/v1/dev/token"))
+        .header("host", "rebound.example")
+        .body(r#"{"role": "admin"}"#)
+        .send()
+        .await?;
+    ensure!(rebound.status() == reqwest::StatusCode::FORBIDDEN, "{}", rebound.status());
 
     let bad = http.post(server.http("/v1/dev/token")).body(r#"{"role": "emperor"}"#).send().await?;
     ensure!(bad.status() == reqwest::StatusCode::BAD_REQUEST, "{}", bad.status());
