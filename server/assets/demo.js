@@ -8,7 +8,7 @@ var ConveneError = class extends Error {
   code;
 };
 var DEFAULTS = { initialBackoffMs: 500, maxBackoffMs: 15e3, requestTimeoutMs: 15e3 };
-var REJOIN_RETRY_MS = 1e3;
+var RETRY_PAUSE_MS = 1e3;
 var ConveneClient = class {
   #options;
   #socket;
@@ -268,7 +268,7 @@ var ConveneClient = class {
         return;
       } catch (error) {
         if (!(error instanceof ConveneError) || error.code !== "unavailable") return;
-        await new Promise((resolve) => setTimeout(resolve, REJOIN_RETRY_MS));
+        await new Promise((resolve) => setTimeout(resolve, RETRY_PAUSE_MS));
       }
     }
   }
@@ -282,9 +282,9 @@ var ConveneClient = class {
     const unacked = this.#unacked.get(clientMsgId);
     if (!unacked || this.#state !== "open" || !this.#socket) return;
     this.request(unacked.request).catch((error) => {
-      if (error.code === "disconnected" || error.code === "timeout" || error.code === "unavailable") return;
-      if (error.code === "rate_limited") {
-        setTimeout(() => this.#sendUnacked(clientMsgId), REJOIN_RETRY_MS);
+      if (error.code === "disconnected") return;
+      if (error.code === "rate_limited" || error.code === "unavailable" || error.code === "timeout") {
+        setTimeout(() => this.#sendUnacked(clientMsgId), RETRY_PAUSE_MS);
         return;
       }
       this.#unacked.delete(clientMsgId);

@@ -73,8 +73,11 @@ type Listener = (message: ServerMessage) => void;
 type Settings = Required<ConveneOptions>;
 
 const DEFAULTS = { initialBackoffMs: 500, maxBackoffMs: 15_000, requestTimeoutMs: 15_000 };
-/** How long after `session_interrupted` a rejoin is retried while the session changes owner. */
-const REJOIN_RETRY_MS = 1_000;
+/**
+ * The pause before retrying what the server refused for now (`unavailable`, `rate_limited`) or
+ * did not answer: a rejoin while the session changes owner, a chat message.
+ */
+const RETRY_PAUSE_MS = 1_000;
 
 export class ConveneClient {
   #options: Settings;
@@ -360,7 +363,7 @@ export class ConveneClient {
         return;
       } catch (error) {
         if (!(error instanceof ConveneError) || error.code !== "unavailable") return;
-        await new Promise((resolve) => setTimeout(resolve, REJOIN_RETRY_MS));
+        await new Promise((resolve) => setTimeout(resolve, RETRY_PAUSE_MS));
       }
     }
   }
@@ -375,12 +378,13 @@ export class ConveneClient {
   #sendUnacked(clientMsgId: string): void {
     const unacked = this.#unacked.get(clientMsgId);
     if (!unacked || this.#state !== "open" || !this.#socket) return;
-    // Errors are final for a message (a closed room, a message too long), except those a
-    // reconnection cures; the acknowledgement resolves it.
+    // Errors are final for a message (a closed room, a message too long) except these: after a
+    // disconnection the reconnection resends it; a refusal for now, or no answer, is retried
+    // after a pause (the same `client_msg_id` is never stored twice).
     this.request(unacked.request).catch((error: ConveneError) => {
-      if (error.code === "disconnected" || error.code === "timeout" || error.code === "unavailable") return;
-      if (error.code === "rate_limited") {
-        setTimeout(() => this.#sendUnacked(clientMsgId), REJOIN_RETRY_MS);
+      if (error.code === "disconnected") return;
+      if (error.code === "rate_limited" || error.code === "unavailable" || error.code === "timeout") {
+        setTimeout(() => this.#sendUnacked(clientMsgId), RETRY_PAUSE_MS);
         return;
       }
       this.#unacked.delete(clientMsgId);
