@@ -11,6 +11,9 @@
 //! - `breakout`: one session of P participants; the host opens an automatic plan into R rooms,
 //!   moves people one at a time, then closes all rooms; reports how long each phase took to
 //!   reach the last participant's `moved` event, and checks the stored transitions.
+//! - `presence`: N participants join one session at a set rate, the host opens breakouts and
+//!   closes them all, everyone leaves; per phase, the frames, bytes and server CPU per
+//!   participant and each participant's latency, and the server's peak memory.
 //! - `dm`: U users in one-to-one conversations, each sending at a set rate; measures delivery
 //!   and acknowledgement latency, acknowledged messages per second, and checks the order.
 //! - `abuse`: a well-behaved member's latency, quiet and while typing floods, join/leave
@@ -70,6 +73,7 @@ enum Scenario {
     Breakout(scenarios::breakout::Options),
     Abuse(scenarios::abuse::Options),
     Dm(scenarios::dm::Options),
+    Presence(scenarios::presence::Options),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -85,6 +89,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Breakout(options) => scenarios::breakout::run(&cli.common, &secret, options).await,
             Scenario::Abuse(options) => scenarios::abuse::run(&cli.common, &secret, options).await,
             Scenario::Dm(options) => scenarios::dm::run(&cli.common, &secret, options).await,
+            Scenario::Presence(options) => scenarios::presence::run(&cli.common, &secret, options).await,
         }
     })?;
     #[allow(clippy::print_stdout)]

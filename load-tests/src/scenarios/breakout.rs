@@ -171,9 +171,14 @@ pub async fn run(common: &Common, secret: &str, options: Options) -> Result<Repo
         latency: stats::summarize(all),
         errors,
         phases: vec![
-            Phase { name: "open", events: open.len(), latency: stats::summarize(open) },
-            Phase { name: "moves", events: move_latencies.len(), latency: stats::summarize(move_latencies) },
-            Phase { name: "close", events: close.len(), latency: stats::summarize(close) },
+            Phase { name: "open", events: open.len(), latency: stats::summarize(open), ..Phase::default() },
+            Phase {
+                name: "moves",
+                events: move_latencies.len(),
+                latency: stats::summarize(move_latencies),
+                ..Phase::default()
+            },
+            Phase { name: "close", events: close.len(), latency: stats::summarize(close), ..Phase::default() },
         ],
         transitions_stored: Some(stored),
         transitions_expected: Some(expected),

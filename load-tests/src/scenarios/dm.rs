@@ -149,7 +149,12 @@ pub async fn run(common: &Common, secret: &str, options: Options) -> Result<Repo
         latency: stats::summarize(seen.delivery),
         errors: seen.errors + expected_deliveries.saturating_sub(seen.delivered) + sent.saturating_sub(seen.acked),
         acked_per_s: Some(seen.acked as f64 / elapsed.max(f64::EPSILON)),
-        phases: vec![Phase { name: "ack", events: seen.acked as usize, latency: stats::summarize(seen.ack) }],
+        phases: vec![Phase {
+            name: "ack",
+            events: seen.acked as usize,
+            latency: stats::summarize(seen.ack),
+            ..Phase::default()
+        }],
         server_cpu_us_per_delivery: server_cpu
             .filter(|_| seen.delivered > 0)
             .map(|us| us as f64 / seen.delivered as f64),

@@ -6,6 +6,7 @@ pub mod chat;
 pub mod connect;
 pub mod dm;
 pub mod fanout;
+pub mod presence;
 
 use serde::Serialize;
 
@@ -38,6 +39,9 @@ pub struct Report {
     pub server_rss_kb: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_rss_kb_per_connection: Option<f64>,
+    /// The most memory the server held at once during the run (`VmHWM`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_peak_rss_kb: Option<u64>,
     /// Per-phase latencies, for scenarios with phases.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub phases: Vec<Phase>,
@@ -49,13 +53,20 @@ pub struct Report {
     pub abuse: Option<abuse::AbuseReport>,
 }
 
-/// One phase of a scenario: how many events it waited for and how long they took.
+/// One phase of a scenario: how many events it waited for and how long they took; for
+/// scenarios that count them, what the server sent and spent per participant.
 #[derive(Debug, Default, Serialize)]
 pub struct Phase {
     pub name: &'static str,
     pub events: usize,
     #[serde(flatten)]
     pub latency: Latency,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frames_per_participant: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_per_participant: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_cpu_us_per_participant: Option<f64>,
 }
 
 /// Parses `10s`, `500ms`, `2m` or a bare number of seconds.
