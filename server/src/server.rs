@@ -54,9 +54,17 @@ pub fn jwt_secret(config: &Config) -> Result<Vec<u8>, AuthError> {
     }
 }
 
-/// The token verifier: HS256 with the configured secret, RS256/ES256 with the configured JWKS,
-/// and dev mode's generated secret when neither is configured.
-async fn verifier(config: &Config) -> Result<Verifier, AuthError> {
+/// The HS256 secret tokens are verified with: the configured one; dev mode's generated one when
+/// neither a secret nor a JWKS is configured; none with a JWKS alone.
+fn hs256_secret(config: &Config) -> Result<Option<Vec<u8>>, AuthError> {
+    match (&config.jwt_secret, &config.jwks_url) {
+        (None, Some(_)) => Ok(None),
+        _ => jwt_secret(config).map(Some),
+    }
+}
+
+/// The token verifier: HS256 with `secret`, RS256/ES256 with the configured JWKS.
+async fn verifier(config: &Config, secret: Option<&[u8]>) -> Result<Verifier, AuthError> {
     let jwks = match &config.jwks_url {
         Some(url) => {
             let jwks = auth::Jwks::new(url)?;
@@ -70,12 +78,7 @@ async fn verifier(config: &Config) -> Result<Verifier, AuthError> {
         }
         None => None,
     };
-    let secret = match (&config.jwt_secret, &jwks) {
-        (Some(secret), _) => Some(secret.as_bytes().to_vec()),
-        (None, Some(_)) => None,
-        (None, None) => Some(jwt_secret(config)?),
-    };
-    Ok(Verifier::new(secret.as_deref(), jwks, config.jwt_issuer.as_deref()))
+    Ok(Verifier::new(secret, jwks, config.jwt_issuer.as_deref()))
 }
 
 /// Opens the database and applies migrations: what `convene migrate` does.
@@ -94,7 +97,9 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
              set DATABASE_URL to a Postgres database (an SQLite file belongs to a single node)",
         ));
     }
-    let verifier = verifier(&config).await?;
+    // Read once: the verifier checks tokens with it, and dev mode's demo page mints them with it.
+    let secret = hs256_secret(&config)?;
+    let verifier = verifier(&config, secret.as_deref()).await?;
     let redis = config.redis_url.as_deref().map(RedisProbe::new).transpose()?;
     let metrics = Arc::new(Metrics::default());
     let node = NodeId(rand::random());
@@ -182,8 +187,9 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
     inboxes.forget_focus_except(&bus.alive()).await;
 
     let gate = Gate::new(config.limits, &config.budgets);
-    let dev_tokens = match listener.local_addr() {
-        Ok(addr) => transport::DevTokens::for_node(&config, addr)?,
+    let local_addr = listener.local_addr();
+    let dev_tokens = match &local_addr {
+        Ok(addr) => transport::DevTokens::for_node(&config, *addr, secret),
         Err(err) => {
             warn!(error = %err, "the listener has no local address; the demo page will not mint tokens");
             None
@@ -210,7 +216,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         shutdown,
         dev_tokens,
     });
-    if let Ok(addr) = listener.local_addr() {
+    if let Ok(addr) = local_addr {
         info!(%addr, %node, backend = ?store.backend(), "convene listening");
     }
     transport::serve(listener, app.clone()).await;

@@ -74,22 +74,23 @@ impl std::fmt::Debug for DevTokens {
 }
 
 impl DevTokens {
-    /// Dev tokens for a node in dev mode whose listener is on a loopback address; none otherwise.
+    /// Dev tokens, signed with `secret` (dev mode's generated one), for a node in dev mode whose
+    /// listener is on a loopback address; none otherwise.
     pub fn for_node(
         config: &crate::config::Config,
         listener: std::net::SocketAddr,
-    ) -> Result<Option<Self>, auth::AuthError> {
+        secret: Option<Vec<u8>>,
+    ) -> Option<Self> {
         let dev_mode = config.jwt_secret.is_none() && config.jwks_url.is_none();
         if !dev_mode || !listener.ip().is_loopback() {
-            return Ok(None);
+            return None;
         }
-        let (secret, _created) = auth::dev_secret(&config.data_dir)?;
-        Ok(Some(Self { secret }))
+        secret.map(|secret| Self { secret })
     }
 }
 
 #[derive(Deserialize)]
-pub struct DevTokenRequest {
+struct DevTokenRequest {
     role: Role,
     /// The organization; one shared by every dev token when absent, so that the people of a
     /// demo can join each other's sessions.
@@ -105,7 +106,7 @@ struct DevToken {
 }
 
 /// The organization of dev tokens that name none.
-pub const DEV_ORGANIZATION: Uuid = Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0dec);
+const DEV_ORGANIZATION: Uuid = Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0dec);
 
 /// Headers a proxy adds: a request carrying one did not come straight from this machine.
 const FORWARDING_HEADERS: [&str; 3] = ["forwarded", "x-forwarded-for", "x-real-ip"];
@@ -159,12 +160,8 @@ pub async fn dev_token(State(app): State<Arc<App>>, headers: HeaderMap, body: ax
 mod tests {
     use super::*;
 
-    fn config(jwt_secret: Option<&str>, data_dir: &std::path::Path) -> crate::config::Config {
-        crate::config::Config {
-            jwt_secret: jwt_secret.map(str::to_owned),
-            data_dir: data_dir.to_owned(),
-            ..crate::config::Config::default()
-        }
+    fn config(jwt_secret: Option<&str>) -> crate::config::Config {
+        crate::config::Config { jwt_secret: jwt_secret.map(str::to_owned), ..crate::config::Config::default() }
     }
 
     #[test]
@@ -194,7 +191,6 @@ mod tests {
 
     #[test]
     fn only_a_dev_mode_node_on_loopback_mints_tokens() {
-        let dir = tempfile::tempdir().expect("a temporary directory");
         let loopback: std::net::SocketAddr = "127.0.0.1:8080".parse().expect("an address");
         let loopback_v6: std::net::SocketAddr = "[::1]:8080".parse().expect("an address");
         let everywhere: std::net::SocketAddr = "0.0.0.0:8080".parse().expect("an address");
@@ -207,7 +203,7 @@ mod tests {
             (Some("a real secret"), loopback, false),
         ];
         for (secret, addr, mints) in cases {
-            let dev = DevTokens::for_node(&config(secret, dir.path()), addr).expect("the dev secret is readable");
+            let dev = DevTokens::for_node(&config(secret), addr, Some(b"the secret".to_vec()));
             assert_eq!(dev.is_some(), mints, "secret {secret:?} on {addr}");
         }
     }

@@ -10,7 +10,7 @@ mod reports;
 mod service;
 mod ws;
 
-pub use demo::{DEV_ORGANIZATION, DevTokens};
+pub use demo::DevTokens;
 pub use service::OPENAPI;
 
 use std::sync::Arc;
