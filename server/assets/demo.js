@@ -628,8 +628,7 @@ function renderHostControls() {
     el("p", {}, el("small", {}, "Drag a person onto a room to move them; × removes them."))
   );
 }
-function showPlan(reply) {
-  const plan = reply;
+function showPlan(plan) {
   if (plan.type !== "breakout_plan") return;
   const lines = plan.assignments.map((a) => `${short(a.user_id)} → ${state.roomNames.get(a.room_id) ?? short(a.room_id)}`);
   banner(`Plan: ${lines.join(", ") || "nobody to place"}${plan.unassigned.length ? `; left in the main room: ${plan.unassigned.map(short).join(", ")}` : ""}`);
@@ -700,7 +699,7 @@ function renderInbox() {
       event.preventDefault();
       const body = input.value;
       input.value = "";
-      act(() => client.request({ type: "send_direct", conversation_id: open, client_msg_id: crypto.randomUUID(), body }));
+      act(() => client.request({ type: "send_direct", conversation_id: open, client_msg_id: randomId(), body }));
     };
     const messages = [...state.directs.get(open)?.values() ?? []].sort((a, b) => a.seq - b.seq);
     $("conversation").replaceChildren(

@@ -1,6 +1,6 @@
 // The host's controls (lobby, breakouts, countdown, broadcast, help) and the participant's.
 
-import type { MessageOf } from "../src/index.js";
+import type { ServerMessage } from "../src/index.js";
 import { $, banner, button, el, short } from "./dom.js";
 import { isHost, myRoom, state } from "./state.js";
 
@@ -85,8 +85,7 @@ export function renderHostControls(): void {
   );
 }
 
-export function showPlan(reply: unknown): void {
-  const plan = reply as MessageOf<"breakout_plan">;
+export function showPlan(plan: ServerMessage): void {
   if (plan.type !== "breakout_plan") return;
   const lines = plan.assignments.map((a) => `${short(a.user_id)} → ${state.roomNames.get(a.room_id) ?? short(a.room_id)}`);
   banner(`Plan: ${lines.join(", ") || "nobody to place"}${plan.unassigned.length ? `; left in the main room: ${plan.unassigned.map(short).join(", ")}` : ""}`);

@@ -1,5 +1,6 @@
 // The side panel: 1:1 conversations and notifications, which follow the person everywhere.
 
+import { randomId } from "../src/index.js";
 import type { ConversationId, DirectMessage } from "../src/index.js";
 import { $, act, el, short } from "./dom.js";
 import { state } from "./state.js";
@@ -49,7 +50,7 @@ export function renderInbox(): void {
       event.preventDefault();
       const body = input.value;
       input.value = "";
-      act(() => client.request({ type: "send_direct", conversation_id: open, client_msg_id: crypto.randomUUID(), body }));
+      act(() => client.request({ type: "send_direct", conversation_id: open, client_msg_id: randomId(), body }));
     };
     const messages = [...(state.directs.get(open)?.values() ?? [])].sort((a, b) => a.seq - b.seq);
     $("conversation").replaceChildren(
