@@ -217,17 +217,21 @@ async fn read(
 ) {
     while let Some(Ok(frame)) = stream.next().await {
         let Message::Text(text) = frame else { continue };
-        received.count(text.len());
         let text = text.as_str();
+        // A `pong` closes a phase; it is not presence and is not counted.
+        let pong = text.starts_with(r#"{"type":"pong""#);
+        if !pong {
+            received.count(text.len());
+        }
         // Only the type matters here; a roster is not worth decoding.
-        let seen = if text.starts_with(r#"{"type":"joined""#) {
+        let seen = if pong {
+            Seen::Pong
+        } else if text.starts_with(r#"{"type":"joined""#) {
             Seen::Joined
         } else if text.starts_with(r#"{"type":"moved""#) {
             Seen::Moved
         } else if text.starts_with(r#"{"type":"left""#) {
             Seen::Left
-        } else if text.starts_with(r#"{"type":"pong""#) {
-            Seen::Pong
         } else {
             continue;
         };
@@ -287,8 +291,7 @@ async fn end_phase(
         (Some(before), Some(after)) => Some(after.saturating_sub(before) as f64 / sinks.len() as f64),
         _ => None,
     };
-    // The pongs themselves were counted in this phase; they are not presence.
-    let frames = received.frames[index].load(Ordering::Relaxed).saturating_sub(sinks.len() as u64);
+    let frames = received.frames[index].load(Ordering::Relaxed);
     let bytes = received.bytes[index].load(Ordering::Relaxed);
     if index + 1 < PHASES.len() {
         received.phase.store(index + 1, Ordering::Relaxed);
