@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use crate::ErrorCode;
 use crate::direct::{UserRequest, UserRequestKind};
 use crate::ids::{ClientMsgId, MessageId, RequestId, RoomId, SessionId, UserId};
+use crate::presence::HeldRoster;
 use crate::request::{SessionRequest, SessionRequestKind};
 use crate::server::{PresenceStatus, SessionRole, SessionType};
 
@@ -100,6 +101,11 @@ pub struct JoinSession {
     /// Rooms the client was in and the last sequence it saw in each; missed messages are replayed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resume: Vec<RoomCursor>,
+    /// Rosters the client holds (the version of each, from `joined`, `moved` or
+    /// `presence_changed`): a roster named here is answered with what changed since, when the
+    /// server can still tell.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rosters: Vec<HeldRoster>,
     /// This device takes part in its room's video: it is told which peer connections to open
     /// and close (`peers_changed`), and the others' devices connect to it. A device that only
     /// chats (or a load generator) leaves it out, and nobody tries to reach it.
@@ -398,6 +404,7 @@ mod tests {
                 request_id: RequestId::new("r1"),
                 session_id: SessionId(session),
                 resume: vec![],
+                rosters: vec![],
                 video: false,
             })))
         );
@@ -428,8 +435,8 @@ mod tests {
     #[test]
     fn kinds_are_the_wire_tags() {
         let kinds: Vec<&str> = ClientMessage::kinds().collect();
-        assert_eq!(kinds.len(), 47);
-        for kind in ["join_session", "resolve_help", "send_signal", "ping"] {
+        assert_eq!(kinds.len(), 48);
+        for kind in ["join_session", "resolve_help", "send_signal", "fetch_roster", "ping"] {
             assert!(kinds.contains(&kind), "{kind}");
         }
         let ping = ClientMessage::parse(r#"{"type":"ping"}"#).expect("parses");

@@ -1,4 +1,4 @@
-//! Convene's wire format, version 1.
+//! Convene's wire format, version 2.
 //!
 //! This crate is the only place that knows what travels over the socket: the messages a client
 //! sends ([`ClientMessage`]), the messages the server sends ([`ServerMessage`]), the stable error
@@ -20,6 +20,7 @@ mod direct;
 mod error;
 mod ids;
 mod media;
+mod presence;
 mod request;
 mod server;
 #[cfg(test)]
@@ -49,6 +50,7 @@ pub use ids::{
     SessionId, UserId,
 };
 pub use media::{IceServer, IceServers, Peer, PeerGone, SendSignal, Signal};
+pub use presence::{FetchRoster, HeldRoster, RoomCount, Roster, RosterVersion};
 pub use request::{SessionRequest, SessionRequestKind};
 pub use server::{
     ChatMessage, ErrorReply, LobbyEntry, MemberView, PresenceStatus, ResumeOutcome, RoomView, ServerMessage,
@@ -56,4 +58,4 @@ pub use server::{
 };
 
 /// The protocol version this crate describes; the server announces it in `hello`.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;

@@ -19,6 +19,7 @@ use crate::client::{
 };
 use crate::ids::{RequestId, SessionId};
 use crate::media::SendSignal;
+use crate::presence::FetchRoster;
 
 /// A request to one session, tagged by `type` like every client message.
 /// [`SessionRequestKind`] names the kinds without their payloads.
@@ -41,6 +42,7 @@ pub enum SessionRequest {
     EditMessage(EditMessage),
     DeleteMessage(DeleteMessage),
     FetchHistory(FetchHistory),
+    FetchRoster(FetchRoster),
     Typing(Typing),
     CreateBreakoutRooms(CreateBreakoutRooms),
     UpdateBreakoutRoom(UpdateBreakoutRoom),
@@ -77,6 +79,7 @@ macro_rules! each_payload {
             SessionRequest::EditMessage($payload) => $body,
             SessionRequest::DeleteMessage($payload) => $body,
             SessionRequest::FetchHistory($payload) => $body,
+            SessionRequest::FetchRoster($payload) => $body,
             SessionRequest::Typing($payload) => $body,
             SessionRequest::CreateBreakoutRooms($payload) => $body,
             SessionRequest::UpdateBreakoutRoom($payload) => $body,
@@ -122,6 +125,7 @@ from_payloads!(
     EditMessage,
     DeleteMessage,
     FetchHistory,
+    FetchRoster,
     Typing,
     CreateBreakoutRooms,
     UpdateBreakoutRoom,
@@ -167,6 +171,9 @@ impl SessionRequest {
                 if join.resume.iter().any(|cursor| cursor.last_seq < 0) {
                     return Err("last_seq must not be negative");
                 }
+                if join.rosters.len() > JoinSession::MAX_RESUME_ROOMS {
+                    return Err("rosters names too many rooms (at most 64)");
+                }
                 Ok(())
             }
             Self::FetchHistory(fetch) => {
@@ -175,6 +182,12 @@ impl SessionRequest {
                 }
                 if fetch.limit.is_some_and(|limit| limit == 0 || limit > FetchHistory::MAX_LIMIT) {
                     return Err("limit must be 1 to 100");
+                }
+                Ok(())
+            }
+            Self::FetchRoster(fetch) => {
+                if fetch.limit.is_some_and(|limit| limit == 0 || limit > FetchRoster::MAX_LIMIT) {
+                    return Err("limit must be 1 to 500");
                 }
                 Ok(())
             }

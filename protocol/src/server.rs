@@ -16,6 +16,7 @@ use crate::ids::{
     SessionId, UserId,
 };
 use crate::media::{IceServers, Peer, PeerGone, Signal};
+use crate::presence::{RoomCount, Roster};
 
 /// Everything the server may send, tagged by `type`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -46,13 +47,15 @@ pub enum ServerMessage {
         request_id: Option<RequestId>,
         session: SessionView,
     },
-    /// The caller is in the session: the full presence snapshot, once. Later changes come as diffs.
+    /// The caller is in the session: the rosters it follows (its room's; a host's, every room's),
+    /// in full or as diffs against rosters named in the request's `rosters`. Later changes come
+    /// as `presence_changed`.
     Joined {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         request_id: Option<RequestId>,
         session: SessionView,
         you: MemberView,
-        members: Vec<MemberView>,
+        rosters: Vec<Roster>,
         rooms: Vec<RoomView>,
         /// Only for hosts: who waits in the lobby.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -93,17 +96,28 @@ pub enum ServerMessage {
         session_id: SessionId,
         removed_by: UserId,
     },
-    MemberJoined {
+    /// Rosters that changed, coalesced over a short window: one diff per room the recipient
+    /// follows (its own room; for hosts, every room that changed).
+    PresenceChanged {
         session_id: SessionId,
-        member: MemberView,
+        rosters: Vec<Roster>,
     },
-    MemberUpdated {
+    /// How many members the rooms that changed have now; at most one a second.
+    RoomCounts {
         session_id: SessionId,
-        member: MemberView,
+        counts: Vec<RoomCount>,
     },
-    MemberLeft {
+    /// Reply to `fetch_roster`: a page of a room's members, ordered by user id.
+    RosterPage {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request_id: Option<RequestId>,
         session_id: SessionId,
-        user_id: UserId,
+        room_id: RoomId,
+        members: Vec<MemberView>,
+        /// Where the next page starts (its `after`), if there is one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<UserId>,
+        total: u32,
     },
     /// The caller left (reply to `leave_session`).
     Left {
@@ -189,22 +203,14 @@ pub enum ServerMessage {
         user_id: UserId,
         active: bool,
     },
-    /// To the people moved: their new room, with its members and its chat position. Everyone one
-    /// request moves into the same room gets the same frame.
+    /// To the people moved: their new room, its chat position and its roster: a diff when the
+    /// device held that room's roster before (it left the room and comes back), in full
+    /// otherwise. Devices moved into the same room holding the same version share one frame.
     Moved {
         session_id: SessionId,
         room: RoomView,
         reason: MoveReason,
-        members: Vec<MemberView>,
-    },
-    /// To the members of a room who stayed: who arrived and who left.
-    RoomPresence {
-        session_id: SessionId,
-        room_id: RoomId,
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        joined: Vec<MemberView>,
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        left: Vec<UserId>,
+        roster: Roster,
     },
     /// To hosts: the breakout rooms that changed (full view of each) and those that closed.
     BreakoutsChanged {
@@ -477,6 +483,8 @@ pub struct RoomView {
     /// Set for breakout rooms: their capacity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_participants: Option<u32>,
+    /// Members in the room; `room_counts` follows it.
+    pub members: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,3 +1,50 @@
+// src/rosters.ts
+var Rosters = class {
+  #rooms = /* @__PURE__ */ new Map();
+  /**
+   * Takes in a roster. Returns false when it is a diff against a version this device does not
+   * hold: the device is out of step, and should join again to be sent the room whole.
+   */
+  apply(roster) {
+    let room = this.#rooms.get(roster.room_id);
+    if (roster.since && !room && roster.since.seq === 0) {
+      room = { version: roster.since, live: true, total: 0, members: /* @__PURE__ */ new Map() };
+      this.#rooms.set(roster.room_id, room);
+    }
+    if (roster.since) {
+      if (!room || !sameVersion(room.version, roster.since)) {
+        this.#rooms.delete(roster.room_id);
+        return false;
+      }
+    } else {
+      room = { version: roster.version, live: roster.live, total: roster.total, members: /* @__PURE__ */ new Map() };
+      this.#rooms.set(roster.room_id, room);
+    }
+    for (const member2 of roster.members ?? []) room.members.set(member2.user_id, member2);
+    for (const user of roster.left ?? []) room.members.delete(user);
+    room.version = roster.version;
+    room.live = roster.live;
+    room.total = roster.total;
+    return true;
+  }
+  room(roomId) {
+    return this.#rooms.get(roomId);
+  }
+  members(roomId) {
+    return [...this.#rooms.get(roomId)?.members.values() ?? []];
+  }
+  /** The versions to name when joining again. */
+  held() {
+    return [...this.#rooms].filter(([, room]) => room.live).map(([room_id, room]) => ({ room_id, version: room.version }));
+  }
+  forget(roomId) {
+    this.#rooms.delete(roomId);
+  }
+};
+function sameVersion(a, b) {
+  return a.epoch === b.epoch && a.seq === b.seq;
+}
+
 // src/client.ts
 var ConveneError = class extends Error {
   constructor(code, message) {
@@ -105,7 +152,7 @@ var ConveneClient = class {
   // --- sessions -------------------------------------------------------------------------------
   /** Joins a session (with `video`, this device takes part in its room's video). */
   async join(sessionId, options = {}) {
-    const membership = this.#sessions.get(sessionId) ?? { video: options.video ?? false, lastSeq: /* @__PURE__ */ new Map() };
+    const membership = this.#sessions.get(sessionId) ?? this.#membership(options.video);
     membership.video = options.video ?? membership.video;
     this.#sessions.set(sessionId, membership);
     return this.#join(sessionId, membership);
@@ -122,8 +169,12 @@ var ConveneClient = class {
     const membership = this.#sessions.get(sessionId);
     return membership ? [...membership.lastSeq].map(([room_id, last_seq]) => ({ room_id, last_seq })) : [];
   }
+  /** The rosters this device holds of a session it is in: its room's (a host's: every room's). */
+  rosters(sessionId) {
+    return this.#sessions.get(sessionId)?.rosters;
+  }
   restoreCursors(sessionId, cursors, options = {}) {
-    const membership = this.#sessions.get(sessionId) ?? { video: options.video ?? false, lastSeq: /* @__PURE__ */ new Map() };
+    const membership = this.#sessions.get(sessionId) ?? this.#membership(options.video);
     for (const cursor of cursors) this.#saw(membership, cursor.room_id, cursor.last_seq);
     this.#sessions.set(sessionId, membership);
   }
@@ -214,13 +265,18 @@ var ConveneClient = class {
         for (const room of message.rooms) {
           if (!membership.lastSeq.has(room.room_id)) this.#saw(membership, room.room_id, room.last_seq);
         }
+        this.#takeRosters(message.session.id, message.rosters);
         break;
       }
       case "moved": {
         const membership = this.#sessions.get(message.session_id);
         if (membership) this.#saw(membership, message.room.room_id, message.room.last_seq);
+        this.#takeRosters(message.session_id, [message.roster]);
         break;
       }
+      case "presence_changed":
+        this.#takeRosters(message.session_id, message.rosters);
+        break;
       case "session_interrupted":
         void this.#rejoinAfterInterruption(message.session_id);
         break;
@@ -274,7 +330,8 @@ var ConveneClient = class {
   }
   async #join(sessionId, membership) {
     const resume = [...membership.lastSeq].map(([room_id, last_seq]) => ({ room_id, last_seq }));
-    const reply = await this.request({ type: "join_session", session_id: sessionId, resume, video: membership.video });
+    const rosters = membership.rosters.held();
+    const reply = await this.request({ type: "join_session", session_id: sessionId, resume, rosters, video: membership.video });
     if (reply.type === "joined" || reply.type === "lobby_waiting") return reply;
     throw new ConveneError("invalid", `unexpected reply ${reply.type} to join_session`);
   }
@@ -294,6 +351,15 @@ var ConveneClient = class {
   #sawMessage(message) {
     const membership = this.#sessions.get(message.session_id);
     if (membership) this.#saw(membership, message.room_id, message.seq);
+  }
+  #membership(video) {
+    return { video: video ?? false, lastSeq: /* @__PURE__ */ new Map(), rosters: new Rosters() };
+  }
+  /** A diff that does not apply means this device missed something: it joins again. */
+  #takeRosters(sessionId, rosters) {
+    const membership = this.#sessions.get(sessionId);
+    if (!membership) return;
+    if (!rosters.every((roster) => membership.rosters.apply(roster))) void this.#rejoinAfterInterruption(sessionId);
   }
   #saw(membership, roomId, seq) {
     if ((membership.lastSeq.get(roomId) ?? -1) < seq) membership.lastSeq.set(roomId, seq);
@@ -796,7 +862,7 @@ async function join(sessionId) {
 function joined(message) {
   state.session = message.session;
   state.me = message.you;
-  state.members = new Map(message.members.map((member2) => [member2.user_id, member2]));
+  showRosters();
   for (const room of message.rooms) state.roomNames.set(room.room_id, room.name);
   state.roomNames.set(message.session.id, "Main room");
   state.lobby = new Map((message.lobby ?? []).map((entry) => [entry.user_id, entry]));
@@ -830,6 +896,15 @@ function member(update) {
   state.members.set(update.user_id, update);
   if (update.user_id === state.client?.userId) state.me = update;
 }
+function showRosters() {
+  const session = state.session;
+  const rosters = session ? state.client?.rosters(session.id) : void 0;
+  if (!session || !rosters) return;
+  const rooms = isHost() ? [session.id, ...state.breakouts.keys()] : [myRoom() ?? session.id];
+  state.members = /* @__PURE__ */ new Map();
+  for (const room of rooms) for (const present of rosters.members(room)) member(present);
+  if (state.me && !state.members.has(state.me.user_id)) state.members.set(state.me.user_id, state.me);
+}
 function wire(client) {
   client.onState((connection) => {
     const badge = $("connection");
@@ -841,19 +916,11 @@ function wire(client) {
     if (m.session.id === state.session?.id) state.session = m.session;
     render();
   });
-  client.on("member_joined", (m) => (member(m.member), render()));
-  client.on("member_updated", (m) => (member(m.member), render()));
-  client.on("member_left", (m) => (state.members.delete(m.user_id), render()));
-  client.on("room_presence", (m) => {
-    for (const joiner of m.joined ?? []) member(joiner);
-    if (!isHost()) for (const leaver of m.left ?? []) state.members.delete(leaver);
-    render();
-  });
+  client.on("presence_changed", () => (showRosters(), render()));
   client.on("moved", (m) => {
     state.roomNames.set(m.room.room_id, m.room.name);
     if (state.me) state.me = { ...state.me, room_id: m.room.room_id };
-    if (!isHost()) state.members = /* @__PURE__ */ new Map();
-    for (const present of m.members) member(present);
+    showRosters();
     state.closing = void 0;
     banner(m.reason === "room_closed" ? "The breakout room closed: you are back in the main room." : void 0);
     void loadHistory();

@@ -41,6 +41,8 @@ pub struct Config {
     pub budgets: crate::limits::Budgets,
     /// How long someone a host denied must wait before knocking on the lobby again.
     pub deny_cooldown: Duration,
+    /// How presence changes are coalesced, and which rooms are followed live.
+    pub presence: PresenceConfig,
     /// How long a request waits for the database before it is answered `unavailable`.
     pub db_timeout: Duration,
     /// How many connections this node and each user may hold, and how large a request may be.
@@ -120,6 +122,25 @@ pub struct ChatLimits {
     pub resume_window: usize,
 }
 
+/// How presence reaches members.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PresenceConfig {
+    /// Presence changes within this window after the first reach each member as one frame.
+    /// Zero publishes every change at once (one frame per command).
+    pub window: Duration,
+    /// A room with more members than this is not followed live by its participants (they see
+    /// its hosts and count and page the rest); it is followed again once it has half as many.
+    pub roster_limit: usize,
+    /// Room counts go out at most this often.
+    pub counts_interval: Duration,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        Self { window: Duration::from_millis(50), roster_limit: 1_500, counts_interval: Duration::from_secs(1) }
+    }
+}
+
 impl Default for ChatLimits {
     fn default() -> Self {
         Self { max_body_bytes: 4 * 1024, rate_per_sec: 10.0, burst: 20, resume_window: 500 }
@@ -146,6 +167,7 @@ impl Default for Config {
             budgets: crate::limits::Budgets::default(),
             db_timeout: Duration::from_secs(3),
             deny_cooldown: Duration::from_secs(5 * 60),
+            presence: PresenceConfig::default(),
             limits: ConnectionLimits::default(),
             session_idle_grace: Duration::from_secs(60),
             instant_session_ttl: Duration::from_secs(24 * 60 * 60),

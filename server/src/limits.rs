@@ -60,7 +60,7 @@ pub enum Spend {
     /// Host commands and changes of room: admitting, denying, the lobby, rooms, plans, moves,
     /// picking a room, closing, ending.
     Command,
-    /// History pages read.
+    /// History and roster pages read.
     History,
     /// WebRTC signals relayed to another device (offers, answers, ICE candidates).
     Signal,

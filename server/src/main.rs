@@ -6,8 +6,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use convene_protocol::Role;
-use convene_server::config::ClusterConfig;
 use convene_server::config::parse_duration;
+use convene_server::config::{ClusterConfig, PresenceConfig};
 use convene_server::ice::IceConfig;
 use convene_server::limits::{Budget, Budgets};
 use convene_server::{ChatLimits, Config, ConnectionLimits, auth, open_store, run};
@@ -148,6 +148,13 @@ struct ServeArgs {
     /// How long someone a host denied must wait before knocking on the lobby again.
     #[arg(long, env = "CONVENE_DENY_COOLDOWN", default_value = "5m", value_parser = parse_duration, global = true)]
     deny_cooldown: Duration,
+    /// Presence changes within this window reach each member as one frame (0 sends each at once).
+    #[arg(long, env = "CONVENE_PRESENCE_WINDOW", default_value = "50ms", value_parser = parse_duration, global = true)]
+    presence_window: Duration,
+    /// Rooms with more members than this are not followed live by participants (they see the
+    /// hosts and the count, and page the rest); hosts follow every room.
+    #[arg(long, env = "CONVENE_ROSTER_LIMIT", default_value_t = 1_500, global = true)]
+    roster_limit: usize,
     /// How long a request waits for the database before it is answered `unavailable`.
     #[arg(long, env = "CONVENE_DB_TIMEOUT", default_value = "3s", value_parser = parse_duration, global = true)]
     db_timeout: Duration,
@@ -211,6 +218,11 @@ impl ServeArgs {
             handshake_timeout: self.handshake_timeout,
             db_timeout: self.db_timeout,
             deny_cooldown: self.deny_cooldown,
+            presence: PresenceConfig {
+                window: self.presence_window,
+                roster_limit: self.roster_limit,
+                ..PresenceConfig::default()
+            },
             budgets: self.budgets(),
             limits: ConnectionLimits {
                 max_connections: self.max_connections.unwrap_or_else(default_max_connections),

@@ -160,7 +160,12 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         metrics: metrics.clone(),
         connections: connections.clone(),
         bus: bus.clone(),
-        rules: Rules { chat: config.chat, budgets: config.budgets, deny_cooldown: config.deny_cooldown },
+        rules: Rules {
+            chat: config.chat,
+            budgets: config.budgets,
+            deny_cooldown: config.deny_cooldown,
+            presence: config.presence,
+        },
         ice: config.ice.clone(),
         db_timeout: config.db_timeout,
         idle_grace: config.session_idle_grace,

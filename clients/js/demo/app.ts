@@ -103,7 +103,7 @@ async function join(sessionId: string): Promise<void> {
 function joined(message: MessageOf<"joined">): void {
   state.session = message.session;
   state.me = message.you;
-  state.members = new Map(message.members.map((member) => [member.user_id, member]));
+  showRosters();
   for (const room of message.rooms) state.roomNames.set(room.room_id, room.name);
   state.roomNames.set(message.session.id, "Main room");
   state.lobby = new Map((message.lobby ?? []).map((entry) => [entry.user_id, entry]));
@@ -141,6 +141,17 @@ function member(update: MemberView): void {
   if (update.user_id === state.client?.userId) state.me = update;
 }
 
+/** Shows the rosters the client holds: a participant's room; for a host, the main room and every open breakout. */
+function showRosters(): void {
+  const session = state.session;
+  const rosters = session ? state.client?.rosters(session.id) : undefined;
+  if (!session || !rosters) return;
+  const rooms = isHost() ? [session.id, ...state.breakouts.keys()] : [myRoom() ?? session.id];
+  state.members = new Map();
+  for (const room of rooms) for (const present of rosters.members(room)) member(present);
+  if (state.me && !state.members.has(state.me.user_id)) state.members.set(state.me.user_id, state.me);
+}
+
 function wire(client: ConveneClient): void {
   client.onState((connection) => {
     const badge = $("connection");
@@ -152,21 +163,12 @@ function wire(client: ConveneClient): void {
     if (m.session.id === state.session?.id) state.session = m.session;
     render();
   });
-  client.on("member_joined", (m) => (member(m.member), render()));
-  client.on("member_updated", (m) => (member(m.member), render()));
-  client.on("member_left", (m) => (state.members.delete(m.user_id), render()));
-  client.on("room_presence", (m) => {
-    for (const joiner of m.joined ?? []) member(joiner);
-    // Someone left the room: a participant, who sees only their room, forgets them; hosts
-    // learn where they went from `breakouts_changed` or `member_left`.
-    if (!isHost()) for (const leaver of m.left ?? []) state.members.delete(leaver);
-    render();
-  });
+  // The client keeps the rosters (whole, then diffs); the page shows what it holds.
+  client.on("presence_changed", () => (showRosters(), render()));
   client.on("moved", (m) => {
     state.roomNames.set(m.room.room_id, m.room.name);
     if (state.me) state.me = { ...state.me, room_id: m.room.room_id };
-    if (!isHost()) state.members = new Map();
-    for (const present of m.members) member(present);
+    showRosters();
     state.closing = undefined;
     banner(m.reason === "room_closed" ? "The breakout room closed: you are back in the main room." : undefined);
     void loadHistory();

@@ -1,7 +1,8 @@
 // The connection to Convene: one WebSocket that reconnects by itself (exponential backoff with
 // full jitter), rejoins the sessions it was in with `resume` so that missed messages are
 // replayed, resends chat messages the server has not acknowledged (their `client_msg_id` makes
-// the retry safe), and matches each reply to its request.
+// the retry safe), keeps the rosters of its sessions (and names them when it rejoins, to be
+// sent only what changed), and matches each reply to its request.
 
 import type {
   ChatMessage,
@@ -9,10 +10,12 @@ import type {
   ErrorCode,
   RoomCursor,
   RoomId,
+  Roster,
   ServerMessage,
   SessionId,
   UserId,
 } from "./wire.js";
+import { Rosters } from "./rosters.js";
 
 /** A server message of one `type`. */
 export type MessageOf<K extends ServerMessage["type"]> = Extract<ServerMessage, { type: K }>;
@@ -54,6 +57,7 @@ interface Membership {
   video: boolean;
   /** The last sequence number seen in each room. */
   lastSeq: Map<RoomId, number>;
+  rosters: Rosters;
 }
 
 interface Pending {
@@ -186,7 +190,7 @@ export class ConveneClient {
 
   /** Joins a session (with `video`, this device takes part in its room's video). */
   async join(sessionId: SessionId, options: { video?: boolean } = {}): Promise<MessageOf<"joined"> | MessageOf<"lobby_waiting">> {
-    const membership = this.#sessions.get(sessionId) ?? { video: options.video ?? false, lastSeq: new Map() };
+    const membership = this.#sessions.get(sessionId) ?? this.#membership(options.video);
     membership.video = options.video ?? membership.video;
     this.#sessions.set(sessionId, membership);
     return this.#join(sessionId, membership);
@@ -206,8 +210,13 @@ export class ConveneClient {
     return membership ? [...membership.lastSeq].map(([room_id, last_seq]) => ({ room_id, last_seq })) : [];
   }
 
+  /** The rosters this device holds of a session it is in: its room's (a host's: every room's). */
+  rosters(sessionId: SessionId): Rosters | undefined {
+    return this.#sessions.get(sessionId)?.rosters;
+  }
+
   restoreCursors(sessionId: SessionId, cursors: RoomCursor[], options: { video?: boolean } = {}): void {
-    const membership = this.#sessions.get(sessionId) ?? { video: options.video ?? false, lastSeq: new Map() };
+    const membership = this.#sessions.get(sessionId) ?? this.#membership(options.video);
     for (const cursor of cursors) this.#saw(membership, cursor.room_id, cursor.last_seq);
     this.#sessions.set(sessionId, membership);
   }
@@ -306,14 +315,19 @@ export class ConveneClient {
         for (const room of message.rooms) {
           if (!membership.lastSeq.has(room.room_id)) this.#saw(membership, room.room_id, room.last_seq);
         }
+        this.#takeRosters(message.session.id, message.rosters);
         break;
       }
       case "moved": {
         // From here on, the new room's messages arrive live.
         const membership = this.#sessions.get(message.session_id);
         if (membership) this.#saw(membership, message.room.room_id, message.room.last_seq);
+        this.#takeRosters(message.session_id, [message.roster]);
         break;
       }
+      case "presence_changed":
+        this.#takeRosters(message.session_id, message.rosters);
+        break;
       case "session_interrupted":
         void this.#rejoinAfterInterruption(message.session_id);
         break;
@@ -370,7 +384,8 @@ export class ConveneClient {
 
   async #join(sessionId: SessionId, membership: Membership): Promise<MessageOf<"joined"> | MessageOf<"lobby_waiting">> {
     const resume = [...membership.lastSeq].map(([room_id, last_seq]) => ({ room_id, last_seq }));
-    const reply = await this.request({ type: "join_session", session_id: sessionId, resume, video: membership.video });
+    const rosters = membership.rosters.held();
+    const reply = await this.request({ type: "join_session", session_id: sessionId, resume, rosters, video: membership.video });
     if (reply.type === "joined" || reply.type === "lobby_waiting") return reply;
     throw new ConveneError("invalid", `unexpected reply ${reply.type} to join_session`);
   }
@@ -395,6 +410,17 @@ export class ConveneClient {
   #sawMessage(message: ChatMessage): void {
     const membership = this.#sessions.get(message.session_id);
     if (membership) this.#saw(membership, message.room_id, message.seq);
+  }
+
+  #membership(video?: boolean): Membership {
+    return { video: video ?? false, lastSeq: new Map(), rosters: new Rosters() };
+  }
+
+  /** A diff that does not apply means this device missed something: it joins again. */
+  #takeRosters(sessionId: SessionId, rosters: Roster[]): void {
+    const membership = this.#sessions.get(sessionId);
+    if (!membership) return;
+    if (!rosters.every((roster) => membership.rosters.apply(roster))) void this.#rejoinAfterInterruption(sessionId);
   }
 
   #saw(membership: Membership, roomId: RoomId, seq: number): void {

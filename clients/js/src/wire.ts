@@ -2,7 +2,7 @@
 // types and run `CONVENE_WRITE_WIRE=1 cargo test -p convene-protocol` to write this file again.
 
 /** The protocol version the server announces in `hello`. */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** Every message a client may send, tagged by `type`. */
 export type ClientMessage = NodeRequest | SessionRequest | UserRequest;
@@ -259,10 +259,29 @@ export type FetchHistory = { request_id?: RequestId | null, session_id: SessionI
 limit?: number | null, };
 
 /**
+ * Pages through a room's current members, ordered by user id: the caller's own room, or any
+ * room for hosts. The way to see everyone in a room too large to follow live.
+ */
+export type FetchRoster = { request_id?: RequestId | null, session_id: SessionId, room_id: RoomId, 
+/**
+ * Start after this user id (the previous page's `next`).
+ */
+after?: UserId | null, 
+/**
+ * At most 500; 200 when absent.
+ */
+limit?: number | null, };
+
+/**
  * Says which conversation this device shows (none with `null`): new messages there make no
  * notification for the caller.
  */
 export type FocusConversation = { request_id?: RequestId | null, conversation_id: ConversationId | null, };
+
+/**
+ * A roster the client holds, named when it joins again so that only what changed is sent.
+ */
+export type HeldRoster = { room_id: RoomId, version: RosterVersion, };
 
 /**
  * Someone asking for help, and from where.
@@ -299,6 +318,12 @@ export type JoinSession = { request_id?: RequestId | null, session_id: SessionId
  * Rooms the client was in and the last sequence it saw in each; missed messages are replayed.
  */
 resume?: Array<RoomCursor>, 
+/**
+ * Rosters the client holds (the version of each, from `joined`, `moved` or
+ * `presence_changed`): a roster named here is answered with what changed since, when the
+ * server can still tell.
+ */
+rosters?: Array<HeldRoster>, 
 /**
  * This device takes part in its room's video: it is told which peer connections to open
  * and close (`peers_changed`), and the others' devices connect to it. A device that only
@@ -491,6 +516,11 @@ last_seq: number, };
 export type Role = "patient" | "therapist" | "mentor" | "mentee" | "admin" | "support";
 
 /**
+ * How many members one room has.
+ */
+export type RoomCount = { room_id: RoomId, members: number, };
+
+/**
  * Where a reconnecting client stopped reading a room.
  */
 export type RoomCursor = { room_id: RoomId, 
@@ -513,7 +543,51 @@ last_seq: number,
 /**
  * Set for breakout rooms: their capacity.
  */
-max_participants?: number | null, };
+max_participants?: number | null, 
+/**
+ * Members in the room; `room_counts` follows it.
+ */
+members: number, };
+
+/**
+ * A room's roster: everyone in it, or what changed since a version the client holds.
+ */
+export type Roster = { room_id: RoomId, 
+/**
+ * The roster this brings the client to. Keep it with the room's members; name it in
+ * `join_session`'s `rosters` after a reconnect to be sent only what changed.
+ */
+version: RosterVersion, 
+/**
+ * Set when this is a diff: `members` (arrived or changed) and `left` apply to the roster the
+ * client holds at exactly this version. Absent when `members` is the whole roster shown.
+ */
+since?: RosterVersion | null, 
+/**
+ * A diff's arrivals and changes (replace by `user_id`), or every member shown.
+ */
+members?: Array<MemberView>, 
+/**
+ * Members who are no longer in the room (diffs only).
+ */
+left?: Array<UserId>, 
+/**
+ * How many members the room has at `version`.
+ */
+total: number, 
+/**
+ * False for a room too large to follow live: `members` then shows only the room's hosts,
+ * no diffs follow for it, and `fetch_roster` pages everyone. A later roster with `live`
+ * set (in full) starts following it again.
+ */
+live: boolean, };
+
+/**
+ * Names one state of a room's roster. `epoch` changes whenever the session is loaded anew (its
+ * owner changed), so a version from before that never matches; `seq` grows with every change of
+ * the session's presence.
+ */
+export type RosterVersion = { epoch: number, seq: number, };
 
 /**
  * A participant picks a room (self-select), or returns to the main room, when allowed.
@@ -557,7 +631,7 @@ export type ServerMessage = { "type": "hello", conn_id: ConnId, user_id: UserId,
  * How often the server pings; a connection that answers nothing for the configured
  * timeout is closed.
  */
-heartbeat_interval_ms: number, } | { "type": "pong", request_id?: RequestId | null, } | { "type": "ok", request_id?: RequestId | null, } | { "type": "session_created", request_id?: RequestId | null, session: SessionView, } | { "type": "joined", request_id?: RequestId | null, session: SessionView, you: MemberView, members: Array<MemberView>, rooms: Array<RoomView>, 
+heartbeat_interval_ms: number, } | { "type": "pong", request_id?: RequestId | null, } | { "type": "ok", request_id?: RequestId | null, } | { "type": "session_created", request_id?: RequestId | null, session: SessionView, } | { "type": "joined", request_id?: RequestId | null, session: SessionView, you: MemberView, rosters: Array<Roster>, rooms: Array<RoomView>, 
 /**
  * Only for hosts: who waits in the lobby.
  */
@@ -573,7 +647,11 @@ breakouts?: BreakoutOverview | null,
 /**
  * The STUN and TURN servers for this device's peer connections (as `GET /v1/ice-servers`).
  */
-ice_servers?: IceServers | null, } | { "type": "lobby_waiting", request_id?: RequestId | null, session_id: SessionId, } | { "type": "lobby_entered", session_id: SessionId, entry: LobbyEntry, } | { "type": "lobby_left", session_id: SessionId, user_id: UserId, } | { "type": "denied", session_id: SessionId, } | { "type": "removed", session_id: SessionId, removed_by: UserId, } | { "type": "member_joined", session_id: SessionId, member: MemberView, } | { "type": "member_updated", session_id: SessionId, member: MemberView, } | { "type": "member_left", session_id: SessionId, user_id: UserId, } | { "type": "left", request_id?: RequestId | null, session_id: SessionId, } | { "type": "session_ended", session_id: SessionId, ended_by: UserId, } | { "type": "session_interrupted", session_id: SessionId, } | { "type": "peers_changed", session_id: SessionId, 
+ice_servers?: IceServers | null, } | { "type": "lobby_waiting", request_id?: RequestId | null, session_id: SessionId, } | { "type": "lobby_entered", session_id: SessionId, entry: LobbyEntry, } | { "type": "lobby_left", session_id: SessionId, user_id: UserId, } | { "type": "denied", session_id: SessionId, } | { "type": "removed", session_id: SessionId, removed_by: UserId, } | { "type": "presence_changed", session_id: SessionId, rosters: Array<Roster>, } | { "type": "room_counts", session_id: SessionId, counts: Array<RoomCount>, } | { "type": "roster_page", request_id?: RequestId | null, session_id: SessionId, room_id: RoomId, members: Array<MemberView>, 
+/**
+ * Where the next page starts (its `after`), if there is one.
+ */
+next?: UserId | null, total: number, } | { "type": "left", request_id?: RequestId | null, session_id: SessionId, } | { "type": "session_ended", session_id: SessionId, ended_by: UserId, } | { "type": "session_interrupted", session_id: SessionId, } | { "type": "peers_changed", session_id: SessionId, 
 /**
  * The room this device is in now.
  */
@@ -581,7 +659,7 @@ room_id: RoomId, open?: Array<Peer>, close?: Array<PeerGone>, } | { "type": "sig
 /**
  * Whether more messages lie beyond this page in the direction asked.
  */
-has_more: boolean, } | { "type": "replay", session_id: SessionId, room_id: RoomId, messages: Array<ChatMessage>, } | { "type": "typing", session_id: SessionId, room_id: RoomId, user_id: UserId, active: boolean, } | { "type": "moved", session_id: SessionId, room: RoomView, reason: MoveReason, members: Array<MemberView>, } | { "type": "room_presence", session_id: SessionId, room_id: RoomId, joined?: Array<MemberView>, left?: Array<UserId>, } | { "type": "breakouts_changed", session_id: SessionId, open: boolean, rooms?: Array<BreakoutRoomView>, closed?: Array<RoomId>, } | { "type": "room_closing", session_id: SessionId, room_id: RoomId, seconds_left: number, closes_at: string, } | { "type": "breakout_plan", request_id?: RequestId | null, session_id: SessionId, assignments: Array<Assignment>, 
+has_more: boolean, } | { "type": "replay", session_id: SessionId, room_id: RoomId, messages: Array<ChatMessage>, } | { "type": "typing", session_id: SessionId, room_id: RoomId, user_id: UserId, active: boolean, } | { "type": "moved", session_id: SessionId, room: RoomView, reason: MoveReason, roster: Roster, } | { "type": "breakouts_changed", session_id: SessionId, open: boolean, rooms?: Array<BreakoutRoomView>, closed?: Array<RoomId>, } | { "type": "room_closing", session_id: SessionId, room_id: RoomId, seconds_left: number, closes_at: string, } | { "type": "breakout_plan", request_id?: RequestId | null, session_id: SessionId, assignments: Array<Assignment>, 
 /**
  * Participants present whom the plan leaves in the main room.
  */
@@ -596,7 +674,7 @@ export type SessionId = string;
  * A request to one session, tagged by `type` like every client message.
  * [`SessionRequestKind`] names the kinds without their payloads.
  */
-export type SessionRequest = { "type": "join_session" } & JoinSession | { "type": "leave_session" } & LeaveSession | { "type": "end_session" } & EndSession | { "type": "admit_participant" } & AdmitParticipant | { "type": "deny_participant" } & DenyParticipant | { "type": "set_role" } & SetRole | { "type": "remove_participant" } & RemoveParticipant | { "type": "set_lobby" } & SetLobby | { "type": "set_status" } & SetStatus | { "type": "send_message" } & SendMessage | { "type": "edit_message" } & EditMessage | { "type": "delete_message" } & DeleteMessage | { "type": "fetch_history" } & FetchHistory | { "type": "typing" } & Typing | { "type": "create_breakout_rooms" } & CreateBreakoutRooms | { "type": "update_breakout_room" } & UpdateBreakoutRoom | { "type": "delete_breakout_room" } & DeleteBreakoutRoom | { "type": "set_breakout_options" } & SetBreakoutOptions | { "type": "plan_breakouts" } & PlanBreakouts | { "type": "open_breakouts" } & OpenBreakouts | { "type": "move_participant" } & MoveParticipant | { "type": "assign_participants" } & AssignParticipants | { "type": "swap_participants" } & SwapParticipants | { "type": "select_room" } & SelectRoom | { "type": "close_breakout_rooms" } & CloseBreakoutRooms | { "type": "broadcast" } & Broadcast | { "type": "ask_for_help" } & AskForHelp | { "type": "resolve_help" } & ResolveHelp | { "type": "send_signal" } & SendSignal;
+export type SessionRequest = { "type": "join_session" } & JoinSession | { "type": "leave_session" } & LeaveSession | { "type": "end_session" } & EndSession | { "type": "admit_participant" } & AdmitParticipant | { "type": "deny_participant" } & DenyParticipant | { "type": "set_role" } & SetRole | { "type": "remove_participant" } & RemoveParticipant | { "type": "set_lobby" } & SetLobby | { "type": "set_status" } & SetStatus | { "type": "send_message" } & SendMessage | { "type": "edit_message" } & EditMessage | { "type": "delete_message" } & DeleteMessage | { "type": "fetch_history" } & FetchHistory | { "type": "fetch_roster" } & FetchRoster | { "type": "typing" } & Typing | { "type": "create_breakout_rooms" } & CreateBreakoutRooms | { "type": "update_breakout_room" } & UpdateBreakoutRoom | { "type": "delete_breakout_room" } & DeleteBreakoutRoom | { "type": "set_breakout_options" } & SetBreakoutOptions | { "type": "plan_breakouts" } & PlanBreakouts | { "type": "open_breakouts" } & OpenBreakouts | { "type": "move_participant" } & MoveParticipant | { "type": "assign_participants" } & AssignParticipants | { "type": "swap_participants" } & SwapParticipants | { "type": "select_room" } & SelectRoom | { "type": "close_breakout_rooms" } & CloseBreakoutRooms | { "type": "broadcast" } & Broadcast | { "type": "ask_for_help" } & AskForHelp | { "type": "resolve_help" } & ResolveHelp | { "type": "send_signal" } & SendSignal;
 
 /**
  * A member's role within one session (distinct from their application [`Role`]).

@@ -176,7 +176,10 @@ impl Registry {
         }
         let closed_rooms = self.deps.store.closed_breakout_rooms(id).await?;
         let transitions = self.deps.store.transitions(id).await?;
-        let loaded = Loaded { session, participants, main_chat, open_rooms, closed_rooms, transitions };
+        // The claim's token grows with every load of the session: it tells this load's roster
+        // versions from every earlier one's.
+        let epoch = u64::try_from(fence.token).unwrap_or_default();
+        let loaded = Loaded { epoch, session, participants, main_chat, open_rooms, closed_rooms, transitions };
         let state = SessionState::new(loaded, self.deps.rules);
         let generation = self.generations.fetch_add(1, Ordering::Relaxed);
         let (handle, mailbox) = LocalSession::new(id, generation);

@@ -2,11 +2,12 @@
 
 use convene_protocol::{
     Assignment, BreakoutOptions, BreakoutOverview, BreakoutRoomView, ChatMessage, HelpRequest, LobbyEntry, MemberView,
-    Peer, PeerGone, ResumeOutcome, RoomView, ServerMessage, SessionId, SessionView,
+    Peer, PeerGone, ResumeOutcome, RoomCount, RoomId, RoomView, Roster, RosterVersion, ServerMessage, SessionId,
+    SessionView, UserId,
 };
 
-use super::state::{BreakoutView, Event, Help, Overview, RoomSummary, Waiting};
-use crate::presence::Member;
+use super::state::{BreakoutView, Event, Help, Overview, RoomSummary, RosterView, Waiting};
+use crate::presence::{Member, Shown};
 use crate::store::{MessageRecord, SessionRecord};
 
 /// The protocol message that tells `event` to its audience.
@@ -18,7 +19,7 @@ pub fn to_wire(session_id: SessionId, event: Event) -> ServerMessage {
                 request_id,
                 session: session_view(&snapshot.session),
                 you: member_view(&snapshot.you),
-                members: snapshot.members.iter().map(member_view).collect(),
+                rosters: snapshot.rosters.into_iter().map(roster).collect(),
                 rooms: snapshot.rooms.into_iter().map(room_view).collect(),
                 lobby: snapshot.lobby.iter().map(lobby_entry).collect(),
                 resume: snapshot
@@ -44,9 +45,21 @@ pub fn to_wire(session_id: SessionId, event: Event) -> ServerMessage {
         Event::LobbyLeft { user } => ServerMessage::LobbyLeft { session_id, user_id: user },
         Event::Denied => ServerMessage::Denied { session_id },
         Event::Removed { by } => ServerMessage::Removed { session_id, removed_by: by },
-        Event::MemberJoined(member) => ServerMessage::MemberJoined { session_id, member: member_view(&member) },
-        Event::MemberUpdated(member) => ServerMessage::MemberUpdated { session_id, member: member_view(&member) },
-        Event::MemberLeft { user } => ServerMessage::MemberLeft { session_id, user_id: user },
+        Event::PresenceChanged { rosters } => {
+            ServerMessage::PresenceChanged { session_id, rosters: rosters.into_iter().map(roster).collect() }
+        }
+        Event::RoomCounts { counts } => ServerMessage::RoomCounts {
+            session_id,
+            counts: counts.into_iter().map(|(room_id, members)| RoomCount { room_id, members }).collect(),
+        },
+        Event::RosterPage { request_id, room, members, next, total } => ServerMessage::RosterPage {
+            request_id,
+            session_id,
+            room_id: room,
+            members: members.iter().map(member_view).collect(),
+            next,
+            total,
+        },
         Event::Left { request_id } => ServerMessage::Left { request_id, session_id },
         Event::SessionEnded { by } => ServerMessage::SessionEnded { session_id, ended_by: by },
         Event::SessionUpdated(session) => ServerMessage::SessionUpdated { session: session_view(&session) },
@@ -67,18 +80,9 @@ pub fn to_wire(session_id: SessionId, event: Event) -> ServerMessage {
         Event::Typed { room, user, active } => {
             ServerMessage::Typing { session_id, room_id: room, user_id: user, active }
         }
-        Event::Moved { room, reason, members } => ServerMessage::Moved {
-            session_id,
-            room: room_view(room),
-            reason,
-            members: members.iter().map(member_view).collect(),
-        },
-        Event::RoomPresence { room, joined, left } => ServerMessage::RoomPresence {
-            session_id,
-            room_id: room,
-            joined: joined.iter().map(member_view).collect(),
-            left,
-        },
+        Event::Moved { room, reason, roster: view } => {
+            ServerMessage::Moved { session_id, room: room_view(room), reason, roster: roster(view) }
+        }
         Event::BreakoutsChanged { open, rooms, closed } => ServerMessage::BreakoutsChanged {
             session_id,
             open,
@@ -128,14 +132,31 @@ pub fn session_view(session: &SessionRecord) -> SessionView {
 }
 
 pub fn member_view(member: &Member) -> MemberView {
+    shown_view(member.user_id, member.room, member.shown())
+}
+
+fn shown_view(user_id: UserId, room_id: RoomId, shown: Shown) -> MemberView {
     MemberView {
-        user_id: member.user_id,
-        session_role: member.session_role,
-        role: member.role,
-        room_id: member.room,
-        devices: u32::try_from(member.conns.len()).unwrap_or(u32::MAX),
-        status: member.status,
-        joined_at: member.joined_at,
+        user_id,
+        session_role: shown.session_role,
+        role: shown.role,
+        room_id,
+        devices: shown.devices,
+        status: shown.status,
+        joined_at: shown.joined_at,
+    }
+}
+
+fn roster(view: RosterView) -> Roster {
+    let version = |seq| RosterVersion { epoch: view.epoch, seq };
+    Roster {
+        room_id: view.room,
+        version: version(view.version),
+        since: view.since.map(version),
+        members: view.members.into_iter().map(|(user, shown)| shown_view(user, view.room, shown)).collect(),
+        left: view.left,
+        total: view.total,
+        live: view.live,
     }
 }
 
@@ -155,7 +176,13 @@ pub fn chat_message(message: &MessageRecord) -> ChatMessage {
 }
 
 fn room_view(room: RoomSummary) -> RoomView {
-    RoomView { room_id: room.id, name: room.name, last_seq: room.last_seq, max_participants: room.max_participants }
+    RoomView {
+        room_id: room.id,
+        name: room.name,
+        last_seq: room.last_seq,
+        max_participants: room.max_participants,
+        members: room.members,
+    }
 }
 
 fn breakout_room_view(view: &BreakoutView) -> BreakoutRoomView {

@@ -19,10 +19,7 @@ async fn members_on_two_nodes_share_presence_and_chat() -> Result<()> {
     let Across { session, host, mut on_a, mentee, mut on_b, joined_on_b } = Across::start(a, b).await?;
     let room = session.main_room_id;
     ensure!(joined_on_b.members.iter().any(|m| m.user_id == host.id), "B's snapshot holds A's host: {joined_on_b:?}");
-    on_a.recv_until(|m| {
-        matches!(m, ServerMessage::MemberJoined { member, .. } if member.user_id == mentee.id).then_some(())
-    })
-    .await?;
+    on_a.recv_presence_of(mentee.id).await?;
 
     // Messages cross both ways, acknowledged to their senders, in one sequence.
     ensure!(on_b.post(session.id, room, "from-b", "hello from B").await? == 1);
@@ -57,8 +54,7 @@ async fn members_on_two_nodes_share_presence_and_chat() -> Result<()> {
 
     // Leaving on B is seen on A.
     drop(on_b);
-    on_a.recv_until(|m| matches!(m, ServerMessage::MemberLeft { user_id, .. } if user_id == mentee.id).then_some(()))
-        .await?;
+    on_a.recv_departure_of(mentee.id).await?;
     Ok(())
 }
 

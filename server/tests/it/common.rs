@@ -5,7 +5,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use convene_protocol::{ErrorCode, Role, RoomId, ServerMessage, SessionId, SessionView, UserId};
+use convene_protocol::{
+    ErrorCode, MemberView, Role, RoomId, Roster, RosterVersion, ServerMessage, SessionId, SessionView, UserId,
+};
+use convene_server::config::PresenceConfig;
 use convene_server::store::Store;
 use convene_server::{Config, auth};
 use futures_util::{SinkExt as _, StreamExt as _};
@@ -170,8 +173,14 @@ impl TestServer {
             // Only the first test of a process installs it; later ones find it there.
             drop(installed);
         }
-        let mut config =
-            Config { database_url: Some(db.url.clone()), jwt_secret: Some(SECRET.to_owned()), ..Config::default() };
+        let mut config = Config {
+            database_url: Some(db.url.clone()),
+            jwt_secret: Some(SECRET.to_owned()),
+            // Each command's presence changes are published as it ends, so that tests of other
+            // things read them in a fixed order; the presence tests set a window of their own.
+            presence: PresenceConfig { window: Duration::ZERO, ..PresenceConfig::default() },
+            ..Config::default()
+        };
         configure(&mut config);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -294,7 +303,20 @@ impl Client {
     }
 
     /// The next server message, within [`EVENT_TIMEOUT`].
+    /// The next message, but `room_counts`: counts go out on their own clock (at most one a
+    /// second), so tests of anything else would otherwise find them wherever a second ends.
+    /// [`Client::recv_any`] returns them too.
     pub async fn recv(&mut self) -> Result<ServerMessage> {
+        loop {
+            match self.recv_any().await? {
+                ServerMessage::RoomCounts { .. } => {}
+                message => return Ok(message),
+            }
+        }
+    }
+
+    /// The next message, whatever it is.
+    pub async fn recv_any(&mut self) -> Result<ServerMessage> {
         // One deadline for the whole wait: the server's pings must not keep extending it.
         let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
         loop {
@@ -347,14 +369,23 @@ impl Client {
         }
     }
 
-    /// Joins and returns the `joined` reply, failing on anything else.
+    /// Waits for a `presence_changed` showing `user` arrived or changed; returns how they look.
+    pub async fn recv_presence_of(&mut self, user: UserId) -> Result<convene_protocol::MemberView> {
+        self.recv_until(|m| arrivals(&m).into_iter().find(|view| view.user_id == user)).await
+    }
+
+    /// Waits for a `presence_changed` showing `user` left.
+    pub async fn recv_departure_of(&mut self, user: UserId) -> Result<()> {
+        self.recv_until(|m| departures(&m).contains(&user).then_some(())).await
+    }
+
+    /// Joins and returns the `joined` reply, failing on anything else. It returns once the
+    /// device's own arrival reached it too (in the room's next diff, unless the room is too large
+    /// to follow), so that what the test reads next is what others did.
     pub async fn join(&mut self, session: SessionId) -> Result<Joined> {
         self.send_json(serde_json::json!({"type": "join_session", "request_id": "join", "session_id": session}))
             .await?;
-        match self.recv().await? {
-            ServerMessage::Joined { members, you, rooms, session, .. } => Ok(Joined { members, you, rooms, session }),
-            other => bail!("expected joined, got {other:?}"),
-        }
+        self.joined().await
     }
 
     /// Joins as a device that takes part in its room's video.
@@ -363,10 +394,29 @@ impl Client {
             serde_json::json!({"type": "join_session", "request_id": "join", "session_id": session, "video": true}),
         )
         .await?;
-        match self.recv().await? {
-            ServerMessage::Joined { members, you, rooms, session, .. } => Ok(Joined { members, you, rooms, session }),
+        self.joined().await
+    }
+
+    async fn joined(&mut self) -> Result<Joined> {
+        let mut joined = match self.recv().await? {
+            ServerMessage::Joined { rosters, you, rooms, session, .. } => Joined::new(rosters, you, rooms, session),
             other => bail!("expected joined, got {other:?}"),
+        };
+        if joined.rosters.iter().any(|roster| roster.room_id == joined.you.room_id && roster.live) {
+            let me = joined.you.user_id;
+            loop {
+                let message = self.recv().await?;
+                // The room may instead have grown too large to follow, which it says.
+                let mine = arrivals(&message).iter().any(|view| view.user_id == me)
+                    || matches!(&message, ServerMessage::PresenceChanged { rosters, .. }
+                        if rosters.iter().any(|roster| !roster.live));
+                joined.followed.push(message);
+                if mine {
+                    break;
+                }
+            }
         }
+        Ok(joined)
     }
 
     /// Sends a request and waits for its own reply (`ok`, or an error), skipping events.
@@ -448,8 +498,103 @@ impl Client {
 pub struct Joined {
     pub session: SessionView,
     pub you: convene_protocol::MemberView,
+    /// Everyone the rosters show (a participant's room; every room for a host).
     pub members: Vec<convene_protocol::MemberView>,
+    pub rosters: Vec<Roster>,
     pub rooms: Vec<convene_protocol::RoomView>,
+    /// What came after `joined`, up to and with the diff that shows the device's own arrival.
+    pub followed: Vec<ServerMessage>,
+}
+
+impl Joined {
+    fn new(
+        rosters: Vec<Roster>,
+        you: convene_protocol::MemberView,
+        rooms: Vec<convene_protocol::RoomView>,
+        session: SessionView,
+    ) -> Self {
+        let members = rosters.iter().flat_map(|roster| roster.members.iter().cloned()).collect();
+        Self { session, you, members, rosters, rooms, followed: Vec::new() }
+    }
+}
+
+/// A client's rosters, kept as the protocol says: a whole roster replaces what the client held,
+/// and a diff applies only to the version it names. Every step checks that the result has the
+/// roster's `total`, so a test that feeds it everything a client received checks the diffs add
+/// up.
+#[derive(Debug, Default)]
+pub struct RosterBook {
+    rooms: std::collections::HashMap<RoomId, (RosterVersion, bool, std::collections::BTreeMap<UserId, MemberView>)>,
+}
+
+impl RosterBook {
+    /// Takes in whatever rosters `message` carries.
+    pub fn observe(&mut self, message: &ServerMessage) -> Result<()> {
+        match message {
+            ServerMessage::Joined { rosters, .. } | ServerMessage::PresenceChanged { rosters, .. } => {
+                rosters.iter().try_for_each(|roster| self.apply(roster))
+            }
+            ServerMessage::Moved { roster, .. } => self.apply(roster),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn apply(&mut self, roster: &Roster) -> Result<()> {
+        let entry = match roster.since {
+            None => {
+                let members = roster.members.iter().map(|m| (m.user_id, m.clone())).collect();
+                self.rooms.insert(roster.room_id, (roster.version, roster.live, members));
+                return Ok(());
+            }
+            Some(since) => {
+                if since.seq == 0 {
+                    // Every room starts empty at 0.
+                    self.rooms.entry(roster.room_id).or_insert((since, true, Default::default()));
+                }
+                let entry = self.rooms.get_mut(&roster.room_id).context("a diff of a roster never held")?;
+                anyhow::ensure!(entry.0 == since, "a diff since {since:?} for a roster held at {:?}", entry.0);
+                entry
+            }
+        };
+        for member in &roster.members {
+            entry.2.insert(member.user_id, member.clone());
+        }
+        for user in &roster.left {
+            entry.2.remove(user);
+        }
+        entry.0 = roster.version;
+        entry.1 = roster.live;
+        anyhow::ensure!(
+            !entry.1 || entry.2.len() == roster.total as usize,
+            "{} members after the diff, {} at its version",
+            entry.2.len(),
+            roster.total
+        );
+        Ok(())
+    }
+
+    /// Who the client holds in `room`.
+    pub fn members(&self, room: RoomId) -> Vec<UserId> {
+        self.rooms.get(&room).map(|(_, _, members)| members.keys().copied().collect()).unwrap_or_default()
+    }
+}
+
+/// The members a `presence_changed` shows arriving or changing, over all its rosters.
+pub fn arrivals(message: &ServerMessage) -> Vec<convene_protocol::MemberView> {
+    match message {
+        ServerMessage::PresenceChanged { rosters, .. } => {
+            rosters.iter().filter(|r| r.since.is_some()).flat_map(|r| r.members.iter().cloned()).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The members a `presence_changed` shows leaving, over all its rosters.
+pub fn departures(message: &ServerMessage) -> Vec<UserId> {
+    match message {
+        ServerMessage::PresenceChanged { rosters, .. } => rosters.iter().flat_map(|r| r.left.iter().copied()).collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// A group session with a connected, joined host.

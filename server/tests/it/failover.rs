@@ -147,10 +147,7 @@ async fn a_killed_nodes_members_leave_and_the_others_stay() -> Result<()> {
     // The owner keeps sending to the dead node's member until it learns of the death: those
     // messages find nobody listening, which must not count as a loss for the living.
     ensure!(on_owner.post(session.id, session.main_room_id, "unheard", "to the dead too").await? == 1);
-    on_owner
-        .recv_until(|m| matches!(m, ServerMessage::MemberLeft { user_id, .. } if user_id == mentee.id).then_some(()))
-        .await
-        .context("the dead node's member is announced as left")?;
+    on_owner.recv_departure_of(mentee.id).await.context("the dead node's member is announced as left")?;
     let elapsed = killed.elapsed();
     ensure!(elapsed.as_secs_f64() < 2.0 * 2.0 + 1.0, "announced after {elapsed:?}, past twice the node timeout");
     eprintln!("the dead node's member left after {elapsed:?}");

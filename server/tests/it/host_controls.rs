@@ -31,13 +31,8 @@ async fn a_host_makes_a_member_co_host_and_takes_it_back(backend: Backend) -> Re
     assert_eq!(member_client.request(set_lobby.clone()).await?, Err(ErrorCode::Forbidden));
 
     assert_eq!(host_client.request(set_role("co_host")).await?, Ok(()));
-    let updated = member_client
-        .recv_until(|m| match m {
-            ServerMessage::MemberUpdated { member: view, .. } if view.user_id == member.id => Some(view.session_role),
-            _ => None,
-        })
-        .await?;
-    assert_eq!(updated, SessionRole::CoHost);
+    let updated = member_client.recv_presence_of(member.id).await?;
+    assert_eq!(updated.session_role, SessionRole::CoHost);
     assert_eq!(member_client.request(set_lobby.clone()).await?, Ok(()), "a co-host moderates");
 
     // The role is stored: after a restart the member joins as co-host again.
@@ -124,13 +119,7 @@ async fn a_removed_participant_leaves_on_every_device_and_returns_only_through_t
         let history = json!({"type": "fetch_history", "session_id": session.id, "room_id": session.main_room_id});
         assert_eq!(device.request(history).await?, Err(ErrorCode::Forbidden));
     }
-    let left = other_client
-        .recv_until(|m| match m {
-            ServerMessage::MemberLeft { user_id, .. } => Some(user_id),
-            _ => None,
-        })
-        .await?;
-    assert_eq!(left, member.id);
+    other_client.recv_departure_of(member.id).await?;
 
     // Coming back, with the lobby off, they wait until a host admits them.
     phone.send_json(json!({"type": "join_session", "request_id": "back", "session_id": session.id})).await?;

@@ -146,12 +146,20 @@ pub async fn process_cluster() -> Result<(TestDb, String)> {
 /// The servers a test on `backend` talks to: with [`Backend::TwoNodes`], the node that will own
 /// the session (whoever joins there first makes it so) and another; otherwise one server.
 pub async fn owner_and_other(backend: Backend) -> Result<(Option<TestServer>, TestServer)> {
+    owner_and_other_with(backend, |_| {}).await
+}
+
+/// [`owner_and_other`], every node configured by `configure`.
+pub async fn owner_and_other_with(
+    backend: Backend,
+    configure: impl Fn(&mut Config),
+) -> Result<(Option<TestServer>, TestServer)> {
     match backend {
         Backend::TwoNodes => {
-            let mut nodes = TestCluster::start(2).await?.nodes.into_iter();
+            let mut nodes = TestCluster::start_with(2, redis_url(), configure).await?.nodes.into_iter();
             let (Some(owner), Some(other)) = (nodes.next(), nodes.next()) else { bail!("two nodes started") };
             Ok((Some(owner), other))
         }
-        Backend::Sqlite | Backend::Postgres => Ok((None, TestServer::start(backend).await?)),
+        Backend::Sqlite | Backend::Postgres => Ok((None, TestServer::start_with(backend, configure).await?)),
     }
 }

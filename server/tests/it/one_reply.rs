@@ -105,6 +105,7 @@ fn example(kind: Kind, session: SessionId, other: UserId) -> Value {
             json!({"session_id": session, "room_id": room, "message_id": Uuid::new_v4()})
         }
         Kind::Session(R::FetchHistory) => json!({"session_id": session, "room_id": room}),
+        Kind::Session(R::FetchRoster) => json!({"session_id": session, "room_id": room}),
         Kind::Session(R::Typing) => json!({"session_id": session, "room_id": room, "active": true}),
         Kind::Session(R::CreateBreakoutRooms) => json!({"session_id": session, "count": 2, "max_participants": 5}),
         Kind::Session(R::UpdateBreakoutRoom) => json!({"session_id": session, "room_id": elsewhere, "name": "x"}),
@@ -165,6 +166,7 @@ fn reply_to(message: &ServerMessage) -> Option<&RequestId> {
         | ServerMessage::Left { request_id, .. }
         | ServerMessage::MessageAck { request_id, .. }
         | ServerMessage::History { request_id, .. }
+        | ServerMessage::RosterPage { request_id, .. }
         | ServerMessage::BreakoutPlan { request_id, .. }
         | ServerMessage::Conversation { request_id, .. }
         | ServerMessage::Conversations { request_id, .. }

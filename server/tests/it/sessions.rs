@@ -5,7 +5,7 @@ use convene_protocol::{ErrorCode, Role, ServerMessage, SessionRole, SessionStatu
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::common::{Backend, Client, TestServer, TestUser, group_session};
+use crate::common::{Backend, Client, TestServer, TestUser, arrivals, group_session};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -84,7 +84,9 @@ async fn joining_gives_a_snapshot_and_others_a_diff(backend: Backend) -> Result<
     let member = TestUser::new(Role::Patient, host.org);
     let mut member_client = Client::connect(&server, &member).await?;
     let joined = member_client.join(session.id).await?;
-    assert_eq!(joined.members.len(), 2);
+    // The room as last published (the host), then the member's own arrival in its next diff.
+    assert_eq!(joined.members.len(), 1);
+    assert_eq!(joined.followed.iter().flat_map(arrivals).map(|m| m.user_id).collect::<Vec<_>>(), [member.id]);
     assert_eq!(joined.you.user_id, member.id);
     assert_eq!(joined.you.session_role, SessionRole::Participant);
     assert_eq!(joined.session.status, SessionStatus::Active);
@@ -92,10 +94,8 @@ async fn joining_gives_a_snapshot_and_others_a_diff(backend: Backend) -> Result<
     assert_eq!(joined.rooms[0].room_id.0, session.id.0);
 
     let diff = host_client.recv().await?;
-    match diff {
-        ServerMessage::MemberJoined { member: m, .. } => assert_eq!(m.user_id, member.id),
-        other => anyhow::bail!("expected member_joined, got {other:?}"),
-    }
+    let arrived: Vec<_> = arrivals(&diff).into_iter().map(|m| m.user_id).collect();
+    assert_eq!(arrived, [member.id], "{diff:?}");
     // No full list follows the diff.
     ensure!(host_client.sync().await?.is_empty(), "the host got more than one diff");
     Ok(())
@@ -107,20 +107,14 @@ async fn leaving_is_announced_and_recorded(backend: Backend) -> Result<()> {
     let member = TestUser::new(Role::Patient, host.org);
     let mut member_client = Client::connect(&server, &member).await?;
     member_client.join(session.id).await?;
-    host_client.recv_until(|m| matches!(m, ServerMessage::MemberJoined { .. }).then_some(())).await?;
+    host_client.recv_presence_of(member.id).await?;
 
     member_client.send_json(json!({"type": "leave_session", "request_id": "bye", "session_id": session.id})).await?;
     match member_client.recv().await? {
         ServerMessage::Left { .. } => {}
         other => anyhow::bail!("expected left, got {other:?}"),
     }
-    let left = host_client
-        .recv_until(|m| match m {
-            ServerMessage::MemberLeft { user_id, .. } => Some(user_id),
-            _ => None,
-        })
-        .await?;
-    assert_eq!(left, member.id);
+    host_client.recv_departure_of(member.id).await?;
     // A graceful stop flushes every write; the row must then record both times.
     let db = server.stop().await?;
     let (_, participants) = db.store().await?.load_session(session.id).await?.unwrap_or_else(|| unreachable!());
@@ -175,7 +169,7 @@ async fn participants_cannot_act_as_hosts(backend: Backend) -> Result<()> {
     }
     // Nothing reached the host but the member's arrival, and the session is still live.
     let seen = host_client.sync().await?;
-    ensure!(seen.iter().all(|m| matches!(m, ServerMessage::MemberJoined { .. })), "host saw {seen:?}");
+    ensure!(seen.iter().all(|m| !arrivals(m).is_empty()), "host saw {seen:?}");
     // The session's start is bookkeeping nobody waits on; a graceful stop flushes it.
     let db = server.stop().await?;
     let (record, _) = db.store().await?.load_session(session.id).await?.unwrap_or_else(|| unreachable!());
@@ -218,13 +212,13 @@ async fn appointment_invitees_wait_in_the_lobby_until_admitted(backend: Backend)
     .await?;
     let joined = waiting
         .recv_until(|m| match m {
-            ServerMessage::Joined { request_id, members, .. } => Some((request_id, members)),
+            ServerMessage::Joined { request_id, rosters, .. } => Some((request_id, rosters)),
             _ => None,
         })
         .await?;
     assert_eq!(joined.0.map(|r| r.as_str().to_owned()), Some("j".to_owned()));
-    assert_eq!(joined.1.len(), 2);
-    host.recv_until(|m| matches!(m, ServerMessage::MemberJoined { .. }).then_some(())).await?;
+    assert_eq!(joined.1[0].total, 1, "the host, as last published; the patient's arrival follows");
+    host.recv_presence_of(patient.id).await?;
 
     // A reconnect of an admitted participant does not wait again.
     drop(waiting);
@@ -253,7 +247,7 @@ async fn denied_participants_are_told_and_stay_out(backend: Backend) -> Result<(
     assert!(matches!(guest_client.recv().await?, ServerMessage::Denied { .. }));
     let seen = host_client.sync().await?;
     ensure!(seen.iter().any(|m| matches!(m, ServerMessage::LobbyLeft { .. })), "no lobby_left: {seen:?}");
-    ensure!(!seen.iter().any(|m| matches!(m, ServerMessage::MemberJoined { .. })), "denied guest joined: {seen:?}");
+    ensure!(!seen.iter().any(|m| !arrivals(m).is_empty()), "denied guest joined: {seen:?}");
     Ok(())
 }
 

@@ -74,6 +74,7 @@ impl SessionState {
             name: room.breakout.as_ref().map_or_else(|| room.chat.name.clone(), |b| b.name.clone()),
             last_seq: room.chat.last_seq(),
             max_participants: room.breakout.as_ref().map(|b| b.max_participants),
+            members: u32::try_from(room.members.len()).unwrap_or(u32::MAX),
         })
     }
 

@@ -65,7 +65,7 @@ impl Command {
             SessionRequest::JoinSession(_) => Some(Spend::Join),
             SessionRequest::SetStatus(_) => Some(Spend::Status),
             SessionRequest::EditMessage(_) | SessionRequest::DeleteMessage(_) => Some(Spend::Chat),
-            SessionRequest::FetchHistory(_) => Some(Spend::History),
+            SessionRequest::FetchHistory(_) | SessionRequest::FetchRoster(_) => Some(Spend::History),
             SessionRequest::Broadcast(_) => Some(Spend::Broadcast),
             SessionRequest::AskForHelp(_) => Some(Spend::Help),
             SessionRequest::SendSignal(_) => Some(Spend::Signal),

@@ -20,6 +20,9 @@ pub enum Audience {
     RoomExceptUsers(RoomId, Vec<UserId>),
     /// Members of a room, and every host wherever they are.
     RoomAndHosts(RoomId),
+    /// Members of a room who are not hosts (hosts follow every room on their own), but these
+    /// (sorted).
+    RoomParticipants(RoomId, Vec<UserId>),
     /// Every device of one person.
     User(UserId),
     /// Every device of these people.
@@ -39,6 +42,24 @@ pub struct RoomSummary {
     pub last_seq: i64,
     /// Set for breakout rooms.
     pub max_participants: Option<u32>,
+    /// Members in the room now.
+    pub members: u32,
+}
+
+/// A room's roster as one device is sent it: whole, or the changes since a version it holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RosterView {
+    pub epoch: u64,
+    pub room: RoomId,
+    pub version: u64,
+    /// Set for a diff against the roster at this version.
+    pub since: Option<u64>,
+    /// A diff's arrivals and changes, or every member shown.
+    pub members: Vec<(UserId, Shown)>,
+    pub left: Vec<UserId>,
+    pub total: u32,
+    /// False for a room too large to follow live: `members` shows its hosts.
+    pub live: bool,
 }
 
 /// A breakout room as hosts see it.
@@ -110,7 +131,7 @@ pub struct Resumed {
 pub struct Snapshot {
     pub session: SessionRecord,
     pub you: Member,
-    pub members: Vec<Member>,
+    pub rosters: Vec<RosterView>,
     pub rooms: Vec<RoomSummary>,
     pub lobby: Vec<Waiting>,
     pub resume: Vec<Resumed>,
@@ -140,10 +161,19 @@ pub enum Event {
     Removed {
         by: UserId,
     },
-    MemberJoined(Member),
-    MemberUpdated(Member),
-    MemberLeft {
-        user: UserId,
+    /// Coalesced roster changes, one per room the audience follows.
+    PresenceChanged {
+        rosters: Vec<RosterView>,
+    },
+    RoomCounts {
+        counts: Vec<(RoomId, u32)>,
+    },
+    RosterPage {
+        request_id: Option<RequestId>,
+        room: RoomId,
+        members: Vec<Member>,
+        next: Option<UserId>,
+        total: u32,
     },
     Left {
         request_id: Option<RequestId>,
@@ -171,12 +201,7 @@ pub enum Event {
     Moved {
         room: RoomSummary,
         reason: MoveReason,
-        members: Vec<Member>,
-    },
-    RoomPresence {
-        room: RoomId,
-        joined: Vec<Member>,
-        left: Vec<UserId>,
+        roster: RosterView,
     },
     BreakoutsChanged {
         open: bool,

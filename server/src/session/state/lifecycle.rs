@@ -160,6 +160,11 @@ impl SessionState {
     /// Fires what is due: timers reaching their warning start the closing countdown, and rooms
     /// whose countdown ended close.
     pub(super) fn tick(&mut self, now: Now, out: &mut Vec<Effect>) {
+        if self.is_staging() {
+            // Room timers act on rooms, which wait for the change in flight; the deadline is
+            // armed again once it committed.
+            return;
+        }
         let countdown = self.breakouts.options.countdown;
         let warn: Vec<(RoomId, Duration)> = self
             .rooms
@@ -214,8 +219,9 @@ impl SessionState {
     /// When the session's clock next needs to run, if ever. Not while a change is in flight:
     /// the clock waits for its commit like any other change of rooms.
     pub fn next_deadline(&self) -> Option<std::time::Instant> {
+        let presence = self.presence_deadline();
         if self.is_staging() {
-            return None;
+            return presence;
         }
         let countdown = self.breakouts.options.countdown;
         self.rooms
@@ -226,6 +232,7 @@ impl SessionState {
                 (None, Some(ends)) => Some(ends.at.checked_sub(countdown).unwrap_or(ends.at)),
                 (None, None) => None,
             })
+            .chain(presence)
             .min()
     }
 }

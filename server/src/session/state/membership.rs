@@ -1,6 +1,6 @@
 //! Membership: joining, the lobby, leaving, ending, admitting, denying, roles and status.
 
-use convene_protocol::{ConnId, PresenceStatus, RequestId, Role, RoomCursor, RoomId, SessionRole, UserId};
+use convene_protocol::{ConnId, PresenceStatus, RequestId, Role, RoomId, SessionRole, UserId};
 
 use super::*;
 
@@ -10,7 +10,7 @@ impl SessionState {
         conn: ConnId,
         identity: Identity,
         request_id: Option<RequestId>,
-        resume: Vec<RoomCursor>,
+        rejoin: Rejoin,
         now: Now,
         out: &mut Vec<Effect>,
     ) -> Result<(), SessionError> {
@@ -43,7 +43,7 @@ impl SessionState {
                 since: now.wall,
                 conns: Vec::new(),
             });
-            entry.conns.push((conn, request_id.clone(), resume));
+            entry.conns.push((conn, request_id.clone(), rejoin));
             let first = entry.conns.len() == 1;
             let waiting = Waiting { user, role: entry.role, since: entry.since };
             send(out, Audience::Conn(conn), Event::LobbyWaiting { request_id });
@@ -52,7 +52,7 @@ impl SessionState {
             }
             return Ok(());
         }
-        self.admit_conn(conn, user, identity.role, session_role, request_id, &resume, now, out);
+        self.admit_conn(conn, user, identity.role, session_role, request_id, &rejoin, now, out);
         Ok(())
     }
 
@@ -64,7 +64,7 @@ impl SessionState {
         role: Role,
         session_role: SessionRole,
         request_id: Option<RequestId>,
-        resume: &[RoomCursor],
+        rejoin: &Rejoin,
         now: Now,
         out: &mut Vec<Effect>,
     ) {
@@ -93,11 +93,9 @@ impl SessionState {
                 out.push(Effect::Persist(Persist::Bookkeeping {
                     changes: vec![SessionWrite::Transitions(vec![joined])],
                 }));
-                send(out, Audience::SessionExcept(user), Event::MemberJoined(member.clone()));
                 self.announce_breakouts(&[member.room], &[], out);
             }
-            Diff::Updated => send(out, Audience::SessionExcept(user), Event::MemberUpdated(member.clone())),
-            Diff::Left | Diff::Unchanged => {}
+            Diff::Updated | Diff::Left | Diff::Unchanged => {}
         }
         if self.session.status == SessionStatus::Scheduled {
             self.session.status = SessionStatus::Active;
@@ -106,7 +104,8 @@ impl SessionState {
             send(out, Audience::SessionExcept(user), Event::SessionUpdated(Box::new(self.session.clone())));
         }
         let mut replays = Vec::new();
-        let resume = resume
+        let resume = rejoin
+            .resume
             .iter()
             .map(|cursor| {
                 let Some(room) = self.rooms.get(&cursor.room_id).filter(|_| cursor.room_id == member.room) else {
@@ -130,10 +129,11 @@ impl SessionState {
             })
             .collect();
         let lobby = if session_role.is_host() { self.lobby_view() } else { Vec::new() };
+        let rosters = self.rosters_on_join(member.room, session_role.is_host(), &rejoin.rosters);
         let snapshot = Snapshot {
             session: self.session.clone(),
             you: member,
-            members: self.presence.members().cloned().collect(),
+            rosters,
             rooms: self.rooms.values().filter_map(|room| self.room_summary(room.chat.id)).collect(),
             lobby,
             resume,
@@ -179,17 +179,11 @@ impl SessionState {
                     out.push(Effect::Persist(Persist::Bookkeeping {
                         changes: vec![SessionWrite::Transitions(vec![left])],
                     }));
-                    send(out, Audience::SessionExcept(user), Event::MemberLeft { user });
                     if let Some(room) = room {
                         self.announce_breakouts(&[room], &[], out);
                     }
                 }
-                Diff::Updated => {
-                    if let Some(member) = self.presence.get(user).cloned() {
-                        send(out, Audience::SessionExcept(user), Event::MemberUpdated(member));
-                    }
-                }
-                Diff::Joined | Diff::Unchanged => {}
+                Diff::Updated | Diff::Joined | Diff::Unchanged => {}
             }
         } else if let Some(entry) = self.lobby.get_mut(&user) {
             entry.conns.retain(|(c, _, _)| *c != conn);
@@ -209,11 +203,8 @@ impl SessionState {
         out: &mut Vec<Effect>,
     ) -> Result<(), SessionError> {
         let user = self.member_of(conn)?.user_id;
-        if self.presence.set_status(user, status) == Diff::Updated
-            && let Some(member) = self.presence.get(user).cloned()
-        {
-            send(out, Audience::SessionExcept(user), Event::MemberUpdated(member));
-        }
+        // Published with the window's other changes.
+        self.presence.set_status(user, status);
         send(out, Audience::Conn(conn), Event::Succeeded { request_id });
         Ok(())
     }

@@ -21,6 +21,7 @@ mod media;
 mod membership;
 mod moderation;
 mod moves;
+mod rosters;
 mod staging;
 #[cfg(test)]
 mod tests;
@@ -28,7 +29,7 @@ mod tests;
 pub use command::{Command, Internal};
 pub use effects::{
     Audience, BreakoutOptions, BreakoutView, Effect, Event, Help, Overview, Persist, Reply, Resumed, RoomSummary,
-    Snapshot, Waiting,
+    RosterView, Snapshot, Waiting,
 };
 pub use error::SessionError;
 pub use media::MAX_MESH_DEVICES;
@@ -41,15 +42,15 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use convene_protocol::{
-    Assignment, ConnId, RequestId, Role, RoomCursor, RoomId, SessionRequest, SessionRole, SessionStatus, SessionType,
-    UserId,
+    Assignment, ConnId, HeldRoster, RequestId, Role, RoomCursor, RoomId, SessionRequest, SessionRole, SessionStatus,
+    SessionType, UserId,
 };
 
 use crate::auth::Identity;
 use crate::chat::{Gap, RoomChat};
-use crate::config::ChatLimits;
+use crate::config::{ChatLimits, PresenceConfig};
 use crate::limits::{Budget, Budgets, Ledger, Spend};
-use crate::presence::{Diff, Member, Presence};
+use crate::presence::{Diff, Member, Presence, Shown};
 use crate::rooms::Breakout;
 use crate::store::{
     ClosedRoomRecord, EditOutcome, HistoryQuery, InsertOutcome, MessageRecord, NewMessage, ParticipantRecord,
@@ -82,6 +83,7 @@ pub struct Rules {
     pub budgets: Budgets,
     /// How long someone a host denied must wait before knocking again.
     pub deny_cooldown: std::time::Duration,
+    pub presence: PresenceConfig,
 }
 
 /// A user's standing in the session, whether or not they are present.
@@ -107,7 +109,7 @@ struct LobbyEntry {
     role: Role,
     since: DateTime<Utc>,
     /// The waiting connections and the join request each is owed an answer to.
-    conns: Vec<(ConnId, Option<RequestId>, Vec<RoomCursor>)>,
+    conns: Vec<(ConnId, Option<RequestId>, Rejoin)>,
 }
 
 #[derive(Debug)]
@@ -143,9 +145,19 @@ struct ClosedRoom {
     visited: HashSet<UserId>,
 }
 
+/// What a joining device holds from before: chat positions and rosters.
+#[derive(Clone, Debug, Default)]
+pub struct Rejoin {
+    pub resume: Vec<RoomCursor>,
+    pub rosters: Vec<HeldRoster>,
+}
+
 /// A session as read from the store when its actor starts.
 #[derive(Debug)]
 pub struct Loaded {
+    /// Different for every load of the session (its fencing token): roster versions of an
+    /// earlier load never match this one's.
+    pub epoch: u64,
     pub session: SessionRecord,
     pub participants: Vec<ParticipantRecord>,
     /// The main room's chat, with its resume window.
@@ -227,13 +239,14 @@ pub struct SessionState {
     breakouts: Breakouts,
     staging: staging::Staging,
     mesh: media::Mesh,
+    publishing: rosters::Publishing,
 }
 
 impl SessionState {
     /// A session as loaded from the store.
     pub fn new(loaded: Loaded, rules: Rules) -> Self {
-        let Loaded { session, participants, main_chat, open_rooms, closed_rooms, transitions } = loaded;
-        let Rules { chat: limits, budgets, deny_cooldown } = rules;
+        let Loaded { epoch, session, participants, main_chat, open_rooms, closed_rooms, transitions } = loaded;
+        let Rules { chat: limits, budgets, deny_cooldown, presence } = rules;
         let standing = participants
             .into_iter()
             .map(|p| {
@@ -269,7 +282,7 @@ impl SessionState {
         Self {
             session,
             standing,
-            presence: Presence::default(),
+            presence: Presence::new(epoch),
             conns: HashMap::new(),
             lobby: HashMap::new(),
             rooms,
@@ -285,6 +298,7 @@ impl SessionState {
             breakouts: Breakouts { last_room, ..Breakouts::default() },
             staging: staging::Staging::default(),
             mesh: media::Mesh::default(),
+            publishing: rosters::Publishing::new(presence),
         }
     }
 
@@ -325,6 +339,16 @@ impl SessionState {
                         .for_each(&mut member_conns);
                 }
             }
+            Audience::RoomParticipants(room, except) => {
+                if let Some(room) = self.rooms.get(room) {
+                    room.members
+                        .iter()
+                        .filter(|user| except.binary_search(user).is_err())
+                        .filter_map(|user| self.presence.get(*user))
+                        .filter(|member| !member.session_role.is_host())
+                        .for_each(&mut member_conns);
+                }
+            }
             Audience::RoomAndHosts(room) => {
                 self.presence.members().filter(|m| m.room == *room || m.session_role.is_host()).for_each(member_conns);
             }
@@ -344,10 +368,12 @@ impl SessionState {
         }
     }
 
-    /// Carries out one command, appending its effects to `out`; then tells the devices whose
-    /// video peers changed which connections to open and close.
+    /// Carries out one command, appending its effects to `out`; then publishes presence changes
+    /// whose window has passed, and tells the devices whose video peers changed which
+    /// connections to open and close.
     pub fn apply(&mut self, command: Command, now: Now, out: &mut Vec<Effect>) {
         self.carry(command, now, out);
+        self.publish_presence(now, out);
         self.redraw_peers(out);
     }
 
@@ -408,7 +434,8 @@ impl SessionState {
         let pairs = |assignments: &[Assignment]| assignments.iter().map(|a| (a.user_id, a.room_id)).collect();
         match request {
             R::JoinSession(m) => {
-                let joined = self.join(conn, identity, m.request_id, m.resume, now, out);
+                let rejoin = Rejoin { resume: m.resume, rosters: m.rosters };
+                let joined = self.join(conn, identity, m.request_id, rejoin, now, out);
                 if joined.is_ok() && m.video && self.conns.contains_key(&conn) {
                     self.mesh.take_part(conn);
                 }
@@ -427,6 +454,7 @@ impl SessionState {
             R::DeleteMessage(m) => self.delete(conn, m.request_id, m.room_id, m.message_id, now, out),
             R::Typing(m) => self.typing(conn, m.request_id, m.room_id, m.active, now, out),
             R::FetchHistory(m) => self.fetch_history(conn, m, out),
+            R::FetchRoster(m) => self.fetch_roster(conn, m.request_id, m.room_id, m.after, m.limit, out),
             R::CreateBreakoutRooms(m) => self.create_rooms(
                 conn,
                 m.request_id,

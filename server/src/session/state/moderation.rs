@@ -182,7 +182,7 @@ impl SessionState {
     }
 
     /// Carries out a committed removal: the person's devices hear `removed` and leave the
-    /// session, everyone else hears `member_left`.
+    /// session; their departure is published with the window's other changes.
     pub(super) fn apply_removal(&mut self, user: UserId, by: UserId, out: &mut Vec<Effect>) {
         let Some(member) = self.presence.get(user).cloned() else { return };
         // Named by connection: audiences are resolved after the whole command, when the person
@@ -209,7 +209,6 @@ impl SessionState {
         if self.breakouts.help.remove(&user).is_some() {
             send(out, Audience::Hosts, Event::HelpResolved { user });
         }
-        send(out, Audience::SessionExcept(user), Event::MemberLeft { user });
         self.announce_breakouts(&[member.room], &[], out);
         out.extend(member.conns.into_iter().map(Effect::Detach));
     }
@@ -248,18 +247,16 @@ impl SessionState {
     pub(super) fn apply_role(&mut self, user: UserId, role: SessionRole, out: &mut Vec<Effect>) {
         self.standing.entry(user).or_insert(Standing { role, invited: false, admitted: false, removed: false }).role =
             role;
-        if self.presence.set_session_role(user, role) == Diff::Updated
-            && let Some(member) = self.presence.get(user).cloned()
-        {
-            send(out, Audience::Session, Event::MemberUpdated(member));
-            if role.is_host() {
-                for waiting in self.lobby_view() {
-                    send(out, Audience::User(user), Event::LobbyEntered(waiting));
-                }
-                let overview = self.overview();
-                let rooms = overview.rooms;
-                send(out, Audience::User(user), Event::BreakoutsChanged { open: overview.open, rooms, closed: vec![] });
+        // The change itself is published with the window's other changes.
+        if self.presence.set_session_role(user, role) == Diff::Updated && role.is_host() {
+            // A host follows every room: here they are, as last published.
+            send(out, Audience::User(user), Event::PresenceChanged { rosters: self.rosters_for_new_host() });
+            for waiting in self.lobby_view() {
+                send(out, Audience::User(user), Event::LobbyEntered(waiting));
             }
+            let overview = self.overview();
+            let rooms = overview.rooms;
+            send(out, Audience::User(user), Event::BreakoutsChanged { open: overview.open, rooms, closed: vec![] });
         }
     }
 }

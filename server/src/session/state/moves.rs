@@ -6,7 +6,7 @@
 //! transitions are committed in one write, and only after that commit are they applied and
 //! announced, all together or not at all.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use convene_protocol::{AssignmentMode, ConnId, MoveReason, RequestId, RoomId, UserId};
 
@@ -45,17 +45,17 @@ impl SessionState {
     }
 
     /// Applies checked and committed moves: presence moves with each person, the moved hear
-    /// `moved` with their new room's members, those who stayed in an affected room hear a
-    /// presence diff, hosts hear how the rooms look now.
+    /// `moved` with their new room's roster, those who stayed in an affected room hear it with
+    /// the window's other presence changes, hosts hear how the rooms look now.
     pub(super) fn relocate(&mut self, moves: &[(UserId, RoomId)], reason: MoveReason, out: &mut Vec<Effect>) {
-        let mut arrived: BTreeMap<RoomId, Vec<UserId>> = BTreeMap::new();
-        let mut departed: BTreeMap<RoomId, Vec<UserId>> = BTreeMap::new();
+        let mut affected: BTreeSet<RoomId> = BTreeSet::new();
         let mut moved = Vec::new();
         for (user, to) in moves {
             let Some(from) = self.presence.get(*user).map(|m| m.room) else { continue };
             if from == *to {
                 continue;
             }
+            self.hold_roster(*user, from);
             self.presence.set_room(*user, *to);
             if let Some(room) = self.rooms.get_mut(&from) {
                 room.members.remove(user);
@@ -64,9 +64,8 @@ impl SessionState {
                 room.enter(*user);
             }
             self.breakouts.last_room.insert(*user, *to);
-            arrived.entry(*to).or_default().push(*user);
-            departed.entry(from).or_default().push(*user);
-            moved.push((*user, from, *to));
+            affected.extend([from, *to]);
+            moved.push((*user, *to));
         }
         // A host arriving in a room answers its help requests.
         let helped: Vec<UserId> = self
@@ -74,8 +73,8 @@ impl SessionState {
             .help
             .values()
             .filter(|help| {
-                arrived.get(&help.room).is_some_and(|users| {
-                    users.iter().any(|u| self.presence.get(*u).is_some_and(|m| m.session_role.is_host()))
+                moved.iter().any(|(user, to)| {
+                    *to == help.room && self.presence.get(*user).is_some_and(|m| m.session_role.is_host())
                 })
             })
             .map(|help| help.user)
@@ -84,35 +83,38 @@ impl SessionState {
             self.breakouts.help.remove(&user);
             send(out, Audience::Hosts, Event::HelpResolved { user });
         }
-        // One frame per destination room: everyone a command moves into a room hears the same
-        // thing, so a whole session returning to the main room costs one encoding, not one each.
-        let mut movers: BTreeMap<RoomId, Vec<UserId>> = BTreeMap::new();
-        for (user, _from, to) in moved {
-            movers.entry(to).or_default().push(user);
-        }
-        for (to, users) in movers {
-            let Some(room) = self.room_summary(to) else { continue };
-            let members = self.room_members(to);
-            let audience = match users.as_slice() {
-                [user] => Audience::User(*user),
-                _ => Audience::Users(users),
-            };
-            send(out, audience, Event::Moved { room, reason, members });
-        }
-        let affected: Vec<RoomId> = arrived.keys().chain(departed.keys()).copied().collect();
-        for room in &affected {
-            let joined_users = arrived.remove(room).unwrap_or_default();
-            let joined = joined_users.iter().filter_map(|u| self.presence.get(*u).cloned()).collect();
-            let left = departed.remove(room).unwrap_or_default();
-            if self.rooms.get(room).is_none_or(|r| r.members.len() <= joined_users.len()) {
-                continue;
+        // Several people moved at once are published at once, and each is sent their new room
+        // as that publication leaves it: a whole session returning to the main room then hears
+        // only what changed while it was away, instead of every arrival but its own. (One
+        // person's move waits for the window like any change, and their arrival reaches them in
+        // its diff.)
+        if moved.len() > 1 {
+            let mut arrived: BTreeMap<RoomId, Vec<UserId>> = BTreeMap::new();
+            for (user, to) in &moved {
+                arrived.entry(*to).or_default().push(*user);
             }
-            send(
-                out,
-                Audience::RoomExceptUsers(*room, joined_users),
-                Event::RoomPresence { room: *room, joined, left },
-            );
+            arrived.values_mut().for_each(|users| users.sort_unstable());
+            self.publish_rosters(&arrived, out);
         }
+        // One frame per destination room and roster held: everyone a command moves back into a
+        // room they left at the same point hears the same thing, so a whole session returning
+        // to the main room costs one encoding, not one each.
+        let mut frames: BTreeMap<(RoomId, bool, Option<u64>), Vec<ConnId>> = BTreeMap::new();
+        for (user, to) in moved {
+            let Some(member) = self.presence.get(user) else { continue };
+            let host = member.session_role.is_host();
+            for conn in &member.conns {
+                // A host follows every room already: nothing changed for them since.
+                let held = if host { Some(self.presence.rosters().version(to)) } else { self.held_roster(*conn, to) };
+                frames.entry((to, host, held)).or_default().push(*conn);
+            }
+        }
+        for ((to, host, held), conns) in frames {
+            let Some(room) = self.room_summary(to) else { continue };
+            let roster = self.roster_for(to, host, held);
+            send(out, Audience::Conns(conns), Event::Moved { room, reason, roster });
+        }
+        let affected: Vec<RoomId> = affected.into_iter().collect();
         self.announce_breakouts(&affected, &[], out);
     }
 
@@ -125,13 +127,6 @@ impl SessionState {
                 (from != *to).then(|| self.transition(*user, Some(from), Some(*to), now))
             })
             .collect()
-    }
-
-    fn room_members(&self, room: RoomId) -> Vec<crate::presence::Member> {
-        self.rooms
-            .get(&room)
-            .map(|r| r.members.iter().filter_map(|u| self.presence.get(*u).cloned()).collect())
-            .unwrap_or_default()
     }
 
     /// Answers a retried host request with its first outcome; returns whether it was one.

@@ -83,11 +83,12 @@ impl Command {
                     | SessionRequest::SelectRoom(_)
                     | SessionRequest::CloseBreakoutRooms(_)
             ),
-            Self::Disconnect { .. }
-            | Self::NodeGone { .. }
-            | Self::RemotesLost { .. }
-            | Self::Internal(Internal::Tick) => true,
-            Self::Internal(Internal::Committed { .. } | Internal::Posted { .. } | Internal::Changed { .. }) => false,
+            Self::Disconnect { .. } | Self::NodeGone { .. } | Self::RemotesLost { .. } => true,
+            // The clock runs in flight too: presence is published on time, and the room timers
+            // wait for the commit on their own (see `tick`).
+            Self::Internal(
+                Internal::Tick | Internal::Committed { .. } | Internal::Posted { .. } | Internal::Changed { .. },
+            ) => false,
         }
     }
 }

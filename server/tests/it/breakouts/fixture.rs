@@ -8,7 +8,7 @@ use convene_protocol::{BreakoutRoomView, MoveReason, Role, RoomId, ServerMessage
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::common::{Backend, Client, TestServer, TestUser};
+use crate::common::{Backend, Client, TestServer, TestUser, departures};
 use crate::nodes::owner_and_other;
 
 /// A group session with a host and `n` participants, all joined. With [`Backend::TwoNodes`] the
@@ -27,6 +27,11 @@ pub(crate) struct Fixture {
 
 pub(crate) async fn fixture(backend: Backend, n: usize) -> Result<Fixture> {
     let (owner, server) = owner_and_other(backend).await?;
+    fixture_on(owner, server, n).await
+}
+
+/// [`fixture`] on nodes already started (see [`owner_and_other`]).
+pub(crate) async fn fixture_on(owner: Option<TestServer>, server: TestServer, n: usize) -> Result<Fixture> {
     let org = Some(Uuid::new_v4());
     let host = TestUser::new(Role::Therapist, org);
     let view = server.create_session(&host, json!({"session_type": "group"})).await?;
@@ -64,7 +69,7 @@ pub(crate) async fn stop_nodes(
         joined.members.iter().map(|m| m.user_id).filter(|user| *user != host.id).collect();
     server.halt().await?;
     while !present.is_empty() {
-        if let ServerMessage::MemberLeft { user_id, .. } = watcher.recv().await? {
+        for user_id in departures(&watcher.recv().await?) {
             present.remove(&user_id);
         }
     }
@@ -91,12 +96,14 @@ pub(crate) async fn create_rooms(f: &mut Fixture, count: u32, max: u32, mode: &s
     }
 }
 
-/// The next `moved` event of a client: (room, reason, member count).
+/// The next `moved` event of a client: (room, reason, members in the room as its roster shows
+/// it, the room's last chat sequence). Several people moved at once are in the roster they are
+/// sent; one person moved alone is added by the diff that follows.
 pub(crate) async fn moved(client: &mut Client) -> Result<(RoomId, MoveReason, usize, i64)> {
     client
         .recv_until(|m| match m {
-            ServerMessage::Moved { room, reason, members, .. } => {
-                Some((room.room_id, reason, members.len(), room.last_seq))
+            ServerMessage::Moved { room, reason, roster, .. } => {
+                Some((room.room_id, reason, roster.total as usize, room.last_seq))
             }
             _ => None,
         })

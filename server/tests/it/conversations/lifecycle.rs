@@ -279,12 +279,7 @@ async fn a_device_given_up_for_dead_resumes_with_exactly_what_it_missed(setup: S
     for seq in 2..=4 {
         ensure!(mentor_device.send_dm(id, &seq.to_string(), "while you were away").await? == Ok(seq));
     }
-    host_device
-        .recv_until(|m| match m {
-            ServerMessage::MemberLeft { user_id, .. } if user_id == mentee.id => Some(()),
-            _ => None,
-        })
-        .await?;
+    host_device.recv_departure_of(mentee.id).await?;
     // The mentor's device, unread while the host waited, may have been given up too.
     let mut mentor_device = Client::connect(fx.node(1), &mentor).await?;
     ensure!(mentor_device.send_dm(id, "5", "and after").await? == Ok(5));

@@ -97,7 +97,7 @@ fn a_closed_room_stays_readable_to_hosts_and_those_who_were_in_it() {
         joining(
             conn_id(4),
             visitor,
-            JoinSession { request_id: None, resume: vec![cursor], session_id: SESSION, video: false },
+            JoinSession { request_id: None, resume: vec![cursor], rosters: vec![], session_id: SESSION, video: false },
         ),
     );
     let resumed = effects.iter().find_map(|e| match e {

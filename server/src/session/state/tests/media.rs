@@ -79,7 +79,11 @@ impl Devices {
 }
 
 fn join_session(conn: u64, who: Identity) -> Command {
-    joining(conn_id(conn), who, JoinSession { request_id: None, resume: vec![], session_id: SESSION, video: true })
+    joining(
+        conn_id(conn),
+        who,
+        JoinSession { request_id: None, resume: vec![], rosters: vec![], session_id: SESSION, video: true },
+    )
 }
 
 fn move_to(user: UserId, from: RoomId, to: RoomId) -> Command {
@@ -155,7 +159,8 @@ fn random_changes_of_room_keep_every_device_in_step() {
             (0, _) | (_, None) => {
                 next_conn += 1;
                 let video = rng.random_bool(0.8);
-                let join = JoinSession { request_id: None, resume: vec![], session_id: SESSION, video };
+                let join =
+                    JoinSession { request_id: None, resume: vec![], rosters: vec![], session_id: SESSION, video };
                 ("join", joining(conn_id(next_conn), person, join), None)
             }
             (1, Some(member)) => {

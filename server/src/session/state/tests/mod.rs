@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::chat::RoomChat;
-use crate::config::ChatLimits;
+use crate::config::{ChatLimits, PresenceConfig};
 use crate::store::{InsertOutcome, ParticipantRecord, SessionRecord, WriteFailed};
 
 struct Fixture {
@@ -28,6 +28,16 @@ fn identity(role: Role, org: Option<OrgId>) -> Identity {
 }
 
 fn fixture(session_type: SessionType, lobby_enabled: bool) -> Fixture {
+    // Every command's presence changes are published as it ends, unless a test sets a window.
+    let presence = PresenceConfig {
+        window: std::time::Duration::ZERO,
+        counts_interval: std::time::Duration::ZERO,
+        ..PresenceConfig::default()
+    };
+    fixture_with(session_type, lobby_enabled, presence)
+}
+
+fn fixture_with(session_type: SessionType, lobby_enabled: bool, presence: PresenceConfig) -> Fixture {
     let org = Some(ORG);
     let host = identity(Role::Therapist, org);
     let invited = UserId(Uuid::new_v4());
@@ -69,8 +79,10 @@ fn fixture(session_type: SessionType, lobby_enabled: bool) -> Fixture {
         chat: ChatLimits::default(),
         budgets: crate::limits::Budgets::default(),
         deny_cooldown: std::time::Duration::from_secs(60),
+        presence,
     };
     let loaded = Loaded {
+        epoch: 1,
         session,
         participants,
         main_chat: chat,
@@ -141,7 +153,7 @@ fn join(state: &mut SessionState, conn: u64, who: Identity) -> Vec<Effect> {
         joining(
             conn_id(conn),
             who,
-            JoinSession { request_id: None, resume: vec![], session_id: SESSION, video: false },
+            JoinSession { request_id: None, resume: vec![], rosters: vec![], session_id: SESSION, video: false },
         ),
     )
 }
@@ -330,48 +342,6 @@ fn a_failed_write_fails_every_waiter_and_announces_nothing() {
 }
 
 #[test]
-fn presence_diffs_follow_devices() {
-    let mut f = fixture(SessionType::Group, false);
-    join(&mut f.state, 1, f.host);
-    let member = identity(Role::Mentee, f.org);
-    let diffs = |effects: &[Effect]| -> Vec<&'static str> {
-        effects
-            .iter()
-            .filter_map(|e| match e {
-                Effect::Send { to: Audience::SessionExcept(_), event: Event::MemberJoined(_) } => Some("joined"),
-                Effect::Send { to: Audience::SessionExcept(_), event: Event::MemberUpdated(_) } => Some("updated"),
-                Effect::Send { to: Audience::SessionExcept(_), event: Event::MemberLeft { .. } } => Some("left"),
-                _ => None,
-            })
-            .collect()
-    };
-    let steps: [(Command, &[&str]); 4] = [
-        (
-            joining(
-                conn_id(2),
-                member,
-                JoinSession { request_id: None, resume: vec![], session_id: SESSION, video: false },
-            ),
-            &["joined"],
-        ),
-        (
-            joining(
-                conn_id(3),
-                member,
-                JoinSession { request_id: None, resume: vec![], session_id: SESSION, video: false },
-            ),
-            &["updated"],
-        ),
-        (Command::Disconnect { conn: conn_id(2) }, &["updated"]),
-        (Command::Disconnect { conn: conn_id(3) }, &["left"]),
-    ];
-    for (command, expected) in steps {
-        let effects = apply(&mut f.state, command.clone());
-        assert_eq!(diffs(&effects), expected, "{command:?}");
-    }
-}
-
-#[test]
 fn ending_tells_everyone_detaches_everyone_and_stops() {
     let mut f = fixture(SessionType::Group, true);
     join(&mut f.state, 1, f.host);
@@ -429,14 +399,15 @@ fn refusal(effects: &[Effect]) -> Option<ErrorCode> {
     })
 }
 
-fn moved_users(effects: &[Effect]) -> Vec<UserId> {
+/// Who was told `moved`, one entry per device.
+fn moved_users(state: &SessionState, effects: &[Effect]) -> Vec<UserId> {
     effects
         .iter()
         .flat_map(|e| match e {
-            Effect::Send { to: Audience::User(user), event: Event::Moved { .. } } => vec![*user],
-            Effect::Send { to: Audience::Users(users), event: Event::Moved { .. } } => users.clone(),
+            Effect::Send { to: Audience::Conns(conns), event: Event::Moved { .. } } => conns.clone(),
             _ => vec![],
         })
+        .filter_map(|conn| state.conns.get(&conn).map(|attachment| attachment.user))
         .collect()
 }
 
@@ -462,6 +433,7 @@ fn replies(effects: &[Effect], conn: u64) -> Vec<Result<(), ErrorCode>> {
 mod audit;
 mod closed_rooms;
 mod media;
+mod presence;
 mod rooms;
 
 #[test]

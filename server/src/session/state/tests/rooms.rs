@@ -124,7 +124,7 @@ fn moves_are_checked_as_a_whole_before_anyone_moves() {
     for (name, command, error, moved) in cases {
         let effects = apply(&mut f.state, command);
         assert_eq!(refusal(&effects), error, "{name}");
-        assert_eq!(moved_users(&effects).len(), moved, "{name}");
+        assert_eq!(moved_users(&f.state, &effects).len(), moved, "{name}");
         if error.is_some() {
             assert!(!effects.iter().any(|e| matches!(e, Effect::Persist(_))), "{name}: a refusal writes nothing");
         }
@@ -168,11 +168,11 @@ fn a_timer_warns_ahead_then_closes_its_room_on_the_sessions_clock() {
         _ => None,
     });
     assert_eq!(warned, Some(60));
-    assert!(moved_users(&out).is_empty(), "nobody moves before the end");
+    assert!(moved_users(&f.state, &out).is_empty(), "nobody moves before the end");
     assert_eq!(f.state.next_deadline(), Some(at(120).mono));
 
     let out = apply_at(&mut f.state, Command::Internal(Internal::Tick), at(120));
-    assert_eq!(moved_users(&out), [person.user_id]);
+    assert_eq!(moved_users(&f.state, &out), [person.user_id]);
     let stored = out.iter().any(|e| {
         matches!(e, Effect::Persist(Persist::Staged { changes })
             if changes.iter().any(|c| matches!(c, crate::store::SessionWrite::CloseRooms { .. })))
@@ -206,7 +206,7 @@ fn a_move_is_announced_only_after_its_commit_and_a_failed_one_changes_nothing() 
     // Checked and written, but nobody is told and nobody moves yet.
     let staged = apply_uncommitted(&mut f.state, move_it());
     assert_eq!(staged_writes(&staged), 1);
-    assert!(moved_users(&staged).is_empty() && replies(&staged, 1).is_empty(), "{staged:?}");
+    assert!(moved_users(&f.state, &staged).is_empty() && replies(&staged, 1).is_empty(), "{staged:?}");
     assert_eq!(f.state.presence.get(user).map(|m| m.room), Some(f.room));
 
     // The write fails: the host alone hears why; the person is still where they were.
@@ -217,7 +217,7 @@ fn a_move_is_announced_only_after_its_commit_and_a_failed_one_changes_nothing() 
         &mut failed,
     );
     assert_eq!(replies(&failed, 1), [Err(ErrorCode::Unavailable)]);
-    assert!(moved_users(&failed).is_empty());
+    assert!(moved_users(&f.state, &failed).is_empty());
     assert!(
         failed.iter().all(|e| matches!(e, Effect::Send { to: Audience::Conn(c), .. } if *c == conn_id(1))),
         "{failed:?}"
@@ -226,13 +226,13 @@ fn a_move_is_announced_only_after_its_commit_and_a_failed_one_changes_nothing() 
 
     // A retry under the same request id runs again, and its commit moves the person.
     let retried = apply(&mut f.state, move_it());
-    assert_eq!((staged_writes(&retried), moved_users(&retried)), (1, vec![user]));
+    assert_eq!((staged_writes(&retried), moved_users(&f.state, &retried)), (1, vec![user]));
     assert_eq!(replies(&retried, 1), [Ok(())]);
     assert_eq!(f.state.presence.get(user).map(|m| m.room), Some(rooms[0]));
 
     // Once committed, the same request id is answered from memory: no second move, no write.
     let again = apply(&mut f.state, move_it());
-    assert_eq!((staged_writes(&again), moved_users(&again).len()), (0, 0));
+    assert_eq!((staged_writes(&again), moved_users(&f.state, &again).len()), (0, 0));
     assert_eq!(replies(&again, 1), [Ok(())]);
 }
 
@@ -279,7 +279,7 @@ fn changes_of_rooms_wait_behind_the_one_in_flight_and_see_its_result() {
     let mut settled = Vec::new();
     f.state.apply(Command::Internal(Internal::Committed { result: Ok(()) }), Now::current(), &mut settled);
     // The first move happened; the second, checked after it, acted on a stale view.
-    assert_eq!(moved_users(&settled), [user]);
+    assert_eq!(moved_users(&f.state, &settled), [user]);
     assert_eq!(replies(&settled, 1), [Ok(())]);
     assert_eq!(replies(&settled, 3), [Err(ErrorCode::Conflict)]);
     assert!(!f.state.is_staging());
@@ -312,7 +312,7 @@ fn a_full_deferral_queue_refuses_requests_but_never_a_departure() {
             joining(
                 conn_id(conn),
                 who,
-                JoinSession { request_id: None, resume: vec![], session_id: SESSION, video: false },
+                JoinSession { request_id: None, resume: vec![], rosters: vec![], session_id: SESSION, video: false },
             ),
         )
     };

@@ -1,14 +1,24 @@
 //! Presence: who is in a session, on how many devices, in which room, with which status.
 //!
-//! A person on two devices is one member with a device count. Each change reports the diff
-//! others must hear (joined, updated or left), so the session never resends the full list. It
-//! also remembers which rooms gained or lost a device since it was last asked
-//! ([`Presence::take_touched`]): the rooms whose video connections must be redrawn.
+//! A person on two devices is one member with a device count. Every change is noted in the
+//! session's [`Rosters`] with how the member stood before, and published later, coalesced with
+//! the others of its window, as per-room diffs ([`Presence::publish`]). Presence also remembers
+//! which rooms gained or lost a device since it was last asked ([`Presence::take_touched`]): the
+//! rooms whose video connections must be redrawn; and, per device, the rosters it held of rooms
+//! it left ([`Presence::held`]), so that coming back costs a diff.
+
+mod roster;
+
+pub use roster::{Delta, Placed, RoomChange, Rosters};
 
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use convene_protocol::{ConnId, PresenceStatus, Role, RoomId, SessionRole, UserId};
+
+/// Rooms whose roster a device is remembered to hold after leaving them: the main room and the
+/// few breakouts a person passes through in one sitting.
+const HELD_ROSTERS: usize = 4;
 
 /// One person present in a session.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -23,7 +33,34 @@ pub struct Member {
     pub joined_at: DateTime<Utc>,
 }
 
-/// What others must be told after a change.
+impl Member {
+    /// How the member looks in a roster.
+    pub fn shown(&self) -> Shown {
+        Shown {
+            session_role: self.session_role,
+            role: self.role,
+            devices: u32::try_from(self.conns.len()).unwrap_or(u32::MAX),
+            status: self.status,
+            joined_at: self.joined_at,
+        }
+    }
+
+    pub fn placed(&self) -> Placed {
+        (self.room, self.shown())
+    }
+}
+
+/// A member as a roster shows them, apart from who and where: what a change may change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shown {
+    pub session_role: SessionRole,
+    pub role: Role,
+    pub devices: u32,
+    pub status: PresenceStatus,
+    pub joined_at: DateTime<Utc>,
+}
+
+/// What a change did to the member.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Diff {
     Joined,
@@ -32,14 +69,56 @@ pub enum Diff {
     Unchanged,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Presence {
     members: HashMap<UserId, Member>,
     /// Rooms whose devices changed since the last [`Presence::take_touched`].
     touched: HashSet<RoomId>,
+    rosters: Rosters,
+    /// Per device, the rooms it left and the version of their roster it held then.
+    held: HashMap<ConnId, Vec<(RoomId, u64)>>,
 }
 
 impl Presence {
+    /// Empty presence; `epoch` tells this load of the session's roster versions from others.
+    pub fn new(epoch: u64) -> Self {
+        Self { members: HashMap::new(), touched: HashSet::new(), rosters: Rosters::new(epoch), held: HashMap::new() }
+    }
+
+    pub fn rosters(&self) -> &Rosters {
+        &self.rosters
+    }
+
+    /// Publishes the changes noted since the last publication, per room.
+    pub fn publish(&mut self) -> Vec<(RoomId, RoomChange)> {
+        let members = &self.members;
+        self.rosters.publish(|user| members.get(&user).map(Member::placed), members.len())
+    }
+
+    /// Forgets a room that closed or was deleted.
+    pub fn forget_room(&mut self, room: RoomId) {
+        self.rosters.forget_room(room);
+    }
+
+    /// Remembers that `conn` held `room`'s roster at `version` as it left the room.
+    pub fn hold(&mut self, conn: ConnId, room: RoomId, version: u64) {
+        let held = self.held.entry(conn).or_default();
+        held.retain(|(r, _)| *r != room);
+        if held.len() == HELD_ROSTERS {
+            held.remove(0);
+        }
+        held.push((room, version));
+    }
+
+    /// The version of `room`'s roster `conn` holds, if it is remembered to hold one.
+    pub fn held(&self, conn: ConnId, room: RoomId) -> Option<u64> {
+        self.held.get(&conn)?.iter().find(|(r, _)| *r == room).map(|(_, version)| *version)
+    }
+
+    fn note(&mut self, user: UserId) {
+        self.rosters.note(user, self.members.get(&user).map(Member::placed));
+    }
+
     pub fn get(&self, user: UserId) -> Option<&Member> {
         self.members.get(&user)
     }
@@ -58,6 +137,9 @@ impl Presence {
         room: RoomId,
         now: DateTime<Utc>,
     ) -> Diff {
+        if self.members.get(&user).is_none_or(|member| !member.conns.contains(&conn)) {
+            self.note(user);
+        }
         match self.members.get_mut(&user) {
             Some(member) if member.conns.contains(&conn) => Diff::Unchanged,
             Some(member) => {
@@ -86,6 +168,10 @@ impl Presence {
 
     /// Removes one device; the member leaves with their last one.
     pub fn remove_device(&mut self, user: UserId, conn: ConnId) -> Diff {
+        self.held.remove(&conn);
+        if self.members.get(&user).is_some_and(|member| member.conns.contains(&conn)) {
+            self.note(user);
+        }
         let Some(member) = self.members.get_mut(&user) else { return Diff::Unchanged };
         let before = member.conns.len();
         member.conns.retain(|c| *c != conn);
@@ -103,6 +189,9 @@ impl Presence {
     }
 
     pub fn set_status(&mut self, user: UserId, status: PresenceStatus) -> Diff {
+        if self.members.get(&user).is_some_and(|member| member.status != status) {
+            self.note(user);
+        }
         match self.members.get_mut(&user) {
             Some(member) if member.status != status => {
                 member.status = status;
@@ -114,6 +203,9 @@ impl Presence {
 
     /// Changes a member's role in the session.
     pub fn set_session_role(&mut self, user: UserId, role: SessionRole) -> Diff {
+        if self.members.get(&user).is_some_and(|member| member.session_role != role) {
+            self.note(user);
+        }
         match self.members.get_mut(&user) {
             Some(member) if member.session_role != role => {
                 member.session_role = role;
@@ -125,6 +217,9 @@ impl Presence {
 
     /// Moves a member to another room.
     pub fn set_room(&mut self, user: UserId, room: RoomId) {
+        if self.members.get(&user).is_some_and(|member| member.room != room) {
+            self.note(user);
+        }
         if let Some(member) = self.members.get_mut(&user)
             && member.room != room
         {
@@ -135,6 +230,11 @@ impl Presence {
 
     /// Removes everyone, returning who was present.
     pub fn clear(&mut self) -> Vec<Member> {
+        let users: Vec<UserId> = self.members.keys().copied().collect();
+        for user in users {
+            self.note(user);
+        }
+        self.held.clear();
         let members: Vec<Member> = self.members.drain().map(|(_, member)| member).collect();
         self.touched.extend(members.iter().map(|member| member.room));
         members
@@ -159,7 +259,7 @@ mod tests {
 
     #[test]
     fn a_second_device_updates_and_the_last_device_leaves() {
-        let mut presence = Presence::default();
+        let mut presence = Presence::new(1);
         let user = UserId(Uuid::new_v4());
         let room = RoomId(Uuid::new_v4());
         let now = Utc::now();
