@@ -89,7 +89,9 @@ pub async fn run(common: &Common, secret: &str, options: Options) -> Result<Repo
     let (mut host_sink, mut host_stream) = host.split();
     let (host_tx, mut host_rx) = mpsc::channel::<ServerMessage>(EVENT_CHANNEL);
     let host_reader = tokio::spawn(async move {
-        while let Some(Ok(Message::Text(text))) = host_stream.next().await {
+        // Pings (and anything else not text) are answered by the socket itself; keep reading.
+        while let Some(Ok(frame)) = host_stream.next().await {
+            let Message::Text(text) = frame else { continue };
             let important = [r#"{"type":"ok""#, r#"{"type":"error""#, r#"{"type":"breakout_plan""#];
             if !important.iter().any(|start| text.as_str().starts_with(start)) {
                 continue;
@@ -135,10 +137,17 @@ pub async fn run(common: &Common, secret: &str, options: Options) -> Result<Repo
     let mut ticks = tokio::time::interval(Duration::from_secs(1) / options.join_rate.max(1));
     let join = json!({"type": "join_session", "session_id": session.id}).to_string();
     let started = Instant::now();
+    let host_ping = json!({"type": "ping"}).to_string();
+    let per_second = usize::try_from(options.join_rate.max(1)).unwrap_or(usize::MAX);
     for (i, sink) in sinks.iter_mut().enumerate() {
         ticks.tick().await;
         sent_at[i] = Instant::now();
         sink.send(Message::text(join.clone())).await?;
+        // The host has nothing to say while people join; a ping a second keeps it from
+        // looking dead to the server's heartbeat in a join phase longer than its timeout.
+        if i % per_second == 0 {
+            host_sink.send(Message::text(host_ping.clone())).await?;
+        }
     }
     let latencies = collect(&mut events, Seen::Joined, participants, &sent_at, &mut errors).await;
     let join_took = started.elapsed();
