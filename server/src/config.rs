@@ -130,6 +130,8 @@ pub struct PresenceConfig {
     pub window: Duration,
     /// A room with more members than this is not followed live by its participants (they see
     /// its hosts and count and page the rest); it is followed again once it has half as many.
+    /// It bounds the largest roster frame (about 200 bytes a member), which matters beyond the
+    /// frame: a connection's write buffer keeps the capacity of the largest frame it ever sent.
     pub roster_limit: usize,
     /// Room counts go out at most this often.
     pub counts_interval: Duration,
@@ -137,7 +139,7 @@ pub struct PresenceConfig {
 
 impl Default for PresenceConfig {
     fn default() -> Self {
-        Self { window: Duration::from_millis(50), roster_limit: 1_500, counts_interval: Duration::from_secs(1) }
+        Self { window: Duration::from_millis(50), roster_limit: 250, counts_interval: Duration::from_secs(1) }
     }
 }
 

@@ -153,7 +153,7 @@ struct ServeArgs {
     presence_window: Duration,
     /// Rooms with more members than this are not followed live by participants (they see the
     /// hosts and the count, and page the rest); hosts follow every room.
-    #[arg(long, env = "CONVENE_ROSTER_LIMIT", default_value_t = 1_500, global = true)]
+    #[arg(long, env = "CONVENE_ROSTER_LIMIT", default_value_t = 250, global = true)]
     roster_limit: usize,
     /// How long a request waits for the database before it is answered `unavailable`.
     #[arg(long, env = "CONVENE_DB_TIMEOUT", default_value = "3s", value_parser = parse_duration, global = true)]
