@@ -220,8 +220,8 @@ impl SessionState {
         self.presence.held(conn, room)
     }
 
-    /// `room`'s members as last published, ordered by user id.
-    fn published_members(&self, room: RoomId) -> Vec<(UserId, Shown)> {
+    /// `room`'s members as last published that `keep` picks, ordered by user id.
+    fn published_members(&self, room: RoomId, keep: impl Fn(&Shown) -> bool) -> Vec<(UserId, Shown)> {
         let rosters = self.presence.rosters();
         let mut members: Vec<(UserId, Shown)> = self
             .rooms
@@ -232,10 +232,11 @@ impl SessionState {
                     .filter(|user| rosters.published(**user).is_none())
                     .filter_map(|user| self.presence.get(*user))
                     .map(|member| (member.user_id, member.shown()))
+                    .filter(|(_, shown)| keep(shown))
                     .collect()
             })
             .unwrap_or_default();
-        members.extend(rosters.published_in(room));
+        members.extend(rosters.published_in(room).filter(|(_, shown)| keep(shown)));
         members.sort_by_key(|(user, _)| *user);
         members
     }
@@ -252,7 +253,7 @@ impl SessionState {
 
     fn whole_roster(&self, room: RoomId) -> RosterView {
         let rosters = self.presence.rosters();
-        let members = self.published_members(room);
+        let members = self.published_members(room, |_| true);
         RosterView {
             epoch: rosters.epoch(),
             room,
@@ -265,19 +266,18 @@ impl SessionState {
         }
     }
 
-    /// What a participant of a large room is shown: its hosts and its count.
+    /// What a participant of a large room is shown: its hosts and its count. Costs a pass over
+    /// the room, not a copy of it: every participant arriving in a large room is sent one.
     fn large_roster(&self, room: RoomId) -> RosterView {
         let rosters = self.presence.rosters();
-        let members = self.published_members(room);
-        let total = count(members.len());
         RosterView {
             epoch: rosters.epoch(),
             room,
             version: rosters.version(room),
             since: None,
-            members: members.into_iter().filter(|(_, shown)| shown.session_role.is_host()).collect(),
+            members: self.published_members(room, |shown| shown.session_role.is_host()),
             left: Vec::new(),
-            total,
+            total: count(self.published_total(room)),
             live: false,
         }
     }
