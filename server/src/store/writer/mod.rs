@@ -379,6 +379,9 @@ fn fail_all(batch: &mut Vec<Queued>, failure: WriteFailed, metrics: &Metrics) {
 
 /// Hands each op its result.
 fn answer(results: impl Iterator<Item = (Queued, Result<OpResult, WriteFailed>)>, metrics: &Metrics) {
+    // Bookkeeping nobody waits on is reported once per batch: a failing database fails every
+    // op of every batch, and a line per op (with its rows) buried the log under load.
+    let mut bookkeeping_failed: Option<(usize, WriteFailed)> = None;
     for (queued, result) in results {
         metrics.persist_latency.observe(queued.submitted.elapsed());
         if result.is_err() {
@@ -426,9 +429,10 @@ fn answer(results: impl Iterator<Item = (Queued, Result<OpResult, WriteFailed>)>
             }
             WriteOp::Barrier { done } => done.send(()).is_ok(),
             WriteOp::Changes { done: Some(done), .. } => done.send(result.map(|_| ())).is_ok(),
-            op => {
+            _ => {
                 if let Err(failure) = result {
-                    error!(?op, %failure, "bookkeeping write failed");
+                    let (count, _) = bookkeeping_failed.get_or_insert((0, failure));
+                    *count += 1;
                 }
                 true
             }
@@ -437,6 +441,9 @@ fn answer(results: impl Iterator<Item = (Queued, Result<OpResult, WriteFailed>)>
             // The requester (a session actor) stopped before the commit; the write stands.
             debug!("write committed after its requester went away");
         }
+    }
+    if let Some((count, failure)) = bookkeeping_failed {
+        error!(count, %failure, "bookkeeping writes failed (joins, leaves, transitions; nobody waited on them)");
     }
 }
 
