@@ -16,8 +16,6 @@ pub enum Audience {
     /// Admitted members in a room.
     Room(RoomId),
     RoomExcept(RoomId, UserId),
-    /// Members of a room but these (who are told otherwise).
-    RoomExceptUsers(RoomId, Vec<UserId>),
     /// Members of a room, and every host wherever they are.
     RoomAndHosts(RoomId),
     /// Members of a room who are not hosts (hosts follow every room on their own), but these
@@ -25,8 +23,6 @@ pub enum Audience {
     RoomParticipants(RoomId, Vec<UserId>),
     /// Every device of one person.
     User(UserId),
-    /// Every device of these people.
-    Users(Vec<UserId>),
     /// Every admitted member.
     Session,
     SessionExcept(UserId),

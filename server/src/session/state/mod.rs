@@ -325,10 +325,9 @@ impl SessionState {
         match audience {
             Audience::Conn(conn) => deliver(*conn),
             Audience::Conns(conns) => conns.iter().copied().for_each(deliver),
-            Audience::Room(room) | Audience::RoomExcept(room, _) | Audience::RoomExceptUsers(room, _) => {
+            Audience::Room(room) | Audience::RoomExcept(room, _) => {
                 let skip = |user: &UserId| match audience {
                     Audience::RoomExcept(_, except) => user == except,
-                    Audience::RoomExceptUsers(_, except) => except.contains(user),
                     _ => false,
                 };
                 if let Some(room) = self.rooms.get(room) {
@@ -357,7 +356,6 @@ impl SessionState {
                     member_conns(member);
                 }
             }
-            Audience::Users(users) => users.iter().filter_map(|user| self.presence.get(*user)).for_each(member_conns),
             Audience::Session => self.presence.members().for_each(member_conns),
             Audience::SessionExcept(user) => {
                 self.presence.members().filter(|m| m.user_id != *user).for_each(member_conns);
