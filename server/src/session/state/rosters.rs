@@ -189,16 +189,19 @@ impl SessionState {
         if !host {
             return vec![self.roster_for(room, false, held_of(room))];
         }
-        let mut rooms: Vec<RoomId> = self.rooms.keys().copied().collect();
-        rooms.sort_by_key(|r| (*r != self.main_room, *r));
-        rooms.into_iter().map(|room| self.roster_for(room, true, held_of(room))).collect()
+        self.rooms_main_first().into_iter().map(|room| self.roster_for(room, true, held_of(room))).collect()
     }
 
     /// Every room's whole roster, for a member who just became a host.
     pub(super) fn rosters_for_new_host(&self) -> Vec<RosterView> {
+        self.rooms_main_first().into_iter().map(|room| self.whole_roster(room)).collect()
+    }
+
+    /// The open rooms in the order a host is sent their rosters: the main room, then by id.
+    fn rooms_main_first(&self) -> Vec<RoomId> {
         let mut rooms: Vec<RoomId> = self.rooms.keys().copied().collect();
         rooms.sort_by_key(|r| (*r != self.main_room, *r));
-        rooms.into_iter().map(|room| self.whole_roster(room)).collect()
+        rooms
     }
 
     /// Remembers, for each of `user`'s devices, the roster of `room` they hold as they leave it:

@@ -158,6 +158,16 @@ fn join(state: &mut SessionState, conn: u64, who: Identity) -> Vec<Effect> {
     )
 }
 
+/// The host joins on connection 1, then `count` new people with `role` on connections 10, 11, …
+fn host_and_people(f: &mut Fixture, count: usize, role: Role) -> Vec<Identity> {
+    join(&mut f.state, 1, f.host);
+    let people: Vec<Identity> = (0..count).map(|_| identity(role, f.org)).collect();
+    for (i, person) in people.iter().enumerate() {
+        join(&mut f.state, 10 + i as u64, *person);
+    }
+    people
+}
+
 /// What the joining connection itself was told.
 #[derive(Debug, PartialEq, Eq)]
 enum Outcome {

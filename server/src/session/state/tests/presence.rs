@@ -175,11 +175,7 @@ fn participants_follow_their_own_room_and_hosts_follow_every_room() {
 #[test]
 fn coming_back_to_a_room_sends_only_what_changed_since_the_roster_held() {
     let mut f = fixture(SessionType::Group, false);
-    join(&mut f.state, 1, f.host);
-    let people: Vec<Identity> = (0..10).map(|_| identity(Role::Mentee, f.org)).collect();
-    for (i, person) in people.iter().enumerate() {
-        join(&mut f.state, 10 + i as u64, *person);
-    }
+    let people = host_and_people(&mut f, 10, Role::Mentee);
     let rooms = create_rooms(&mut f, 2, 5);
     let plan: Vec<(UserId, RoomId)> = people.iter().enumerate().map(|(i, p)| (p.user_id, rooms[i % 2])).collect();
     apply(
@@ -222,11 +218,8 @@ fn a_room_over_the_roster_limit_is_followed_by_its_participants_by_count_only() 
     let limit = 4;
     let config = PresenceConfig { window: Duration::ZERO, counts_interval: Duration::ZERO, roster_limit: limit };
     let mut f = fixture_with(SessionType::Group, false, config);
-    join(&mut f.state, 1, f.host);
-    let people: Vec<Identity> = (0..6).map(|_| identity(Role::Mentee, f.org)).collect();
-    for (i, person) in people.iter().take(3).enumerate() {
-        join(&mut f.state, 10 + i as u64, *person);
-    }
+    let mut people = host_and_people(&mut f, 3, Role::Mentee);
+    people.extend((0..3).map(|_| identity(Role::Mentee, f.org)));
     // The fifth member takes the room over the limit: participants are told, once.
     let over = join(&mut f.state, 13, people[3]);
     let told: Vec<RosterView> = presence_frames(&f.state, &over)

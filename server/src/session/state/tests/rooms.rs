@@ -6,11 +6,7 @@ use super::*;
 #[test]
 fn moves_are_checked_as_a_whole_before_anyone_moves() {
     let mut f = fixture(SessionType::Group, false);
-    join(&mut f.state, 1, f.host);
-    let people: Vec<Identity> = (0..3).map(|_| identity(Role::Patient, f.org)).collect();
-    for (i, person) in people.iter().enumerate() {
-        join(&mut f.state, 10 + i as u64, *person);
-    }
+    let people = host_and_people(&mut f, 3, Role::Patient);
     let rooms = create_rooms(&mut f, 2, 2);
     let (a, b, c) = (people[0].user_id, people[1].user_id, people[2].user_id);
     let main = f.room;
