@@ -133,7 +133,7 @@ struct ServeArgs {
     /// Host commands and changes of room. Default 20/60.
     #[arg(long, env = "CONVENE_LIMIT_COMMAND", global = true)]
     limit_command: Option<Budget>,
-    /// History pages. Default 5/20.
+    /// History and roster pages. Default 5/20.
     #[arg(long, env = "CONVENE_LIMIT_HISTORY", global = true)]
     limit_history: Option<Budget>,
     /// WebRTC signals relayed to other devices. Default 20/200.
