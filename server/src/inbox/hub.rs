@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::{HubCommand, Inbox, Inboxes, UserEvent};
+use super::{Attach, HubCommand, Inbox, Inboxes, UserEvent};
 use crate::outbound::{ConnLink, Frame};
 use crate::store::{Store, StoreError};
 
@@ -55,7 +55,8 @@ struct Hub {
 pub(super) async fn run(inboxes: Arc<Inboxes>, inbox: Arc<Inbox>, mut rx: mpsc::Receiver<HubCommand>) {
     let mut hub = Hub {
         user: inbox.user,
-        devices: Vec::new(),
+        // Most users have one device on a node; a vector's first growth would hold four.
+        devices: Vec::with_capacity(1),
         positions: HashMap::new(),
         loaded: false,
         held: HashMap::new(),
@@ -63,23 +64,26 @@ pub(super) async fn run(inboxes: Arc<Inboxes>, inbox: Arc<Inbox>, mut rx: mpsc::
         store: inboxes.store.clone(),
         db_timeout: inboxes.db_timeout,
     };
-    hub.load().await;
+    // The work is boxed: an inbox waits for its next command most of its life, and one waits
+    // for every user with a device here, so its task holds only the waiting, not the largest
+    // store read it might make.
+    Box::pin(hub.load()).await;
     loop {
         let command = tokio::select! {
             // Held messages stop waiting on time, however busy the mailbox; a device that
             // attached just before the shutdown is answered first.
             biased;
             () = sleep_until(hub.hold_until), if hub.hold_until.is_some() => {
-                hub.stop_holding().await;
+                Box::pin(hub.stop_holding()).await;
                 continue;
             }
             command = rx.recv() => command,
             () = inboxes.shutdown.cancelled(), if hub.devices.is_empty() => None,
         };
         let Some(command) = command else { break };
-        hub.handle(command).await;
+        Box::pin(hub.handle(command)).await;
         if inbox.behind.swap(false, Ordering::AcqRel) {
-            hub.resync().await;
+            Box::pin(hub.resync()).await;
         }
         if hub.devices.is_empty() {
             // Ends only when nothing more is queued; anything sent after this cannot find it.
@@ -94,9 +98,9 @@ pub(super) async fn run(inboxes: Arc<Inboxes>, inbox: Arc<Inbox>, mut rx: mpsc::
     while let Ok(command) = rx.try_recv() {
         match command {
             // Left unanswered: the connection attaches to the user's next inbox itself.
-            HubCommand::Attach { .. } => {}
+            HubCommand::Attach(_) => {}
             HubCommand::Deliver(event) => inboxes.deliver_here(&[hub.user], &event),
-            HubCommand::Sync { conn, .. } => debug!(%conn, "sync from a connection that left"),
+            HubCommand::Sync(sync) => debug!(conn = %sync.conn, "sync from a connection that left"),
             HubCommand::Detach(_) | HubCommand::Resync => {}
         }
     }
@@ -126,14 +130,15 @@ impl Hub {
             self.load().await;
         }
         match command {
-            HubCommand::Attach { link, attached } => {
+            HubCommand::Attach(attach) => {
+                let Attach { link, attached } = *attach;
                 if attached.send(()).is_ok() {
                     self.devices.push(Device { link, ahead: HashMap::new() });
                 }
             }
             HubCommand::Detach(conn) => self.devices.retain(|device| device.link.conn_id != conn),
-            HubCommand::Deliver(event) => self.deliver(event).await,
-            HubCommand::Sync { conn, request } => self.sync(conn, request).await,
+            HubCommand::Deliver(event) => self.deliver(*event).await,
+            HubCommand::Sync(sync) => self.sync(sync.conn, sync.request).await,
             HubCommand::Resync => self.resync().await,
         }
     }

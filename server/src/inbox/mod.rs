@@ -19,6 +19,7 @@ mod hub;
 pub mod policy;
 mod requests;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -66,23 +67,34 @@ pub enum UserEvent {
     Other { frame: Frame },
 }
 
-/// What an inbox is asked to do.
+/// What an inbox is asked to do. Payloads are boxed to keep the command at 24 bytes: a
+/// mailbox allocates its first block of 32 slots when it is made, for every user with a device
+/// here, and most of those users are never sent anything.
 #[derive(Debug)]
 enum HubCommand {
-    /// Answered once the device is in; an inbox that ended first drops `attached` unanswered,
-    /// and the connection tries the user's next inbox.
-    Attach {
-        link: ConnLink,
-        attached: oneshot::Sender<()>,
-    },
+    Attach(Box<Attach>),
     Detach(ConnId),
-    Deliver(UserEvent),
-    Sync {
-        conn: ConnId,
-        request: SyncConversations,
-    },
+    Deliver(Box<UserEvent>),
+    Sync(Box<SyncRequest>),
     /// Messages may have been lost: read what was missed from the store.
     Resync,
+}
+
+const _: () = assert!(std::mem::size_of::<HubCommand>() <= 24, "an inbox's mailbox is allocated per user");
+
+/// A device joining the inbox. Answered once the device is in; an inbox that ended first drops
+/// `attached` unanswered, and the connection tries the user's next inbox.
+#[derive(Debug)]
+struct Attach {
+    link: ConnLink,
+    attached: oneshot::Sender<()>,
+}
+
+/// A device catching up on its conversations.
+#[derive(Debug)]
+struct SyncRequest {
+    conn: ConnId,
+    request: SyncConversations,
 }
 
 /// One user's inbox on this node, as its connections hold it.
@@ -94,18 +106,36 @@ pub struct Inbox {
     behind: AtomicBool,
     /// The user's budgets for conversations, shared by their connections on this node.
     budgets: Mutex<Ledger<requests::DirectSpend>>,
-    /// Conversations this user is known to be a member of (membership never changes).
-    known: DashMap<ConversationId, ConversationView>,
+    /// Conversations this user is known to be a member of (membership never changes). Only the
+    /// user's own connections here touch it, and a map allocates nothing until its first entry,
+    /// which matters with an inbox for every user connected.
+    known: Mutex<HashMap<ConversationId, ConversationView>>,
 }
 
 impl Inbox {
     fn new(user: UserId, tx: mpsc::Sender<HubCommand>) -> Self {
-        Self { user, tx, behind: AtomicBool::new(false), budgets: Mutex::new(Ledger::default()), known: DashMap::new() }
+        Self {
+            user,
+            tx,
+            behind: AtomicBool::new(false),
+            budgets: Mutex::new(Ledger::default()),
+            known: Mutex::default(),
+        }
+    }
+
+    /// The conversation, if this user is known to be one of its members.
+    fn known(&self, id: ConversationId) -> Option<ConversationView> {
+        self.known.lock().unwrap_or_else(PoisonError::into_inner).get(&id).cloned()
+    }
+
+    /// Remembers that this user is a member of the conversation.
+    fn remember(&self, view: &ConversationView) {
+        self.known.lock().unwrap_or_else(PoisonError::into_inner).insert(view.id, view.clone());
     }
 
     /// Queues a delivery without waiting; a full mailbox makes the inbox catch up instead.
     fn deliver(&self, event: UserEvent) {
-        match self.tx.try_send(HubCommand::Deliver(event)) {
+        match self.tx.try_send(HubCommand::Deliver(Box::new(event))) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 warn!(user_id = %self.user, "inbox full; it will read what it missed from the store");
@@ -190,7 +220,7 @@ impl Inboxes {
                 }
             }
             let (attached, answer) = oneshot::channel();
-            let sent = inbox.tx.send(HubCommand::Attach { link: link.clone(), attached }).await;
+            let sent = inbox.tx.send(HubCommand::Attach(Box::new(Attach { link: link.clone(), attached }))).await;
             if sent.is_ok() && answer.await.is_ok() {
                 return Ok(inbox);
             }

@@ -154,7 +154,7 @@ pub async fn handle(inboxes: &Inboxes, caller: Caller<'_>, request: UserRequest)
             )
             .await?;
             for summary in &page.conversations {
-                caller.inbox.known.insert(summary.conversation.id, summary.conversation.clone());
+                caller.inbox.remember(&summary.conversation);
             }
             caller.reply(&ServerMessage::Conversations {
                 request_id: list.request_id,
@@ -210,7 +210,7 @@ pub async fn handle(inboxes: &Inboxes, caller: Caller<'_>, request: UserRequest)
             });
         }
         UserRequest::SyncConversations(sync) => {
-            let command = HubCommand::Sync { conn: caller.conn, request: sync };
+            let command = HubCommand::Sync(Box::new(super::SyncRequest { conn: caller.conn, request: sync }));
             // The inbox answers it, after the replayed messages, in order with live ones.
             if caller.inbox.tx.send(command).await.is_err() {
                 return Err(DirectError::Unavailable);
@@ -298,15 +298,15 @@ impl Inboxes {
     /// The conversation, if the caller is one of its two members (admins included: nobody
     /// else reads it); anything else is `not_found`.
     async fn member_of(&self, caller: &Caller<'_>, id: ConversationId) -> Result<ConversationView, DirectError> {
-        if let Some(view) = caller.inbox.known.get(&id) {
-            return Ok(view.clone());
+        if let Some(view) = caller.inbox.known(id) {
+            return Ok(view);
         }
         let record = Store::within(self.db_timeout, self.store.conversation(id)).await?.ok_or(DirectError::NotFound)?;
         let member = record.other(caller.user()).is_some();
         if !member || Some(record.view.organization_id) != caller.identity.organization_id {
             return Err(DirectError::NotFound);
         }
-        caller.inbox.known.insert(id, record.view.clone());
+        caller.inbox.remember(&record.view);
         Ok(record.view)
     }
 
@@ -349,7 +349,7 @@ impl Inboxes {
             at: Utc::now(),
         };
         let (record, created) = Store::within(self.db_timeout, self.store.open_conversation(&new)).await?;
-        caller.inbox.known.insert(record.view.id, record.view.clone());
+        caller.inbox.remember(&record.view);
         if created {
             let event = ServerMessage::ConversationStarted { conversation: record.view.clone() };
             self.publish_message(&record.view.members, &event);
