@@ -96,16 +96,12 @@ impl CloseReason {
     }
 
     /// Whether frames already queued are written before the close: yes when the server sends a
-    /// healthy client away, no when the client is the problem (it cannot or will not read).
+    /// healthy client away, or one that sent too much but reads (it is owed the replies to the
+    /// requests it was allowed); no when the client cannot or will not read, or speaks garbage.
     pub fn delivers_queued(self) -> bool {
         match self {
-            Self::Restarting | Self::TokenExpired => true,
-            Self::Slow
-            | Self::Unresponsive
-            | Self::TooBig
-            | Self::ProtocolError
-            | Self::InvalidText
-            | Self::Flooding => false,
+            Self::Restarting | Self::TokenExpired | Self::Flooding => true,
+            Self::Slow | Self::Unresponsive | Self::TooBig | Self::ProtocolError | Self::InvalidText => false,
         }
     }
 
@@ -123,7 +119,7 @@ impl CloseReason {
     }
 }
 
-/// What the rest of the node asks of one connection's task, besides writing frames.
+/// What the rest of the node asks of one connection's reader, besides reading requests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Signal {
     /// Close, for this reason.
@@ -134,39 +130,58 @@ pub enum Signal {
     Recheck,
 }
 
-/// Signals one connection's task from elsewhere: close it (the first reason given counts), or
-/// make it check its sessions again.
+/// What a connection's writer is asked, besides writing frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriterSignal {
+    /// Stop, for this reason.
+    Close(CloseReason),
+    /// Write a ping: the heartbeat is due.
+    Ping,
+}
+
+/// Signals one connection's two tasks from elsewhere: close it (the first reason given counts),
+/// make its reader check its sessions again, or make its writer send a ping.
 ///
-/// The task polls this on every wake-up, that is about once per frame it writes, so polling is
-/// an atomic load and a waker registration on the connection's own state: no lock, nothing
-/// shared with other connections. Node-wide events (shutdown, a dead node) reach each
+/// The writer polls this on every wake-up, that is about once per batch of frames it writes, so
+/// polling is an atomic load and a waker registration on the connection's own state: no lock,
+/// nothing shared with other connections. Each task registers its own waker, so a signal wakes
+/// only the task that acts on it. Node-wide events (shutdown, a dead node) reach each
 /// connection through [`Connections`] instead of every task watching one shared primitive.
 #[derive(Debug, Default)]
 pub struct Closer {
     reason: OnceLock<CloseReason>,
     recheck: AtomicBool,
-    /// Sessions that let the connection go, for the task to tell the client. Rare, and only
+    ping: AtomicBool,
+    /// Sessions that let the connection go, for the reader to tell the client. Rare, and only
     /// this connection's: the lock is never contended on the delivery path.
     interrupted: Mutex<Vec<SessionId>>,
-    waker: AtomicWaker,
+    reader: AtomicWaker,
+    writer: AtomicWaker,
 }
 
 impl Closer {
     pub fn close(&self, reason: CloseReason) {
         // Only the first reason counts; later ones describe the same closing.
         if self.reason.set(reason).is_ok() {
-            self.waker.wake();
+            self.reader.wake();
+            self.writer.wake();
         }
     }
 
-    /// Asks the task to check its sessions again.
+    /// Asks the reader to check its sessions again.
     pub fn recheck(&self) {
         self.recheck.store(true, Ordering::Release);
-        self.waker.wake();
+        self.reader.wake();
+    }
+
+    /// Asks the writer to send a ping.
+    pub fn ping(&self) {
+        self.ping.store(true, Ordering::Release);
+        self.writer.wake();
     }
 
     /// The session let the connection go (it stopped here, or lost its messages to this node);
-    /// the task tells the client, which joins again.
+    /// the reader tells the client, which joins again.
     pub fn interrupt(&self, session: SessionId) {
         self.interrupted.lock().unwrap_or_else(PoisonError::into_inner).push(session);
         self.recheck();
@@ -181,10 +196,10 @@ impl Closer {
         self.reason.get().copied()
     }
 
-    /// Ready with the next signal: a close first, then a pending recheck (taken by this call).
+    /// The reader's signals: a close first, then a pending recheck (taken by this call).
     pub fn poll_signal(&self, cx: &mut Context<'_>) -> Poll<Signal> {
         // Registered before looking, so a signal given in between still wakes the task.
-        self.waker.register(cx.waker());
+        self.reader.register(cx.waker());
         if let Some(reason) = self.reason() {
             return Poll::Ready(Signal::Close(reason));
         }
@@ -194,9 +209,22 @@ impl Closer {
         Poll::Pending
     }
 
-    /// Ready once the connection is to close, with the reason; leaves a recheck pending.
+    /// The writer's signals: a close first, then a pending ping (taken by this call).
+    pub fn poll_writer(&self, cx: &mut Context<'_>) -> Poll<WriterSignal> {
+        self.writer.register(cx.waker());
+        if let Some(reason) = self.reason() {
+            return Poll::Ready(WriterSignal::Close(reason));
+        }
+        if self.ping.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(WriterSignal::Ping);
+        }
+        Poll::Pending
+    }
+
+    /// Ready once the connection is to close, with the reason; for the writer while it writes,
+    /// leaving a ping pending.
     pub fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<CloseReason> {
-        self.waker.register(cx.waker());
+        self.writer.register(cx.waker());
         self.reason().map_or(Poll::Pending, Poll::Ready)
     }
 }
@@ -295,7 +323,7 @@ impl Connections {
 mod tests {
     use std::task::{Context, Poll, Waker};
 
-    use super::{CloseReason, Closer, Signal};
+    use super::{CloseReason, Closer, Signal, WriterSignal};
 
     #[test]
     fn signals_are_seen_once_and_a_close_wins_over_a_recheck() {
@@ -319,7 +347,28 @@ mod tests {
     }
 
     #[test]
-    fn a_signal_wakes_the_task_that_polled() {
+    fn a_ping_is_the_writers_alone_and_a_close_reaches_both_tasks() {
+        let mut cx = Context::from_waker(Waker::noop());
+        let closer = Closer::default();
+        assert_eq!(closer.poll_writer(&mut cx), Poll::Pending);
+
+        closer.ping();
+        assert_eq!(closer.poll_signal(&mut cx), Poll::Pending, "the reader does not see a ping");
+        // Waiting for a close while writing leaves the ping for the writer's next look.
+        assert_eq!(closer.poll_closed(&mut cx), Poll::Pending);
+        assert_eq!(closer.poll_writer(&mut cx), Poll::Ready(WriterSignal::Ping));
+        assert_eq!(closer.poll_writer(&mut cx), Poll::Pending, "a ping is taken once");
+
+        closer.recheck();
+        assert_eq!(closer.poll_writer(&mut cx), Poll::Pending, "the writer does not see a recheck");
+        closer.ping();
+        closer.close(CloseReason::Restarting);
+        assert_eq!(closer.poll_writer(&mut cx), Poll::Ready(WriterSignal::Close(CloseReason::Restarting)));
+        assert_eq!(closer.poll_signal(&mut cx), Poll::Ready(Signal::Close(CloseReason::Restarting)));
+    }
+
+    #[test]
+    fn a_signal_wakes_only_the_task_that_acts_on_it() {
         use std::sync::Arc;
         use std::sync::atomic::{AtomicUsize, Ordering};
         struct Count(AtomicUsize);
@@ -328,16 +377,28 @@ mod tests {
                 self.0.fetch_add(1, Ordering::SeqCst);
             }
         }
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let waker = Waker::from(count.clone());
-        let mut cx = Context::from_waker(&waker);
+        let reader = Arc::new(Count(AtomicUsize::new(0)));
+        let writer = Arc::new(Count(AtomicUsize::new(0)));
+        let (reader_waker, writer_waker) = (Waker::from(reader.clone()), Waker::from(writer.clone()));
         let closer = Closer::default();
-        assert_eq!(closer.poll_signal(&mut cx), Poll::Pending);
+        let poll_both = || {
+            assert_eq!(closer.poll_signal(&mut Context::from_waker(&reader_waker)), Poll::Pending);
+            assert_eq!(closer.poll_writer(&mut Context::from_waker(&writer_waker)), Poll::Pending);
+        };
+        let counts = || (reader.0.load(Ordering::SeqCst), writer.0.load(Ordering::SeqCst));
+
+        poll_both();
         closer.recheck();
-        assert_eq!(count.0.load(Ordering::SeqCst), 1);
-        assert_eq!(closer.poll_signal(&mut cx), Poll::Ready(Signal::Recheck));
-        assert_eq!(closer.poll_signal(&mut cx), Poll::Pending);
+        assert_eq!(counts(), (1, 0), "a recheck wakes the reader");
+        assert_eq!(closer.poll_signal(&mut Context::from_waker(&reader_waker)), Poll::Ready(Signal::Recheck));
+
+        poll_both();
+        closer.ping();
+        assert_eq!(counts(), (1, 1), "a ping wakes the writer");
+        assert_eq!(closer.poll_writer(&mut Context::from_waker(&writer_waker)), Poll::Ready(WriterSignal::Ping));
+
+        poll_both();
         closer.close(CloseReason::Restarting);
-        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+        assert_eq!(counts(), (2, 2), "a close wakes both");
     }
 }

@@ -1,16 +1,19 @@
-//! WebSocket connections: authentication before the upgrade, then one task per connection that
-//! reads requests, writes queued frames and watches the heartbeat.
+//! WebSocket connections: authentication before the upgrade, then two tasks per connection: a
+//! reader that handles requests and watches the heartbeat and the token, and a writer that
+//! writes queued frames and pings.
 //!
 //! Guarantees:
 //! - No socket without a valid token: the token is checked before the upgrade (401 otherwise).
 //! - Every limit of the WebSocket library is set explicitly (frame and message size, buffers).
-//! - Frames queued for the connection are written together and flushed once.
+//! - Frames queued for the connection are written together and flushed once; writing never
+//!   waits for a request being handled, nor reading for a slow client's socket.
 //! - A connection that stops answering for the heartbeat timeout is closed and leaves its
 //!   sessions; a frame over the size limit closes it with 1009; shutdown closes it with 1012.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -18,17 +21,19 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use convene_protocol::{ClientMessage, ConnId, ErrorCode, PROTOCOL_VERSION, ServerMessage, SessionId};
-use futures_util::SinkExt as _;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt as _, StreamExt as _};
 use serde::Deserialize;
+use tokio::task::JoinError;
 use tokio::time::Instant;
-use tracing::{Instrument as _, debug, info_span, warn};
+use tracing::{Instrument as _, debug, error, info_span, warn};
 
 use crate::admission::{Permit, Refusal};
 use crate::app::App;
 use crate::auth::Identity;
 use crate::handlers::{ConnCtx, dispatch};
 use crate::limits::{FrameBudget, FrameVerdict};
-use crate::outbound::{CloseReason, ConnLink, ConnQueue, Frame, Signal};
+use crate::outbound::{CloseReason, ConnLink, ConnQueue, Frame, Signal, WriterSignal};
 use crate::session::Command;
 
 /// Bytes read from the socket at a time. Small, because it is allocated for every connection and
@@ -135,8 +140,8 @@ fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
         .is_some_and(|origin| allowed.iter().any(|a| a == origin))
 }
 
-/// Serves one connection. Its span is entered where the connection handles a request or logs,
-/// not around the whole task: the task wakes about once per frame it writes, and entering a
+/// Serves one connection. Its span is entered where the connection handles a request, writes or
+/// logs, not around its tasks: the writer wakes about once per batch of frames, and entering a
 /// span on every wake-up is a measurable share of a delivery's cost.
 async fn run(
     mut socket: WebSocket,
@@ -163,7 +168,9 @@ async fn run(
     if app.shutdown.is_cancelled() {
         link.close(CloseReason::Restarting);
     }
-    let inbox = match app.inboxes.attach(link.clone(), &identity).await {
+    // The steps before and after serving are boxed, like request handling: the task otherwise
+    // holds the largest of them (store calls, the close handshake) for as long as it lives.
+    let inbox = match Box::pin(app.inboxes.attach(link.clone(), &identity)).await {
         Ok(inbox) => inbox,
         Err(err) => {
             debug!(parent: &span, error = %err, "closing a connection that found no inbox");
@@ -176,12 +183,12 @@ async fn run(
     };
     let mut ctx =
         ConnCtx { conn_id, identity, link, app: app.clone(), sessions: HashMap::new(), inbox, focused: false };
-    let reason = serve(&mut socket, &mut ctx, queue, &permit.frames(), &span).await;
+    let (reason, remains) = serve(socket, &mut ctx, queue, &permit.frames(), &span).await;
     // The place is given back before the client hears of the end (the close handshake or the
     // socket closing), so a client that reconnects at once is not refused for its old socket.
     drop(permit);
     app.connections.remove(conn_id);
-    async {
+    Box::pin(async {
         debug!(?reason, "connection ending");
         if reason == Some(CloseReason::Slow) {
             app.metrics.slow_disconnects.fetch_add(1, Ordering::Relaxed);
@@ -198,11 +205,11 @@ async fn run(
                 warn!(error = %err, "could not forget what a closed connection looked at; cleared when its node goes");
             }
         }
-        if let Some(reason) = reason {
+        if let (Some(reason), Remains::Whole(mut socket)) = (reason, remains) {
             close(&mut socket, reason).await;
         }
     }
-    .instrument(span)
+    .instrument(span))
     .await;
     app.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
 }
@@ -231,14 +238,27 @@ async fn close(socket: &mut WebSocket, reason: CloseReason) {
     }
 }
 
-/// Runs the connection until it ends; returns why the server is closing it, if it is.
+/// How the reader stopped.
+enum Ending {
+    /// The server closes the connection, for this reason.
+    Close(CloseReason),
+    /// The client went away (or closed the connection itself).
+    Gone,
+    /// The writer stopped first: writing failed, or took too long.
+    Writer(Result<Option<Sink>, JoinError>),
+}
+
+/// Runs the connection until it ends. This task reads requests and keeps the heartbeat; a
+/// writer task of the connection's own writes its queued frames, so that a frame wakes the
+/// writer alone and never polls the reading side or its timers. Returns why the server is
+/// closing the connection, if it is, with what remains of the socket.
 async fn serve(
-    socket: &mut WebSocket,
+    socket: WebSocket,
     ctx: &mut ConnCtx,
-    mut queue: ConnQueue,
+    queue: ConnQueue,
     frames: &Mutex<FrameBudget>,
     span: &tracing::Span,
-) -> Option<CloseReason> {
+) -> (Option<CloseReason>, Remains) {
     let app = ctx.app.clone();
     let timeout = app.config.heartbeat_timeout;
     let mut heartbeat =
@@ -246,45 +266,25 @@ async fn serve(
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_heard = Instant::now();
     let token_expiry = token_deadline(ctx.identity.expires_at);
-    // Polled on every wake-up: the connection's own signals (a close, including the node's
-    // shutdown, and rechecks after cluster changes), no lock or waiter shared with others.
+    // The connection's own signals (a close, including the node's shutdown, and rechecks after
+    // cluster changes), no lock or waiter shared with others.
     let closer = queue.closer.clone();
     tokio::pin!(token_expiry);
-    let mut batch = Vec::with_capacity(OUTBOUND_BATCH);
     let budget = app.config.budgets.frames;
-    loop {
+    let (sink, mut stream) = socket.split();
+    let mut writer = app.conn_tracker.spawn(write_frames(sink, queue, span.clone()));
+    let ending = loop {
         tokio::select! {
             biased;
             signal = std::future::poll_fn(|cx| closer.poll_signal(cx)) => match signal {
-                Signal::Close(reason) => {
-                    if reason.delivers_queued() {
-                        flush_queued(socket, &mut queue, &mut batch).instrument(span.clone()).await;
-                    }
-                    return Some(reason);
-                }
+                Signal::Close(reason) => break Ending::Close(reason),
                 // Sessions that let the connection go, owned by a node that died, or whose
                 // messages to this node were lost: the client is told, joins again on this
                 // connection and resumes, and the join finds the session's owner afresh.
-                Signal::Recheck => leave_changed_sessions(ctx, closer.take_interrupted()).instrument(span.clone()).await,
+                Signal::Recheck => Box::pin(leave_changed_sessions(ctx, closer.take_interrupted()).instrument(span.clone())).await,
             },
-            received = queue.rx.recv_many(&mut batch, OUTBOUND_BATCH) => {
-                if received == 0 {
-                    return None;
-                }
-                let write = write_batch(socket, &mut batch);
-                tokio::select! {
-                    result = tokio::time::timeout(WRITE_TIMEOUT, write) => match result {
-                        Ok(Ok(())) => {}
-                        Ok(Err(err)) => {
-                            span.in_scope(|| log_write_error(&err));
-                            return None;
-                        }
-                        Err(_) => return Some(CloseReason::Slow),
-                    },
-                    reason = std::future::poll_fn(|cx| closer.poll_closed(cx)) => return Some(reason),
-                }
-            }
-            incoming = socket.recv() => {
+            written = &mut writer => break Ending::Writer(written),
+            incoming = stream.next() => {
                 last_heard = Instant::now();
                 match incoming {
                     Some(Ok(Message::Text(text))) => {
@@ -292,7 +292,7 @@ async fn serve(
                         let verdict =
                             frames.lock().unwrap_or_else(PoisonError::into_inner).take(budget, std::time::Instant::now());
                         if verdict == FrameVerdict::Close {
-                            return Some(CloseReason::Flooding);
+                            break Ending::Close(CloseReason::Flooding);
                         }
                         if verdict == FrameVerdict::Refuse {
                             app.metrics.frames_rate_limited.fetch_add(1, Ordering::Relaxed);
@@ -301,7 +301,7 @@ async fn serve(
                             continue;
                         }
                         // Boxed: the largest handler future would otherwise be part of every
-                        // connection's task, idle or not.
+                        // connection's reader, idle or not.
                         Box::pin(dispatch(ctx, text.as_str())).instrument(span.clone()).await;
                     }
                     Some(Ok(Message::Binary(_))) => {
@@ -309,20 +309,136 @@ async fn serve(
                     }
                     // Pings are answered by the library; pongs only prove the client is alive.
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                    Some(Ok(Message::Close(_))) | None => return None,
-                    Some(Err(err)) => return classify(&err),
+                    Some(Ok(Message::Close(_))) | None => break Ending::Gone,
+                    Some(Err(err)) => break classify(&err).map_or(Ending::Gone, Ending::Close),
                 }
             }
             _ = heartbeat.tick() => {
                 if last_heard.elapsed() >= timeout {
-                    return Some(CloseReason::Unresponsive);
+                    break Ending::Close(CloseReason::Unresponsive);
                 }
-                if socket.send(Message::Ping(Default::default())).await.is_err() {
-                    return None;
-                }
+                closer.ping();
             }
-            () = &mut token_expiry => return Some(CloseReason::TokenExpired),
+            () = &mut token_expiry => break Ending::Close(CloseReason::TokenExpired),
         }
+    };
+    // The writer stops on the close (writing first what the reason delivers), and at once when
+    // the client is gone.
+    let (written, reason) = match ending {
+        Ending::Writer(written) => (written, closer.reason()),
+        Ending::Close(reason) => {
+            closer.close(reason);
+            ((&mut writer).await, closer.reason())
+        }
+        Ending::Gone => {
+            writer.abort();
+            ((&mut writer).await, None)
+        }
+    };
+    let sink = match written {
+        Ok(sink) => sink,
+        Err(err) if err.is_cancelled() => None,
+        Err(err) => {
+            error!(parent: span, error = %err, "the connection's writer failed");
+            None
+        }
+    };
+    let remains = match sink {
+        Some(sink) => match sink.reunite(stream) {
+            Ok(socket) => Remains::Whole(Box::new(socket)),
+            Err(err) => {
+                error!(parent: span, error = %err, "the connection's halves did not fit together");
+                Remains::Reading(err.1)
+            }
+        },
+        None => Remains::Reading(stream),
+    };
+    (reason, remains)
+}
+
+/// What is left of the socket once serving ends: whole, for the close handshake, or only its
+/// reading half when the writer stopped without handing back its own. Either keeps the socket
+/// open until the connection's place is given back, so a client that sees its socket end can
+/// connect again at once.
+enum Remains {
+    Whole(Box<WebSocket>),
+    Reading(
+        #[expect(dead_code, reason = "held only to keep the socket open until it is dropped")] SplitStream<WebSocket>,
+    ),
+}
+
+/// The sending half of a connection's socket, which its writer owns.
+type Sink = SplitSink<WebSocket, Message>;
+
+/// How one write ended.
+enum Wrote {
+    Done,
+    /// The client went away.
+    Failed,
+    /// The connection is closing: told so while writing, or too slow to read.
+    Stopped,
+}
+
+/// Writes the connection's queued frames, flushing once per batch, and the heartbeat's pings,
+/// until the connection closes (returning the sending half for the close handshake) or writing
+/// fails (the client is gone). A batch that takes longer than [`WRITE_TIMEOUT`] closes the
+/// connection as slow.
+async fn write_frames(mut sink: Sink, mut queue: ConnQueue, span: tracing::Span) -> Option<Sink> {
+    let closer = queue.closer.clone();
+    let mut batch = Vec::with_capacity(OUTBOUND_BATCH);
+    loop {
+        let ping = tokio::select! {
+            biased;
+            signal = std::future::poll_fn(|cx| closer.poll_writer(cx)) => match signal {
+                WriterSignal::Close(reason) => {
+                    if reason.delivers_queued() {
+                        flush_queued(&mut sink, &mut queue, &mut batch).instrument(span.clone()).await;
+                    }
+                    return Some(sink);
+                }
+                WriterSignal::Ping => true,
+            },
+            received = queue.rx.recv_many(&mut batch, OUTBOUND_BATCH) => {
+                if received == 0 {
+                    // Nobody can queue anything any more: the reader is ending.
+                    return Some(sink);
+                }
+                false
+            }
+        };
+        match write_in_time(&mut sink, &closer, &mut batch, ping, &span).await {
+            Wrote::Done => {}
+            Wrote::Failed => return None,
+            Wrote::Stopped => return Some(sink),
+        }
+    }
+}
+
+/// Writes one batch within [`WRITE_TIMEOUT`]. A close that drops queued frames stops the write
+/// at once; one that delivers them lets it finish.
+async fn write_in_time(
+    sink: &mut Sink,
+    closer: &crate::outbound::Closer,
+    batch: &mut Vec<Frame>,
+    ping: bool,
+    span: &tracing::Span,
+) -> Wrote {
+    tokio::select! {
+        result = tokio::time::timeout(WRITE_TIMEOUT, write_batch(sink, batch, ping)) => match result {
+            Ok(Ok(())) => Wrote::Done,
+            Ok(Err(err)) => {
+                span.in_scope(|| log_write_error(&err));
+                Wrote::Failed
+            }
+            Err(_) => {
+                closer.close(CloseReason::Slow);
+                Wrote::Stopped
+            }
+        },
+        _ = std::future::poll_fn(|cx| match closer.poll_closed(cx) {
+            Poll::Ready(reason) if !reason.delivers_queued() => Poll::Ready(()),
+            _ => Poll::Pending,
+        }) => Wrote::Stopped,
     }
 }
 
@@ -351,22 +467,25 @@ async fn leave_changed_sessions(ctx: &mut ConnCtx, interrupted: Vec<SessionId>) 
 
 /// Writes what is already queued (within the write timeout), so that a connection the server
 /// closes reads every reply queued before the close.
-async fn flush_queued(socket: &mut WebSocket, queue: &mut ConnQueue, batch: &mut Vec<Frame>) {
+async fn flush_queued(sink: &mut Sink, queue: &mut ConnQueue, batch: &mut Vec<Frame>) {
     while let Ok(frame) = queue.rx.try_recv() {
         batch.push(frame);
     }
-    match tokio::time::timeout(WRITE_TIMEOUT, write_batch(socket, batch)).await {
+    match tokio::time::timeout(WRITE_TIMEOUT, write_batch(sink, batch, false)).await {
         Ok(Ok(())) => {}
         Ok(Err(err)) => log_write_error(&err),
         Err(_) => debug!("the client did not read its last frames in time"),
     }
 }
 
-async fn write_batch(socket: &mut WebSocket, batch: &mut Vec<Frame>) -> Result<(), axum::Error> {
-    for frame in batch.drain(..) {
-        socket.feed(Message::Text(frame.into_text())).await?;
+async fn write_batch(sink: &mut Sink, batch: &mut Vec<Frame>, ping: bool) -> Result<(), axum::Error> {
+    if ping {
+        sink.feed(Message::Ping(Default::default())).await?;
     }
-    socket.flush().await
+    for frame in batch.drain(..) {
+        sink.feed(Message::Text(frame.into_text())).await?;
+    }
+    sink.flush().await
 }
 
 /// A peer going away is routine; anything else failing a write is worth a warning.
