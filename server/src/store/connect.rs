@@ -114,3 +114,38 @@ async fn open_sqlite(
         .connect_with(options)
         .await?)
 }
+
+/// Starting a transaction that writes.
+pub(crate) trait BeginWrite {
+    type Database: sqlx::Database;
+
+    /// Begins a transaction that will write.
+    fn begin_write(
+        &self,
+    ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Database>, sqlx::Error>> + Send;
+}
+
+impl BeginWrite for sqlx::PgPool {
+    type Database = sqlx::Postgres;
+
+    fn begin_write(
+        &self,
+    ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Database>, sqlx::Error>> + Send {
+        self.begin()
+    }
+}
+
+impl BeginWrite for sqlx::SqlitePool {
+    type Database = sqlx::Sqlite;
+
+    /// Takes SQLite's write lock as the transaction begins. A deferred transaction (SQLite's
+    /// default) takes it only at its first write, after it has read; if another connection
+    /// holds it then, SQLite fails the upgrade at once with `SQLITE_BUSY` rather than waiting
+    /// out the busy timeout, because the reads already made could be stale. Taking the lock
+    /// first makes a concurrent write something to wait for, not a failed request.
+    fn begin_write(
+        &self,
+    ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Database>, sqlx::Error>> + Send {
+        self.begin_with("BEGIN IMMEDIATE")
+    }
+}

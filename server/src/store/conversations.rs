@@ -9,7 +9,7 @@ use convene_protocol::{
 };
 use uuid::Uuid;
 
-use super::{HistoryQuery, Store, StoreError, with_db};
+use super::{BeginWrite as _, HistoryQuery, Store, StoreError, with_db};
 
 const CONVERSATION_COLUMNS: &str = "c.id, c.organization_id, c.user_a, c.user_b, c.subject, c.context_type, \
      c.context_id, c.created_by, c.created_at, c.last_seq, c.last_activity_at";
@@ -163,7 +163,7 @@ impl Store {
              AND c.user_b = $3 AND c.subject = $4 AND c.context_type = $5 AND c.context_id = $6"
         );
         let (row, created): (ConversationRow, bool) = with_db!(&self.db, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let inserted = sqlx::query(
                 "INSERT INTO conversations (id, organization_id, user_a, user_b, subject, context_type, context_id, \
                  created_by, created_at, last_seq, last_activity_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $9) \
@@ -370,7 +370,7 @@ impl Store {
         seq: i64,
     ) -> Result<Option<ReadPosition>, StoreError> {
         let position: Option<(i64, i64)> = with_db!(&self.db, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let last: Option<i64> = sqlx::query_scalar("SELECT last_seq FROM conversations WHERE id = $1")
                 .bind(conversation.0).fetch_optional(&mut *tx).await?;
             let position = match last {
@@ -443,7 +443,7 @@ impl Store {
     pub async fn clear_focus_except(&self, alive: &[NodeId]) -> Result<u64, StoreError> {
         let alive: Vec<i64> = alive.iter().copied().map(node_key).collect();
         let cleared = with_db!(&self.db, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             let nodes: Vec<i64> = sqlx::query_scalar("SELECT DISTINCT node_id FROM conversation_focus")
                 .fetch_all(&mut *tx).await?;
             let mut cleared = 0;

@@ -29,6 +29,7 @@ use sqlx::{PgPool, SqlitePool};
 pub use audit::{AuditAction, AuditPage, AuditRecord};
 pub use breakouts::{BreakoutRoomRecord, ClosedRoomRecord, TransitionRecord, TransitionType};
 pub use changes::SessionWrite;
+pub(crate) use connect::BeginWrite;
 pub use connect::{SqliteDurability, postgres_options};
 pub use conversations::{ConversationPage, ConversationRecord, DirectEdit, NewConversation, ReadPosition};
 pub use directory::{ChatProfile, PersonKind, Visibility};

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Store, StoreError, with_db};
+use super::{BeginWrite as _, Store, StoreError, with_db};
 use chrono::{DateTime, Utc};
 use convene_protocol::{Notification, NotificationCounts, NotificationId, UserId};
 
@@ -121,7 +121,7 @@ impl Store {
                     .bind(user.0).bind(at).fetch_all(pool).await?
                 }
                 ReadSelection::Ids(ids) => {
-                    let mut tx = pool.begin().await?;
+                    let mut tx = pool.begin_write().await?;
                     let mut marked = Vec::with_capacity(ids.len());
                     for id in ids {
                         let read: Option<i64> = sqlx::query_scalar(

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use convene_protocol::{SessionId, SessionStatus};
 
 use super::records::{ParticipantRow, SessionRow};
-use super::{ParticipantRecord, SessionRecord, Store, StoreError, with_db};
+use super::{BeginWrite as _, ParticipantRecord, SessionRecord, Store, StoreError, with_db};
 
 impl Store {
     /// Stores a new session and its initial participants (creator and invitees) atomically.
@@ -15,7 +15,7 @@ impl Store {
         participants: &[ParticipantRecord],
     ) -> Result<(), StoreError> {
         with_db!(&self.db, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             sqlx::query(
                 "INSERT INTO video_sessions (id, organization_id, session_type, status, room_name, \
                  created_by, lobby_enabled, created_at, started_at, ended_at, expires_at) \

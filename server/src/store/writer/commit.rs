@@ -7,7 +7,7 @@ use convene_protocol::{RoomId, SessionId, SessionStatus};
 
 use super::{MAX_BATCH, OpResult, Queued, WriteOp};
 use crate::store::records::{MESSAGE_COLUMNS, MessageRow};
-use crate::store::{EditOutcome, MessageRecord, Store, StoreError, with_db};
+use crate::store::{BeginWrite as _, EditOutcome, MessageRecord, Store, StoreError, with_db};
 
 impl Store {
     /// Commits `ops` in one transaction and returns what each produced, in order.
@@ -27,7 +27,7 @@ impl Store {
             }
         }
         with_db!(&self.db, pool => {
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_write().await?;
             for fence in &fences {
                 crate::store::check_fence!(tx, fence);
             }

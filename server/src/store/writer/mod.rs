@@ -329,6 +329,23 @@ fn expire(batch: &mut Vec<Queued>, metrics: &Metrics) {
     answer(expired.into_iter().map(|queued| (queued, Err(WriteFailed::Unavailable))), metrics);
 }
 
+/// What a message that conflicted on its client message id is answered: the message stored
+/// under that id. A conflict with no such message is some other constraint, so a refusal; a
+/// failed lookup is the database failing, so the sender may retry.
+fn duplicate<T>(
+    found: Result<Option<T>, StoreError>,
+    answer: impl FnOnce(T) -> OpResult,
+) -> Result<OpResult, WriteFailed> {
+    match found {
+        Ok(Some(stored)) => Ok(answer(stored)),
+        Ok(None) => Err(WriteFailed::Rejected),
+        Err(err) => {
+            warn!(error = %err, "the message a retry duplicates could not be read");
+            Err(WriteFailed::Unavailable)
+        }
+    }
+}
+
 /// Commits one op in its own transaction, so that a refused op cannot take others down with it.
 async fn commit_alone(store: &Store, queued: Queued, metrics: &Metrics) {
     let budget = queued.deadline.saturating_duration_since(Instant::now()).max(MIN_ATTEMPT);
@@ -345,21 +362,17 @@ async fn commit_one(store: &Store, queued: &Queued) -> Result<OpResult, WriteFai
         Ok(mut results) => results.pop().ok_or(WriteFailed::Rejected),
         Err(StoreError::Conflict) => match &queued.op {
             // The sender already stored this client message id: answer with the stored message.
-            WriteOp::InsertMessage { message, .. } => store
-                .message_by_client_id(message.room_id, message.sender_id, &message.client_msg_id)
-                .await
-                .ok()
-                .flatten()
-                .map(OpResult::Duplicate)
-                .ok_or(WriteFailed::Rejected),
+            WriteOp::InsertMessage { message, .. } => duplicate(
+                store.message_by_client_id(message.room_id, message.sender_id, &message.client_msg_id).await,
+                OpResult::Duplicate,
+            ),
             // The same for a 1:1 message.
-            WriteOp::SendDirect { message, .. } => store
-                .direct_by_client_id(message.conversation_id, message.sender_id, message.client_msg_id.as_str())
-                .await
-                .ok()
-                .flatten()
-                .map(|stored| OpResult::Direct(DirectSent::Duplicate(stored)))
-                .ok_or(WriteFailed::Rejected),
+            WriteOp::SendDirect { message, .. } => duplicate(
+                store
+                    .direct_by_client_id(message.conversation_id, message.sender_id, message.client_msg_id.as_str())
+                    .await,
+                |stored| OpResult::Direct(DirectSent::Duplicate(stored)),
+            ),
             _ => Err(WriteFailed::Rejected),
         },
         Err(StoreError::Fenced(session)) => {

@@ -132,7 +132,8 @@ async fn a_retried_send_is_stored_once(setup: Setup) -> Result<()> {
     let conversation = sender.open_with(b.id).await?.map_err(|code| anyhow::anyhow!("open: {code:?}"))?;
     ensure!(sender.send_dm(conversation.id, "same", "once").await? == Ok(1));
     // The client did not see the ack (say) and sends again with the same id, then a new one.
-    ensure!(sender.send_dm(conversation.id, "same", "once").await? == Ok(1), "the retry is the first message");
+    let retried = sender.send_dm(conversation.id, "same", "once").await?;
+    ensure!(retried == Ok(1), "the retry is the first message, not {retried:?}");
     ensure!(sender.send_dm(conversation.id, "next", "twice").await? == Ok(2));
     ensure!(receiver.next_dm().await?.seq == 1);
     ensure!(receiver.next_dm().await?.seq == 2);
