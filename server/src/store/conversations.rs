@@ -140,6 +140,41 @@ struct SummaryRow {
     conversation: ConversationRow,
     read_seq: i64,
     archived: bool,
+    /// The last message's columns, read in the same statement (absent with no message).
+    last_id: Option<Uuid>,
+    last_sender_id: Option<Uuid>,
+    last_client_msg_id: Option<String>,
+    last_body: Option<String>,
+    last_created_at: Option<DateTime<Utc>>,
+    last_edited_at: Option<DateTime<Utc>>,
+    last_deleted_at: Option<DateTime<Utc>>,
+}
+
+impl SummaryRow {
+    /// The conversation's last message, if it has one.
+    fn last_message(&mut self) -> Result<Option<DirectMessage>, StoreError> {
+        let (Some(id), Some(sender_id), Some(client_msg_id), Some(body), Some(created_at)) = (
+            self.last_id,
+            self.last_sender_id,
+            self.last_client_msg_id.take(),
+            self.last_body.take(),
+            self.last_created_at,
+        ) else {
+            return Ok(None);
+        };
+        let row = DirectRow {
+            id,
+            conversation_id: self.conversation.id,
+            seq: self.conversation.last_seq,
+            sender_id,
+            client_msg_id,
+            body,
+            created_at,
+            edited_at: self.last_edited_at,
+            deleted_at: self.last_deleted_at,
+        };
+        DirectMessage::try_from(row).map(Some)
+    }
 }
 
 /// A page of the caller's conversations.
@@ -219,8 +254,13 @@ impl Store {
     ) -> Result<ConversationPage, StoreError> {
         let (at, id) = (before.map(|cursor| cursor.last_activity_at), before.map(|cursor| cursor.id.0));
         let sql = format!(
-            "SELECT {CONVERSATION_COLUMNS}, m.read_seq, m.archived FROM conversation_members m \
+            "SELECT {CONVERSATION_COLUMNS}, m.read_seq, m.archived, \
+             l.id AS last_id, l.sender_id AS last_sender_id, l.client_msg_id AS last_client_msg_id, \
+             l.body AS last_body, l.created_at AS last_created_at, l.edited_at AS last_edited_at, \
+             l.deleted_at AS last_deleted_at \
+             FROM conversation_members m \
              JOIN conversations c ON c.id = m.conversation_id \
+             LEFT JOIN messages l ON l.conversation_id = c.id AND l.seq = c.last_seq \
              WHERE m.user_id = $1 AND m.archived = $2 \
              AND ($3 IS NULL OR c.last_activity_at < $3 OR (c.last_activity_at = $3 AND c.id < $4)) \
              ORDER BY c.last_activity_at DESC, c.id DESC LIMIT $5"
@@ -231,14 +271,10 @@ impl Store {
         });
         let more = rows.len() as i64 > i64::from(limit);
         let mut conversations = Vec::with_capacity(rows.len());
-        for row in rows.into_iter().take(limit as usize) {
+        for mut row in rows.into_iter().take(limit as usize) {
             let (read_seq, archived) = (row.read_seq, row.archived);
+            let last_message = row.last_message()?;
             let record = ConversationRecord::from(row.conversation);
-            let last_message = if record.last_seq > 0 {
-                self.direct_range(record.view.id, record.last_seq - 1, record.last_seq, 1).await?.pop()
-            } else {
-                None
-            };
             conversations.push(ConversationSummary {
                 other_user_id: record.other(user).unwrap_or(user),
                 last_seq: record.last_seq,

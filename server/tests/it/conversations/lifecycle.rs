@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail, ensure};
-use convene_protocol::{ConversationId, ErrorCode, Role, ServerMessage};
+use convene_protocol::{ConversationId, DirectMessage, ErrorCode, Role, ServerMessage};
 use serde_json::{Value, json};
 
 use super::fixture::{Fixture, Setup};
@@ -39,6 +39,18 @@ async fn list(device: &mut Client, request: Value) -> Result<(Vec<ConversationId
             let next = next.map(serde_json::to_value).transpose()?;
             Ok((conversations.iter().map(|c| c.conversation.id).collect(), next))
         }
+        other => bail!("expected conversations, got {other:?}"),
+    }
+}
+
+/// The last message of `conversation` as the device's conversation list shows it.
+async fn last_message_listed(device: &mut Client, conversation: ConversationId) -> Result<Option<DirectMessage>> {
+    match device.ask(json!({"type": "list_conversations"})).await? {
+        ServerMessage::Conversations { conversations, .. } => conversations
+            .into_iter()
+            .find(|summary| summary.conversation.id == conversation)
+            .map(|summary| summary.last_message)
+            .ok_or_else(|| anyhow!("{conversation} is not listed")),
         other => bail!("expected conversations, got {other:?}"),
     }
 }
@@ -128,6 +140,8 @@ async fn senders_edit_and_delete_their_own_messages_and_both_sides_see_it(setup:
     let mut mentor_device = Client::connect(fx.node(0), &mentor).await?;
     let mut mentee_device = Client::connect(fx.node(1), &mentee).await?;
     let id = open(&mut mentee_device, json!({"user_id": mentor.id})).await?;
+    let listed = last_message_listed(&mut mentor_device, id).await?;
+    ensure!(listed.is_none(), "a conversation with no message lists none: {listed:?}");
     let ServerMessage::DirectAck { message_id, .. } = mentee_device
         .ask(json!({"type": "send_direct", "conversation_id": id, "client_msg_id": "a", "body": "typo"}))
         .await?
@@ -147,6 +161,8 @@ async fn senders_edit_and_delete_their_own_messages_and_both_sides_see_it(setup:
             .await?;
         ensure!(edited.body == "fixed" && edited.edited_at.is_some(), "{edited:?}");
     }
+    let listed = last_message_listed(&mut mentor_device, id).await?;
+    ensure!(listed.as_ref().is_some_and(|m| m.body == "fixed" && m.edited_at.is_some()), "listed: {listed:?}");
     let delete = json!({"type": "delete_direct", "conversation_id": id, "message_id": message_id});
     ensure!(mentor_device.request(delete.clone()).await? == Err(ErrorCode::Forbidden), "only the sender deletes");
     ensure!(mentee_device.request(delete.clone()).await? == Ok(()));
@@ -158,6 +174,11 @@ async fn senders_edit_and_delete_their_own_messages_and_both_sides_see_it(setup:
         .await?;
     ensure!(deleted.body.is_empty() && deleted.deleted_at.is_some(), "{deleted:?}");
     ensure!(mentee_device.request(delete).await? == Err(ErrorCode::NotFound), "deleted once");
+    let listed = last_message_listed(&mut mentee_device, id).await?;
+    ensure!(
+        listed.as_ref().is_some_and(|m| m.seq == 1 && m.body.is_empty() && m.deleted_at.is_some()),
+        "listed after deleting: {listed:?}"
+    );
 
     // The deleted message keeps its place in the history, without its words.
     let ServerMessage::DirectHistory { messages, .. } =
