@@ -112,7 +112,7 @@ pub async fn upgrade(
         .max_frame_size(max)
         .on_upgrade(move |socket| {
             let span = info_span!("conn", conn_id = %conn_id, user_id = %identity.user_id);
-            tracker.track_future(run(socket, permit, conn_id, identity, app, span))
+            tracker.track_future(run(Box::new(socket), permit, conn_id, identity, app, span))
         })
 }
 
@@ -144,7 +144,7 @@ fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
 /// logs, not around its tasks: the writer wakes about once per batch of frames, and entering a
 /// span on every wake-up is a measurable share of a delivery's cost.
 async fn run(
-    mut socket: WebSocket,
+    mut socket: Socket,
     permit: Permit,
     conn_id: ConnId,
     identity: Identity,
@@ -154,14 +154,13 @@ async fn run(
     app.metrics.connections_open.fetch_add(1, Ordering::Relaxed);
     app.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
     let (link, queue) = ConnLink::new(conn_id, identity.user_id);
-    let hello = ServerMessage::Hello {
+    link.send(&ServerMessage::Hello {
         conn_id,
         user_id: identity.user_id,
         role: identity.role,
         protocol_version: PROTOCOL_VERSION,
         heartbeat_interval_ms: u64::try_from(app.config.heartbeat_interval().as_millis()).unwrap_or(u64::MAX),
-    };
-    link.send(&hello);
+    });
     app.connections.insert(link.clone());
     // The node closes every registered connection when it shuts down; one registered after
     // that closes itself.
@@ -176,7 +175,7 @@ async fn run(
             debug!(parent: &span, error = %err, "closing a connection that found no inbox");
             drop(permit);
             app.connections.remove(conn_id);
-            close(&mut socket, CloseReason::Restarting).await;
+            Box::pin(close(&mut socket, CloseReason::Restarting)).await;
             app.metrics.connections_open.fetch_sub(1, Ordering::Relaxed);
             return;
         }
@@ -253,7 +252,7 @@ enum Ending {
 /// writer alone and never polls the reading side or its timers. Returns why the server is
 /// closing the connection, if it is, with what remains of the socket.
 async fn serve(
-    socket: WebSocket,
+    socket: Socket,
     ctx: &mut ConnCtx,
     queue: ConnQueue,
     frames: &Mutex<FrameBudget>,
@@ -345,7 +344,7 @@ async fn serve(
     };
     let remains = match sink {
         Some(sink) => match sink.reunite(stream) {
-            Ok(socket) => Remains::Whole(Box::new(socket)),
+            Ok(socket) => Remains::Whole(socket),
             Err(err) => {
                 error!(parent: span, error = %err, "the connection's halves did not fit together");
                 Remains::Reading(err.1)
@@ -361,14 +360,16 @@ async fn serve(
 /// open until the connection's place is given back, so a client that sees its socket end can
 /// connect again at once.
 enum Remains {
-    Whole(Box<WebSocket>),
-    Reading(
-        #[expect(dead_code, reason = "held only to keep the socket open until it is dropped")] SplitStream<WebSocket>,
-    ),
+    Whole(Socket),
+    Reading(#[expect(dead_code, reason = "held only to keep the socket open until it is dropped")] SplitStream<Socket>),
 }
 
+/// A connection's socket. Boxed: it is moved into each step of the connection (an async
+/// function's arguments stay part of its future), and it is large.
+type Socket = Box<WebSocket>;
+
 /// The sending half of a connection's socket, which its writer owns.
-type Sink = SplitSink<WebSocket, Message>;
+type Sink = SplitSink<Socket, Message>;
 
 /// How one write ended.
 enum Wrote {
