@@ -23,6 +23,8 @@ pub struct Metrics {
     pub notifications_stored: AtomicU64,
     /// Users with a device on this node (one inbox each).
     pub inboxes_active: AtomicI64,
+    /// Of those, inboxes whose task runs: their user was sent something (or a device synced).
+    pub inbox_tasks: AtomicI64,
     pub slow_disconnects: AtomicU64,
     pub sockets_refused: AtomicU64,
     pub frames_rate_limited: AtomicU64,
@@ -83,6 +85,11 @@ impl Metrics {
                 "convene_inboxes_active",
                 "Users with a connection on this node.",
                 self.inboxes_active.load(Ordering::Relaxed),
+            ),
+            (
+                "convene_inbox_tasks",
+                "Inboxes on this node with a running task: users sent something since their first connection here.",
+                self.inbox_tasks.load(Ordering::Relaxed),
             ),
         ];
         for (name, help, value) in gauges {

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use super::{Attach, HubCommand, Inbox, Inboxes, UserEvent};
+use super::{Attach, HubCommand, Inbox, Inboxes, UserEvent, Waiting};
 use crate::outbound::{ConnLink, Frame};
 use crate::store::{Store, StoreError};
 
@@ -52,22 +52,25 @@ struct Hub {
     db_timeout: std::time::Duration,
 }
 
-pub(super) async fn run(inboxes: Arc<Inboxes>, inbox: Arc<Inbox>, mut rx: mpsc::Receiver<HubCommand>) {
+pub(super) async fn run(
+    inboxes: Arc<Inboxes>,
+    inbox: Arc<Inbox>,
+    mut rx: mpsc::Receiver<HubCommand>,
+    waiting: Waiting,
+) {
+    let Waiting { devices, positions } = waiting;
     let mut hub = Hub {
         user: inbox.user,
-        // Most users have one device on a node; a vector's first growth would hold four.
-        devices: Vec::with_capacity(1),
-        positions: HashMap::new(),
-        loaded: false,
+        devices: devices.into_iter().map(|link| Device { link, ahead: HashMap::new() }).collect(),
+        loaded: positions.is_some(),
+        positions: positions.unwrap_or_default(),
         held: HashMap::new(),
         hold_until: None,
         store: inboxes.store.clone(),
         db_timeout: inboxes.db_timeout,
     };
-    // The work is boxed: an inbox waits for its next command most of its life, and one waits
-    // for every user with a device here, so its task holds only the waiting, not the largest
-    // store read it might make.
-    Box::pin(hub.load()).await;
+    // Each step's work is boxed: the task holds only the waiting between commands, not the
+    // largest store read it might make.
     loop {
         let command = tokio::select! {
             // Held messages stop waiting on time, however busy the mailbox; a device that
@@ -104,6 +107,7 @@ pub(super) async fn run(inboxes: Arc<Inboxes>, inbox: Arc<Inbox>, mut rx: mpsc::
             HubCommand::Detach(_) | HubCommand::Resync => {}
         }
     }
+    inboxes.metrics.inbox_tasks.fetch_sub(1, Ordering::Relaxed);
     inboxes.metrics.inboxes_active.fetch_sub(1, Ordering::Relaxed);
     debug!(user_id = %hub.user, "inbox ended");
 }

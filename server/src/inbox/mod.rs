@@ -7,13 +7,16 @@
 //! the users' inboxes on this node, and in one bus message to each other live node, which hands
 //! it to its own. There is no owner per user, so no lease, no takeover and no hop.
 //!
-//! On each node, every user with a device there has an [`Inbox`]: a task that owns the user's
-//! devices and their positions in each conversation. It delivers a message once and in order to
-//! each device: one it already passed is skipped; one that arrives ahead of a missing one (two
-//! senders on two nodes publish in the order their commits finished, not their numbers) makes it
-//! read the missing ones from the store first, which is always possible because they committed
-//! first. When messages between nodes may have been lost (a gap on the bus) or its mailbox
-//! overflowed, an inbox reads what it missed from the store by itself.
+//! On each node, every user with a device there has an [`Inbox`]. Until the user is first sent
+//! something it only holds their devices and where their conversations stood when the first one
+//! attached (most users connected are never sent anything, and a waiting inbox costs no task and
+//! no queue). From then on it is a task that owns the user's devices and their positions in each
+//! conversation. It delivers a message once and in order to each device: one it already passed
+//! is skipped; one that arrives ahead of a missing one (two senders on two nodes publish in the
+//! order their commits finished, not their numbers) makes it read the missing ones from the
+//! store first, which is always possible because they committed first. When messages between
+//! nodes may have been lost (a gap on the bus) or its mailbox overflowed, an inbox reads what it
+//! missed from the store by itself.
 
 mod hub;
 pub mod policy;
@@ -67,9 +70,8 @@ pub enum UserEvent {
     Other { frame: Frame },
 }
 
-/// What an inbox is asked to do. Payloads are boxed to keep the command at 24 bytes: a
-/// mailbox allocates its first block of 32 slots when it is made, for every user with a device
-/// here, and most of those users are never sent anything.
+/// What an inbox's task is asked to do. Payloads are boxed to keep the command at 24 bytes: a
+/// mailbox allocates its first block of 32 slots when it is made.
 #[derive(Debug)]
 enum HubCommand {
     Attach(Box<Attach>),
@@ -80,7 +82,7 @@ enum HubCommand {
     Resync,
 }
 
-const _: () = assert!(std::mem::size_of::<HubCommand>() <= 24, "an inbox's mailbox is allocated per user");
+const _: () = assert!(std::mem::size_of::<HubCommand>() <= 24, "allocated per running inbox");
 
 /// A device joining the inbox. Answered once the device is in; an inbox that ended first drops
 /// `attached` unanswered, and the connection tries the user's next inbox.
@@ -101,7 +103,8 @@ struct SyncRequest {
 #[derive(Debug)]
 pub struct Inbox {
     user: UserId,
-    tx: mpsc::Sender<HubCommand>,
+    /// Where the inbox's work happens. Locked only to look or to change, never across an await.
+    state: Mutex<State>,
     /// Set when a delivery found the mailbox full: the inbox catches up from the store.
     behind: AtomicBool,
     /// The user's budgets for conversations, shared by their connections on this node.
@@ -112,15 +115,51 @@ pub struct Inbox {
     known: Mutex<HashMap<ConversationId, ConversationView>>,
 }
 
+/// An inbox's life: waiting with no task until its user is sent something (or a device asks it
+/// to sync), then running, until its last device leaves.
+#[derive(Debug)]
+enum State {
+    Waiting(Waiting),
+    /// Its task runs; a closed mailbox means the task ended.
+    Running(mpsc::Sender<HubCommand>),
+    /// Its last device left while it was waiting.
+    Ended,
+}
+
+/// What a waiting inbox holds for its task.
+#[derive(Debug)]
+struct Waiting {
+    devices: Vec<ConnLink>,
+    /// Where each of the user's conversations stood, read after the inbox was in the registry
+    /// (so anything committed later is published to it); `None` until read, or if reading failed,
+    /// and then the task reads it itself before anything else.
+    positions: Option<HashMap<ConversationId, i64>>,
+}
+
+/// Where a device joining an inbox stands.
+enum Joined {
+    /// It is in: the inbox was waiting.
+    In,
+    /// The inbox's task takes it.
+    Ask(mpsc::Sender<HubCommand>),
+    /// The inbox ended; the user's next one takes it.
+    Ended,
+}
+
 impl Inbox {
-    fn new(user: UserId, tx: mpsc::Sender<HubCommand>) -> Self {
+    fn new(user: UserId, first: ConnLink) -> Self {
         Self {
             user,
-            tx,
+            // Most users have one device on a node; a vector's first growth would hold four.
+            state: Mutex::new(State::Waiting(Waiting { devices: vec![first], positions: None })),
             behind: AtomicBool::new(false),
             budgets: Mutex::new(Ledger::default()),
             known: Mutex::default(),
         }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The conversation, if this user is known to be one of its members.
@@ -133,15 +172,57 @@ impl Inbox {
         self.known.lock().unwrap_or_else(PoisonError::into_inner).insert(view.id, view.clone());
     }
 
+    fn join(&self, link: ConnLink) -> Joined {
+        match &mut *self.state() {
+            State::Waiting(waiting) => {
+                waiting.devices.push(link);
+                Joined::In
+            }
+            State::Running(tx) => Joined::Ask(tx.clone()),
+            State::Ended => Joined::Ended,
+        }
+    }
+
+    /// Keeps where the user's conversations stood, for the task, unless it started and read
+    /// them itself.
+    fn loaded(&self, positions: HashMap<ConversationId, i64>) {
+        if let State::Waiting(waiting) = &mut *self.state() {
+            waiting.positions.get_or_insert(positions);
+        }
+    }
+
+    /// The inbox's mailbox, starting its task if it was waiting; `None` once it ended.
+    fn mailbox(self: &Arc<Self>, inboxes: &Arc<Inboxes>) -> Option<mpsc::Sender<HubCommand>> {
+        let mut state = self.state();
+        match std::mem::replace(&mut *state, State::Ended) {
+            State::Running(tx) => {
+                *state = State::Running(tx.clone());
+                Some(tx)
+            }
+            State::Ended => None,
+            State::Waiting(waiting) => {
+                let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
+                *state = State::Running(tx.clone());
+                inboxes.metrics.inbox_tasks.fetch_add(1, Ordering::Relaxed);
+                inboxes.tracker.spawn(hub::run(inboxes.clone(), self.clone(), rx, waiting));
+                Some(tx)
+            }
+        }
+    }
+
     /// Queues a delivery without waiting; a full mailbox makes the inbox catch up instead.
-    fn deliver(&self, event: UserEvent) {
-        match self.tx.try_send(HubCommand::Deliver(Box::new(event))) {
+    fn deliver(self: &Arc<Self>, inboxes: &Arc<Inboxes>, event: UserEvent) {
+        let Some(tx) = self.mailbox(inboxes) else {
+            debug!(user_id = %self.user, "delivery to an inbox that ended");
+            return;
+        };
+        match tx.try_send(HubCommand::Deliver(Box::new(event))) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 warn!(user_id = %self.user, "inbox full; it will read what it missed from the store");
                 self.behind.store(true, Ordering::Release);
                 // The resync is queued behind whatever fills the mailbox, when there is room.
-                if self.tx.try_send(HubCommand::Resync).is_err() {
+                if tx.try_send(HubCommand::Resync).is_err() {
                     debug!(user_id = %self.user, "resync already pending behind a full inbox");
                 }
             }
@@ -195,34 +276,43 @@ impl Inboxes {
         })
     }
 
-    /// Attaches a connection to its user's inbox here, starting the inbox if it is the user's
-    /// first connection on this node; then the user is known to others for conversations, with
-    /// what their token says (their organization and role) unless the backend set a profile.
+    /// Attaches a connection to its user's inbox here, making one if it is the user's first
+    /// connection on this node; then the user is known to others for conversations, with what
+    /// their token says (their organization and role) unless the backend set a profile.
     ///
     /// Fails only when the node is shutting down: then the connection closes, to reconnect to
     /// another node.
     pub async fn attach(self: &Arc<Self>, link: ConnLink, identity: &Identity) -> Result<Arc<Inbox>, AttachError> {
         let user = link.user_id;
-        let known_as = identity.organization_id.map(|org| (org, policy::kind_of_role(identity.role)));
         for _ in 0..ATTACH_ATTEMPTS {
             if self.shutdown.is_cancelled() {
                 break;
             }
-            let (inbox, started) = match self.users.entry(user) {
+            let (inbox, first) = match self.users.entry(user) {
                 dashmap::Entry::Occupied(entry) => (entry.get().clone(), false),
-                dashmap::Entry::Vacant(entry) => (entry.insert(self.start(user)).clone(), true),
+                dashmap::Entry::Vacant(entry) => (entry.insert(Arc::new(Inbox::new(user, link.clone()))).clone(), true),
             };
-            if let Some((organization, kind)) = known_as.filter(|_| started) {
-                // Before the connection is told it is in, so that others can reach the user.
-                let register = self.store.register_chat_profile(user, organization, kind, chrono::Utc::now());
-                if let Err(err) = Store::within(self.db_timeout, register).await {
-                    warn!(error = %err, user_id = %user, "could not make the user known for conversations");
+            if first {
+                self.metrics.inboxes_active.fetch_add(1, Ordering::Relaxed);
+                // Both before the connection is told it is in: that others can reach the user,
+                // and where the inbox starts delivering from (read after it is in the registry,
+                // so that whatever commits later is published to it).
+                let ((), positions) = tokio::join!(self.make_known(user, identity), self.positions(user));
+                if let Some(positions) = positions {
+                    inbox.loaded(positions);
                 }
-            }
-            let (attached, answer) = oneshot::channel();
-            let sent = inbox.tx.send(HubCommand::Attach(Box::new(Attach { link: link.clone(), attached }))).await;
-            if sent.is_ok() && answer.await.is_ok() {
                 return Ok(inbox);
+            }
+            match inbox.join(link.clone()) {
+                Joined::In => return Ok(inbox),
+                Joined::Ask(tx) => {
+                    let (attached, answer) = oneshot::channel();
+                    let sent = tx.send(HubCommand::Attach(Box::new(Attach { link: link.clone(), attached }))).await;
+                    if sent.is_ok() && answer.await.is_ok() {
+                        return Ok(inbox);
+                    }
+                }
+                Joined::Ended => {}
             }
             // It ended just now; the next one takes the connection.
             self.users.remove_if(&user, |_, current| Arc::ptr_eq(current, &inbox));
@@ -230,24 +320,60 @@ impl Inboxes {
         Err(AttachError::ShuttingDown)
     }
 
-    fn start(self: &Arc<Self>, user: UserId) -> Arc<Inbox> {
-        let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
-        let inbox = Arc::new(Inbox::new(user, tx));
-        self.metrics.inboxes_active.fetch_add(1, Ordering::Relaxed);
-        self.tracker.spawn(hub::run(self.clone(), inbox.clone(), rx));
-        inbox
+    /// Makes the user known for conversations as their token describes them, unless they are
+    /// already.
+    async fn make_known(&self, user: UserId, identity: &Identity) {
+        let Some(organization) = identity.organization_id else { return };
+        let kind = policy::kind_of_role(identity.role);
+        let register = self.store.register_chat_profile(user, organization, kind, chrono::Utc::now());
+        if let Err(err) = Store::within(self.db_timeout, register).await {
+            warn!(error = %err, user_id = %user, "could not make the user known for conversations");
+        }
+    }
+
+    /// Where each of the user's conversations stands; `None` if it could not be read, and then
+    /// the inbox's task reads it when it starts.
+    async fn positions(&self, user: UserId) -> Option<HashMap<ConversationId, i64>> {
+        match Store::within(self.db_timeout, self.store.conversation_positions(user)).await {
+            Ok(positions) => Some(positions.into_iter().collect()),
+            Err(err) => {
+                warn!(error = %err, user_id = %user, "could not read conversation positions; retrying later");
+                None
+            }
+        }
     }
 
     /// Detaches a connection that closed.
-    pub async fn detach(&self, inbox: &Inbox, conn: ConnId) {
-        if inbox.tx.send(HubCommand::Detach(conn)).await.is_err() {
+    pub async fn detach(&self, inbox: &Arc<Inbox>, conn: ConnId) {
+        let tx = {
+            let mut state = inbox.state();
+            match &mut *state {
+                State::Running(tx) => tx.clone(),
+                State::Waiting(waiting) => {
+                    waiting.devices.retain(|device| device.conn_id != conn);
+                    if waiting.devices.is_empty() {
+                        *state = State::Ended;
+                        drop(state);
+                        self.users.remove_if(&inbox.user, |_, current| Arc::ptr_eq(current, inbox));
+                        self.metrics.inboxes_active.fetch_sub(1, Ordering::Relaxed);
+                        debug!(user_id = %inbox.user, "inbox ended before it was sent anything");
+                    }
+                    return;
+                }
+                State::Ended => {
+                    debug!(%conn, "detach from an inbox that ended");
+                    return;
+                }
+            }
+        };
+        if tx.send(HubCommand::Detach(conn)).await.is_err() {
             debug!(%conn, "detach from an inbox that ended");
         }
     }
 
     /// Tells `users`' devices, here and on every other live node. Called only after the change
     /// committed.
-    pub fn publish(&self, users: &[UserId], event: &UserEvent) {
+    pub fn publish(self: &Arc<Self>, users: &[UserId], event: &UserEvent) {
         if self.bus.is_clustered() {
             let message = NodeMessage::users(self.bus.node(), users, event);
             if let Err(err) = self.bus.send_all(&message) {
@@ -259,18 +385,22 @@ impl Inboxes {
     }
 
     /// Hands an event to the inboxes of `users` on this node (those with a device here).
-    pub fn deliver_here(&self, users: &[UserId], event: &UserEvent) {
+    pub fn deliver_here(self: &Arc<Self>, users: &[UserId], event: &UserEvent) {
         for user in users {
             if let Some(inbox) = self.users.get(user).map(|inbox| inbox.clone()) {
-                inbox.deliver(event.clone());
+                inbox.deliver(self, event.clone());
             }
         }
     }
 
     /// Messages between nodes may have been lost: every inbox here catches up from the store.
-    pub fn resync_all(&self) {
-        for inbox in self.users.iter() {
-            if inbox.tx.try_send(HubCommand::Resync).is_err() {
+    pub fn resync_all(self: &Arc<Self>) {
+        // Collected first: starting an inbox locks it, and an inbox that ends locks itself,
+        // then the registry.
+        let inboxes: Vec<Arc<Inbox>> = self.users.iter().map(|inbox| inbox.clone()).collect();
+        for inbox in inboxes {
+            let Some(tx) = inbox.mailbox(self) else { continue };
+            if tx.try_send(HubCommand::Resync).is_err() {
                 inbox.behind.store(true, Ordering::Release);
             }
         }

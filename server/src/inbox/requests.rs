@@ -120,7 +120,7 @@ impl Caller<'_> {
 }
 
 /// Carries out one request; the caller answers the error, if one is returned.
-pub async fn handle(inboxes: &Inboxes, caller: Caller<'_>, request: UserRequest) -> Result<(), DirectError> {
+pub async fn handle(inboxes: &Arc<Inboxes>, caller: Caller<'_>, request: UserRequest) -> Result<(), DirectError> {
     let spend = match &request {
         UserRequest::SendDirect(_) | UserRequest::EditDirect(_) | UserRequest::DeleteDirect(_) => DirectSpend::Send,
         UserRequest::DirectTyping(_) => DirectSpend::Typing,
@@ -212,7 +212,8 @@ pub async fn handle(inboxes: &Inboxes, caller: Caller<'_>, request: UserRequest)
         UserRequest::SyncConversations(sync) => {
             let command = HubCommand::Sync(Box::new(super::SyncRequest { conn: caller.conn, request: sync }));
             // The inbox answers it, after the replayed messages, in order with live ones.
-            if caller.inbox.tx.send(command).await.is_err() {
+            let Some(tx) = caller.inbox.mailbox(inboxes) else { return Err(DirectError::Unavailable) };
+            if tx.send(command).await.is_err() {
                 return Err(DirectError::Unavailable);
             }
         }
@@ -311,7 +312,11 @@ impl Inboxes {
     }
 
     /// Opens (or finds) the caller's conversation with another user, if the rules allow it.
-    async fn open(&self, caller: &Caller<'_>, open: &OpenConversation) -> Result<ConversationView, DirectError> {
+    async fn open(
+        self: &Arc<Self>,
+        caller: &Caller<'_>,
+        open: &OpenConversation,
+    ) -> Result<ConversationView, DirectError> {
         let user = caller.user();
         let Some(organization) = caller.identity.organization_id else {
             return Err(Refusal::UnknownUser.into());
@@ -359,7 +364,7 @@ impl Inboxes {
 
     /// Stores a message, acknowledges it, then delivers it (and its notification).
     async fn send(
-        &self,
+        self: &Arc<Self>,
         caller: &Caller<'_>,
         view: ConversationView,
         request_id: Option<RequestId>,
@@ -400,7 +405,7 @@ impl Inboxes {
     }
 
     async fn change(
-        &self,
+        self: &Arc<Self>,
         caller: &Caller<'_>,
         request_id: Option<RequestId>,
         conversation: ConversationId,
@@ -447,7 +452,7 @@ impl Inboxes {
     }
 
     /// Publishes a message that needs no ordering.
-    pub fn publish_message(&self, users: &[UserId], message: &ServerMessage) {
+    pub fn publish_message(self: &Arc<Self>, users: &[UserId], message: &ServerMessage) {
         if let Some(frame) = Frame::encode(message) {
             self.publish(users, &UserEvent::Other { frame });
         }

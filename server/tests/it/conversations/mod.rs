@@ -21,6 +21,7 @@ on_one_node_and_two!(
     a_retried_send_is_stored_once,
     notifications_are_pushed_listed_counted_and_read_on_every_device,
     a_message_notifies_only_a_recipient_not_looking_at_it,
+    an_inbox_starts_its_task_only_once_its_user_is_sent_something,
 );
 
 async fn messages_reach_every_device_once_and_in_order(setup: Setup) -> Result<()> {
@@ -63,6 +64,44 @@ async fn messages_reach_every_device_once_and_in_order(setup: Setup) -> Result<(
         ensure!(extra.is_empty(), "{name} got messages twice: {extra:?}");
     }
     Ok(())
+}
+
+async fn an_inbox_starts_its_task_only_once_its_user_is_sent_something(setup: Setup) -> Result<()> {
+    let fx = Fixture::start(setup).await?;
+    let (mentor, mentee) = (fx.user(Role::Mentor), fx.user(Role::Mentee));
+    // A device of the mentee's comes and goes before anything is sent to them; the next one
+    // gets what is sent after, whether it found the first one's inbox or a new one.
+    let mut gone = Client::connect(fx.node(1), &mentee).await?;
+    gone.sync().await?;
+    drop(gone);
+    let mut mentee_device = Client::connect(fx.node(1), &mentee).await?;
+    let mut mentor_device = Client::connect(fx.node(0), &mentor).await?;
+    // A ping's answer means the device is attached to its inbox (it is, before it is served).
+    mentee_device.sync().await?;
+    mentor_device.sync().await?;
+    let (inboxes, tasks) = inbox_gauges(&fx).await?;
+    ensure!((inboxes, tasks) == (2.0, 0.0), "idle users: {inboxes} inboxes, {tasks} running");
+
+    let conversation = mentor_device.open_with(mentee.id).await?.map_err(|code| anyhow::anyhow!("open: {code:?}"))?;
+    let seq = mentor_device.send_dm(conversation.id, "first", "hello").await?;
+    ensure!(seq == Ok(1), "send: {seq:?}");
+    let received = mentee_device.next_dm().await?;
+    ensure!((received.seq, received.body.as_str()) == (1, "hello"), "mentee got {received:?}");
+    let echoed = mentor_device.next_dm().await?;
+    ensure!(echoed.seq == 1, "the sender's device got {echoed:?}");
+    let (inboxes, tasks) = inbox_gauges(&fx).await?;
+    ensure!((inboxes, tasks) == (2.0, 2.0), "after a message: {inboxes} inboxes, {tasks} running");
+    Ok(())
+}
+
+/// Inboxes and running inbox tasks, over every node.
+async fn inbox_gauges(fx: &Fixture) -> Result<(f64, f64)> {
+    let (mut inboxes, mut tasks) = (0.0, 0.0);
+    for node in &fx.nodes {
+        inboxes += node.metric("convene_inboxes_active").await?;
+        tasks += node.metric("convene_inbox_tasks").await?;
+    }
+    Ok((inboxes, tasks))
 }
 
 async fn a_device_that_was_offline_gets_what_it_missed_and_its_unread_count(setup: Setup) -> Result<()> {
