@@ -7,6 +7,7 @@
 pub mod admission;
 pub mod app;
 pub mod auth;
+pub mod awaiting;
 pub mod bus;
 pub mod chat;
 pub mod cluster;

@@ -14,9 +14,11 @@ use dashmap::DashMap;
 use futures_util::task::AtomicWaker;
 
 use axum::extract::ws::Utf8Bytes;
-use convene_protocol::{ConnId, ServerMessage, SessionId, UserId};
+use convene_protocol::{ConnId, ErrorCode, RequestId, ServerMessage, SessionId, UserId};
 use tokio::sync::mpsc;
-use tracing::{error, warn};
+use tracing::{debug, error, warn};
+
+use crate::awaiting::{Awaiting, Settled, Waiter};
 
 /// Frames queued for one connection. A burst of this many events (a whole replay, a busy room)
 /// fits; a client that falls further behind than this is not keeping up and is disconnected. At
@@ -155,6 +157,8 @@ pub struct Closer {
     /// Sessions that let the connection go, for the reader to tell the client. Rare, and only
     /// this connection's: the lock is never contended on the delivery path.
     interrupted: Mutex<Vec<SessionId>>,
+    /// The connection's requests waiting on other nodes (see [`crate::awaiting`]).
+    awaiting: Awaiting,
     reader: AtomicWaker,
     writer: AtomicWaker,
 }
@@ -253,8 +257,17 @@ impl ConnLink {
     }
 
     /// Queues a frame without waiting. Returns `false` when the connection is gone or was just
-    /// closed as slow because its queue was full.
+    /// closed as slow because its queue was full. A late answer to a request the connection
+    /// answered itself is dropped here (see [`crate::awaiting`]).
     pub fn try_send(&self, frame: Frame) -> bool {
+        if self.closer.awaiting.settle(frame.as_bytes()) == Settled::Drop {
+            debug!(conn_id = %self.conn_id, "dropped a late answer to a request already answered");
+            return true;
+        }
+        self.queue(frame)
+    }
+
+    fn queue(&self, frame: Frame) -> bool {
         match self.tx.try_send(frame) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -280,6 +293,40 @@ impl ConnLink {
     /// Tells the connection that `session` let it go (see [`Closer::interrupt`]).
     pub fn interrupt(&self, session: SessionId) {
         self.closer.interrupt(session);
+    }
+
+    /// Notes a request sent to another node, before sending it; `false` when too many wait.
+    pub fn expect_answer(&self, request: &RequestId, waiter: Waiter) -> bool {
+        self.closer.awaiting.expect(request, waiter)
+    }
+
+    /// A request named `request` is being sent; see [`Awaiting::reuse`].
+    pub fn reuse_request_id(&self, request: &RequestId) {
+        self.closer.awaiting.reuse(request);
+    }
+
+    /// The request noted by [`Self::expect_answer`] could not be sent; the connection answers it.
+    pub fn forget_answer(&self, request: &RequestId) {
+        self.closer.awaiting.forget(request);
+    }
+
+    /// Answers `unavailable` to the requests waiting on a node that is `lost`: each gets this
+    /// answer and no other.
+    pub fn abandon_requests(&self, lost: impl Fn(&Waiter) -> bool) {
+        self.closer.awaiting.abandon(lost, |request| {
+            let message = ServerMessage::error(
+                RequestId::new(request),
+                ErrorCode::Unavailable,
+                "the session's node was lost before it answered; join again and retry",
+            );
+            if let Some(frame) = Frame::encode(&message) {
+                // Not through `try_send`: this answer is the one that counts. A queue that is full
+                // closes the connection as slow, and nobody is left to answer.
+                if !self.queue(frame) {
+                    debug!(conn_id = %self.conn_id, request, "could not answer a request of a lost node");
+                }
+            }
+        });
     }
 }
 

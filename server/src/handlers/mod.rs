@@ -12,7 +12,7 @@ mod create_session;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use convene_protocol::{ClientMessage, ConnId, ErrorCode, ServerMessage, SessionId, SessionRequest};
+use convene_protocol::{ClientMessage, ConnId, ErrorCode, RequestId, ServerMessage, SessionId, SessionRequest};
 use tracing::{Instrument as _, debug_span, warn};
 
 use crate::app::App;
@@ -46,6 +46,8 @@ pub enum HandlerError {
     Invalid(&'static str),
     #[error("the session could not be loaded; retry")]
     Unavailable,
+    #[error("too many requests wait for another node's answer; read their answers first")]
+    TooManyWaiting,
     #[error(transparent)]
     Direct(#[from] DirectError),
 }
@@ -57,6 +59,7 @@ impl HandlerError {
             Self::Create(err) => err.code(),
             Self::Invalid(_) => ErrorCode::Invalid,
             Self::Unavailable => ErrorCode::Unavailable,
+            Self::TooManyWaiting => ErrorCode::RateLimited,
             Self::Direct(err) => err.code(),
         }
     }
@@ -81,6 +84,9 @@ pub async fn dispatch(ctx: &mut ConnCtx, text: &str) {
         }
     };
     let request_id = message.request_id().cloned();
+    if let Some(request_id) = &request_id {
+        ctx.link.reuse_request_id(request_id);
+    }
     let span = debug_span!("request", kind = message.kind(), conn_id = %ctx.conn_id, user_id = %ctx.identity.user_id, request_id = request_id.as_ref().map(|r| r.as_str()));
     let result = async {
         match message {
@@ -119,11 +125,12 @@ impl ConnCtx {
     /// Hands a request to its session's actor, here or on its owner node, which answers it.
     async fn forward(&mut self, request: SessionRequest) -> Result<(), HandlerError> {
         let session_id = request.session_id();
+        let request_id = request.request_id().cloned();
         let joining = matches!(request, SessionRequest::JoinSession(_));
         let leaving = matches!(request, SessionRequest::LeaveSession(_));
         let command = Command::Request { conn: self.conn_id, identity: self.identity, request };
         if joining {
-            return self.join(session_id, command).await;
+            return self.join(session_id, request_id.as_ref(), command).await;
         }
         let mut command = command;
         let mut handle = match self.sessions.get(&session_id) {
@@ -133,7 +140,7 @@ impl ConnCtx {
         // The actor this connection knew may have stopped (the session was released, or lost
         // to another owner) and handed the connection on: the session's next actor answers.
         for attempt in 0..2 {
-            match handle.send(command).await {
+            match self.send(&handle, request_id.as_ref(), command).await? {
                 Ok(()) => break,
                 Err(Undelivered::Stopped(returned)) if attempt == 0 => {
                     command = *returned;
@@ -157,12 +164,17 @@ impl ConnCtx {
 
     /// Joins (or, with `resume`, rejoins) a session. The session's actor decides between
     /// admitting, the lobby and refusal, and answers the connection itself.
-    async fn join(&mut self, session_id: SessionId, command: Command) -> Result<(), HandlerError> {
+    async fn join(
+        &mut self,
+        session_id: SessionId,
+        request_id: Option<&RequestId>,
+        command: Command,
+    ) -> Result<(), HandlerError> {
         let mut command = command;
         // An actor that stops just as the join arrives hands it back; the next one takes it.
         for _attempt in 0..2 {
             let handle = self.app.registry.get(session_id).await?;
-            match handle.send(command).await {
+            match self.send(&handle, request_id, command).await? {
                 Ok(()) => {
                     self.sessions.insert(session_id, handle);
                     return Ok(());
@@ -175,5 +187,29 @@ impl ConnCtx {
             }
         }
         Err(HandlerError::Unavailable)
+    }
+
+    /// Sends a request to its session. One sent to another node is noted first, so that it
+    /// is answered even if that node is lost before it answers (see [`crate::awaiting`]).
+    async fn send(
+        &self,
+        handle: &SessionHandle,
+        request_id: Option<&RequestId>,
+        command: Command,
+    ) -> Result<Result<(), Undelivered>, HandlerError> {
+        let awaited = match (handle, request_id) {
+            (SessionHandle::Remote(remote), Some(request_id)) => {
+                if !self.link.expect_answer(request_id, remote.waiter()) {
+                    return Err(HandlerError::TooManyWaiting);
+                }
+                Some(request_id)
+            }
+            _ => None,
+        };
+        let sent = handle.send(command).await;
+        if let (Err(_), Some(request_id)) = (&sent, awaited) {
+            self.link.forget_answer(request_id);
+        }
+        Ok(sent)
     }
 }

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::actor::MAILBOX_CAPACITY;
 use super::state::Command;
+use crate::awaiting::Waiter;
 use crate::bus::{Bus, BusError, Control, NodeMessage};
 
 /// A session, owned here or on another node.
@@ -94,6 +95,11 @@ impl RemoteSession {
     pub fn new(id: SessionId, owner: NodeId, bus: Arc<Bus>) -> Self {
         let gaps = bus.gaps();
         Self { id, owner, bus, gaps }
+    }
+
+    /// What a connection notes about a request it sends this way (see [`crate::awaiting`]).
+    pub fn waiter(&self) -> Waiter {
+        Waiter { session: self.id, owner: self.owner, gaps: self.gaps }
     }
 
     /// Forwards a connection's request or departure to the owner; `hops` counts the forwards

@@ -460,6 +460,12 @@ async fn leave_changed_sessions(ctx: &mut ConnCtx, interrupted: Vec<SessionId>) 
     }
     told.sort_unstable();
     told.dedup();
+    // Requests sent to a node that is lost for them are answered here, before the client hears
+    // that it left the session, and only once: a late answer from that node is dropped.
+    let bus = &ctx.app.bus;
+    ctx.link.abandon_requests(|waiter| {
+        told.binary_search(&waiter.session).is_ok() || !bus.is_alive(waiter.owner) || bus.gaps() != waiter.gaps
+    });
     for session_id in told {
         debug!(%session_id, "the connection left a session that changed owners; the client joins again");
         ctx.reply(&ServerMessage::SessionInterrupted { session_id });

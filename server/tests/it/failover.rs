@@ -269,6 +269,71 @@ async fn a_paused_owner_cannot_write_after_another_node_took_over() -> Result<()
     Ok(())
 }
 
+/// A request that reached an owner which then stopped answering gets exactly one answer: its
+/// connection's node answers `unavailable` once it gives the owner up, before telling the client
+/// the session left; whatever the old owner answers when it wakes up is not passed on; and the
+/// retry, under a new request id, is acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_to_an_owner_that_is_lost_gets_one_answer() -> Result<()> {
+    let (db, name) = process_cluster().await?;
+    let mut paused = NodeProcess::spawn(&db, &name).await?;
+    let survivor = NodeProcess::spawn(&db, &name).await?;
+    let (session, [_host, _mentee], [_on_paused, mut on_survivor]) = session_across(&paused, &survivor).await?;
+    let room = session.main_room_id;
+
+    paused.signal(Signal::STOP)?;
+    on_survivor
+        .send_json(json!({"type": "send_message", "request_id": "lost", "session_id": session.id,
+            "room_id": room, "client_msg_id": "lost", "body": "sent to an owner that stops"}))
+        .await?;
+    let mut answers = Vec::new();
+    loop {
+        let message = on_survivor.recv().await?;
+        if answers_to(&message) == Some("lost") {
+            answers.push(message);
+            continue;
+        }
+        if matches!(message, ServerMessage::SessionInterrupted { session_id } if session_id == session.id) {
+            break;
+        }
+    }
+    ensure!(
+        matches!(&answers[..], [ServerMessage::Error(error)] if error.code == ErrorCode::Unavailable),
+        "one answer, unavailable, before the interruption: {answers:?}"
+    );
+
+    // The survivor takes the session over; the old owner wakes up to find it gone, and may
+    // answer what it had read.
+    rejoin_here(&mut on_survivor, session.id, room, 0).await?;
+    paused.signal(Signal::CONT)?;
+    paused.logged("no longer owns the session").await?;
+    on_survivor
+        .send_json(json!({"type": "send_message", "request_id": "retry", "session_id": session.id,
+            "room_id": room, "client_msg_id": "lost", "body": "sent to an owner that stops"}))
+        .await?;
+    loop {
+        let message = on_survivor.recv().await?;
+        match answers_to(&message) {
+            Some("lost") => bail!("a second answer to the lost request: {message:?}"),
+            Some("retry") => {
+                ensure!(matches!(message, ServerMessage::MessageAck { seq: 1, .. }), "{message:?}");
+                break;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The request a message answers, if it names one.
+fn answers_to(message: &ServerMessage) -> Option<&str> {
+    match message {
+        ServerMessage::MessageAck { request_id, .. } => request_id.as_ref().map(|id| id.as_str()),
+        ServerMessage::Error(error) => error.request_id.as_ref().map(|id| id.as_str()),
+        _ => None,
+    }
+}
+
 /// A killed node's devices are gone for conversations too: the mentee's phone there, which was
 /// looking at the conversation, stops keeping notifications away once the survivor notices the
 /// death; the mentee's laptop on the survivor keeps receiving without a break; and the phone,

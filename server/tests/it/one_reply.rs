@@ -1,4 +1,5 @@
-//! Every request gets exactly one reply naming it, whatever state the connection is in.
+//! Every request gets exactly one reply naming it, whatever state the connection is in, on one
+//! node and from a node other than the session's owner.
 //!
 //! The kinds come from the protocol crate ([`SessionRequestKind`], [`UserRequestKind`] and the
 //! two the node answers itself), and [`example`] matches on them exhaustively: a new kind does not compile until this
@@ -13,9 +14,11 @@ use strum::IntoEnumIterator as _;
 use uuid::Uuid;
 
 use crate::common::{Backend, Client, TestServer, TestUser};
-use crate::on_both_backends;
+use crate::nodes::owner_and_other;
+use crate::{across_nodes, on_both_backends};
 
 on_both_backends!(every_request_gets_exactly_one_reply_in_every_state);
+across_nodes!(every_request_gets_exactly_one_reply_in_every_state);
 
 /// Where the probing connection stands when it sends the request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,16 +192,24 @@ struct Probe {
     _others: Vec<Client>,
 }
 
-async fn prepare(server: &TestServer, standing: Standing) -> Result<Probe> {
+/// Where the session's owner runs, and where the probing connection connects: the same server,
+/// or two nodes, so that every request crosses to the owner and its reply comes back.
+struct Nodes<'a> {
+    owner: &'a TestServer,
+    probe: &'a TestServer,
+}
+
+async fn prepare(nodes: &Nodes<'_>, standing: Standing) -> Result<Probe> {
     let org = Some(Uuid::new_v4());
     let host = TestUser::new(Role::Therapist, org);
     let lobby = matches!(standing, Standing::InLobby | Standing::Denied);
-    let session = server.create_session(&host, json!({"session_type": "group", "lobby_enabled": lobby})).await?;
-    let mut host_client = Client::connect(server, &host).await?;
+    let session = nodes.owner.create_session(&host, json!({"session_type": "group", "lobby_enabled": lobby})).await?;
+    // The host joins first, through the owner's node, which makes it the session's owner.
+    let mut host_client = Client::connect(nodes.owner, &host).await?;
     host_client.join(session.id).await?;
     let participant_org = if standing == Standing::Refused { Some(Uuid::new_v4()) } else { org };
     let participant = TestUser::new(Role::Patient, participant_org);
-    let mut client = Client::connect(server, &participant).await?;
+    let mut client = Client::connect(nodes.probe, &participant).await?;
     let join = json!({"type": "join_session", "request_id": "j", "session_id": session.id});
     match standing {
         Standing::NeverJoined => {}
@@ -242,7 +253,11 @@ async fn prepare(server: &TestServer, standing: Standing) -> Result<Probe> {
     client.sync().await?;
     host_client.sync().await?;
     Ok(if standing == Standing::JoinedAsHost {
-        Probe { client: host_client, session: session.id, other: participant.id, _others: vec![client] }
+        // The host probes from another device of theirs, on the probe's node.
+        let mut host_probe = Client::connect(nodes.probe, &host).await?;
+        host_probe.join(session.id).await?;
+        host_probe.sync().await?;
+        Probe { client: host_probe, session: session.id, other: participant.id, _others: vec![client, host_client] }
     } else {
         Probe { client, session: session.id, other: host.id, _others: vec![host_client] }
     })
@@ -269,11 +284,12 @@ async fn replies(probe: &mut Probe, request: Value) -> Result<usize> {
 }
 
 async fn every_request_gets_exactly_one_reply_in_every_state(backend: Backend) -> Result<()> {
-    let server = TestServer::start(backend).await?;
+    let (owner, other) = owner_and_other(backend).await?;
+    let nodes = Nodes { owner: owner.as_ref().unwrap_or(&other), probe: &other };
     let mut probed = 0;
     for standing in STANDINGS {
         for kind in Kind::all() {
-            let mut probe = prepare(&server, standing).await.with_context(|| format!("preparing {standing:?}"))?;
+            let mut probe = prepare(&nodes, standing).await.with_context(|| format!("preparing {standing:?}"))?;
 
             let request = example(kind, probe.session, probe.other);
             let count = replies(&mut probe, request)
