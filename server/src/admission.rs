@@ -1,12 +1,15 @@
 //! Admission of WebSocket connections: at most so many on this node, so many per user at once,
-//! and so many new ones per user over time.
+//! and so many new ones per user over time; and of HTTP requests, so many per user (and so many
+//! with the service key) over time.
 //!
 //! A connection takes a [`Permit`] before its upgrade and holds it for its whole life; dropping
 //! the permit gives the place back. Counting happens before the upgrade, so concurrent upgrades
 //! cannot overshoot either cap. A user's connection attempts draw on a token bucket
 //! ([`Budgets::connect`]), and all their connections share one frame budget
 //! ([`Budgets::frames`]); both outlive the connections, so closing and reopening resets neither.
-//! Entries of users with nothing open are dropped once their buckets have refilled.
+//! Their HTTP requests draw on a bucket of their own ([`Budgets::http`]); the service API's
+//! callers share one ([`Budgets::service`]). Entries of users with nothing open are dropped once
+//! their buckets have refilled.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -29,7 +32,7 @@ pub enum Refusal {
     TooFast,
 }
 
-/// Admissions between sweeps of the per-user table for buckets that have refilled.
+/// Admissions and HTTP requests between sweeps of the per-user table for buckets that have refilled.
 const SWEEP_EVERY: u64 = 4096;
 
 /// Counts this node's connections, in total and per user.
@@ -38,8 +41,12 @@ pub struct Gate {
     limits: ConnectionLimits,
     connect: Budget,
     frames: Budget,
+    http: Budget,
+    service_budget: Budget,
     open: AtomicUsize,
     per_user: DashMap<UserId, UserSlot>,
+    /// The service API's requests, whoever holds the key.
+    service: Mutex<TokenBucket>,
     attempts: AtomicU64,
 }
 
@@ -49,6 +56,8 @@ struct UserSlot {
     open: u32,
     arrivals: TokenBucket,
     frames: Arc<Mutex<FrameBudget>>,
+    /// HTTP requests.
+    requests: TokenBucket,
 }
 
 impl UserSlot {
@@ -57,6 +66,7 @@ impl UserSlot {
             open: 0,
             arrivals: TokenBucket::full(gate.connect, now),
             frames: Arc::new(Mutex::new(FrameBudget::full(gate.frames, now))),
+            requests: TokenBucket::full(gate.http, now),
         }
     }
 
@@ -64,6 +74,7 @@ impl UserSlot {
     fn is_idle(&self, gate: &Gate, now: Instant) -> bool {
         self.open == 0
             && self.arrivals.is_full(gate.connect, now)
+            && self.requests.is_full(gate.http, now)
             && self.frames.lock().unwrap_or_else(PoisonError::into_inner).is_full(gate.frames, now)
     }
 }
@@ -89,8 +100,11 @@ impl Gate {
             limits,
             connect: budgets.connect,
             frames: budgets.frames,
+            http: budgets.http,
+            service_budget: budgets.service,
             open: AtomicUsize::new(0),
             per_user: DashMap::new(),
+            service: Mutex::new(TokenBucket::full(budgets.service, Instant::now())),
             attempts: AtomicU64::new(0),
         })
     }
@@ -102,9 +116,7 @@ impl Gate {
     }
 
     fn admit_at(self: &Arc<Self>, user: UserId, now: Instant) -> Result<Permit, Refusal> {
-        if self.attempts.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
-            self.sweep(now);
-        }
+        self.count_attempt(now);
         let max = self.limits.max_connections;
         self.open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| (open < max).then_some(open + 1))
@@ -126,6 +138,30 @@ impl Gate {
         let frames = slot.frames.clone();
         drop(slot);
         Ok(Permit { gate: self.clone(), user, frames })
+    }
+
+    /// Spends one HTTP request of `user`'s budget; `false` when it is spent.
+    pub fn spend_request(&self, user: UserId) -> bool {
+        self.spend_request_at(user, Instant::now())
+    }
+
+    fn spend_request_at(&self, user: UserId, now: Instant) -> bool {
+        self.count_attempt(now);
+        let mut slot = self.per_user.entry(user).or_insert_with(|| UserSlot::new(self, now));
+        slot.requests.try_take(self.http, now)
+    }
+
+    /// Spends one request of the service API's budget; `false` when it is spent.
+    pub fn spend_service(&self) -> bool {
+        let now = Instant::now();
+        self.service.lock().unwrap_or_else(PoisonError::into_inner).try_take(self.service_budget, now)
+    }
+
+    /// Counts an admission or a request, sweeping the per-user table every so many.
+    fn count_attempt(&self, now: Instant) {
+        if self.attempts.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            self.sweep(now);
+        }
     }
 
     /// Drops the entries of users with nothing open whose budget has refilled: they would be
@@ -202,6 +238,21 @@ mod tests {
         let alice_in = gate.admit_at(alice, later).expect("one more a second");
         assert_eq!(gate.open(), 2, "refusals hold no place");
         drop((bob_in, alice_in));
+    }
+
+    #[test]
+    fn http_requests_draw_on_a_budget_per_user_that_refills() {
+        let gate = Gate::new(ConnectionLimits::default(), &Budgets { http: Budget::new(1.0, 2), ..Budgets::default() });
+        let (alice, bob) = (UserId::new_v4(), UserId::new_v4());
+        let start = Instant::now();
+        let taken = (0..5).filter(|_| gate.spend_request_at(alice, start)).count();
+        assert_eq!(taken, 2, "the burst");
+        assert!(gate.spend_request_at(bob, start), "each user has their own budget");
+        let later = start + std::time::Duration::from_millis(1100);
+        assert!(gate.spend_request_at(alice, later), "one more a second");
+        assert!(!gate.spend_request_at(alice, later));
+        gate.sweep(later + std::time::Duration::from_secs(3));
+        assert!(gate.per_user.is_empty(), "forgotten once refilled");
     }
 
     #[test]

@@ -85,6 +85,11 @@ pub struct Budgets {
     pub frames: Budget,
     /// WebSocket connections one user may open on a node, reconnects included.
     pub connect: Budget,
+    /// Requests to the HTTP API one user may make of a node: sessions created, reports read,
+    /// ICE servers fetched.
+    pub http: Budget,
+    /// Requests to the service API a node takes, from every holder of the service key together.
+    pub service: Budget,
 }
 
 impl Default for Budgets {
@@ -101,6 +106,8 @@ impl Default for Budgets {
             signal: Budget::new(20.0, 200),
             frames: Budget::new(50.0, 200),
             connect: Budget::new(1.0, 10),
+            http: Budget::new(5.0, 30),
+            service: Budget::new(200.0, 1000),
         }
     }
 }

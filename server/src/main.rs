@@ -145,6 +145,12 @@ struct ServeArgs {
     /// WebSocket connections one user may open per node, reconnects included. Default 1/10.
     #[arg(long, env = "CONVENE_LIMIT_CONNECT", global = true)]
     limit_connect: Option<Budget>,
+    /// Requests to the HTTP API per user and node (sessions, reports, ICE servers). Default 5/30.
+    #[arg(long, env = "CONVENE_LIMIT_HTTP", global = true)]
+    limit_http: Option<Budget>,
+    /// Requests to the service API per node, over every caller with the key. Default 200/1000.
+    #[arg(long, env = "CONVENE_LIMIT_SERVICE", global = true)]
+    limit_service: Option<Budget>,
     /// How long someone a host denied must wait before knocking on the lobby again.
     #[arg(long, env = "CONVENE_DENY_COOLDOWN", default_value = "5m", value_parser = parse_duration, global = true)]
     deny_cooldown: Duration,
@@ -258,6 +264,8 @@ impl ServeArgs {
             signal: self.limit_signal.unwrap_or(default.signal),
             frames: self.limit_frames.unwrap_or(default.frames),
             connect: self.limit_connect.unwrap_or(default.connect),
+            http: self.limit_http.unwrap_or(default.http),
+            service: self.limit_service.unwrap_or(default.service),
         }
     }
 }

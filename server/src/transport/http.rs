@@ -6,13 +6,14 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use convene_protocol::{CreateSession, ErrorCode};
 use serde::Serialize;
 
 use super::ws::bearer_token;
 use crate::app::App;
+use crate::limits::Budget;
 use crate::session::wire::session_view;
 use crate::session::{NewSessionSpec, create_session as create};
 
@@ -91,18 +92,41 @@ pub(super) fn error(status: StatusCode, code: ErrorCode, message: impl Into<Stri
     (status, Json(HttpError { code, message: message.into() })).into_response()
 }
 
-/// `POST /v1/sessions` with the same body as the `create_session` message (without `type`).
-/// The caller, from the request's bearer token; 401 without a valid one.
+/// The caller, from the request's bearer token, having spent one request of their HTTP
+/// budget: 401 without a valid token, 429 when the budget is spent.
 pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<crate::auth::Identity, Response> {
     let Some(token) = bearer_token(headers) else {
         return Err(error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "a bearer token is required"));
     };
-    app.verifier
+    let identity = app
+        .verifier
         .verify(token)
         .await
-        .map_err(|_| error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "the token is not valid"))
+        .map_err(|_| error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "the token is not valid"))?;
+    if !app.gate.spend_request(identity.user_id) {
+        return Err(rate_limited(app.config.budgets.http, "too many requests from this user; slow down"));
+    }
+    Ok(identity)
 }
 
+/// The `Retry-After` of a budget that does not refill (a rate of 0, as an operator may set to
+/// stop a caller): a minute, so that clients back off without being told to give up.
+const NO_REFILL_RETRY_AFTER_SECS: u64 = 60;
+
+/// 429 `rate_limited`, with `Retry-After` as long as the budget takes to refill one request.
+pub(super) fn rate_limited(budget: Budget, message: &'static str) -> Response {
+    let retry_after = if budget.per_sec > 0.0 {
+        // Saturates for absurdly slow rates; at least a second.
+        (1.0 / budget.per_sec).ceil().max(1.0) as u64
+    } else {
+        NO_REFILL_RETRY_AFTER_SECS
+    };
+    let mut response = error(StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited, message);
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    response
+}
+
+/// `POST /v1/sessions` with the same body as the `create_session` message (without `type`).
 pub async fn create_session(State(app): State<Arc<App>>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     let identity = match authenticate(&app, &headers).await {
         Ok(identity) => identity,

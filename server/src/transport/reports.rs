@@ -11,21 +11,14 @@ use axum::response::{IntoResponse, Response};
 use convene_protocol::{ErrorCode, Role, SessionId};
 use serde::{Deserialize, Serialize};
 
-use super::http::error;
-use super::ws::bearer_token;
+use super::http::{authenticate, error};
 use crate::app::App;
 use crate::store::Store;
 
 /// Checks that the bearer of `headers` hosts session `id` or administers its organization.
 /// Another organization's session, like a missing one, is `not_found`.
 async fn authorize_host(app: &App, headers: &HeaderMap, id: SessionId) -> Result<(), Response> {
-    let verified = match bearer_token(headers) {
-        Some(token) => app.verifier.verify(token).await.ok(),
-        None => None,
-    };
-    let Some(identity) = verified else {
-        return Err(error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "a valid bearer token is required"));
-    };
+    let identity = authenticate(app, headers).await?;
     let (session, participants) = match Store::within(app.config.db_timeout, app.store.load_session(id)).await {
         Ok(Some(found)) if found.0.organization_id == identity.organization_id => found,
         Ok(_) => return Err(error(StatusCode::NOT_FOUND, ErrorCode::NotFound, "session not found")),

@@ -33,7 +33,8 @@ const MAX_TITLE_BYTES: usize = 200;
 const MAX_MESSAGE_BYTES: usize = 2_000;
 const MAX_DATA_BYTES: usize = 8_192;
 
-/// Checks the service key; `Err` is the response to send instead.
+/// Checks the service key and spends one request of the service API's budget; `Err` is the
+/// response to send instead.
 #[expect(clippy::result_large_err, reason = "the error is the response itself, built once per refusal")]
 fn authorize(app: &App, headers: &HeaderMap) -> Result<(), Response> {
     let Some(expected) = app.config.service_key.as_deref() else {
@@ -44,7 +45,16 @@ fn authorize(app: &App, headers: &HeaderMap) -> Result<(), Response> {
         ));
     };
     match bearer_token(headers) {
-        Some(key) if bool::from(key.as_bytes().ct_eq(expected.as_bytes())) => Ok(()),
+        Some(key) if bool::from(key.as_bytes().ct_eq(expected.as_bytes())) => {
+            if app.gate.spend_service() {
+                Ok(())
+            } else {
+                Err(super::http::rate_limited(
+                    app.config.budgets.service,
+                    "the service API takes no more requests for now; slow down",
+                ))
+            }
+        }
         Some(_) => Err(error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "not the service key")),
         None => Err(error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "the service key is required")),
     }

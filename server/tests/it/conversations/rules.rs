@@ -2,6 +2,7 @@
 
 use anyhow::{Result, bail, ensure};
 use convene_protocol::{ErrorCode, Role, ServerMessage};
+use convene_server::limits::Budget;
 use reqwest::Method;
 use serde_json::json;
 use uuid::Uuid;
@@ -16,6 +17,7 @@ on_one_node_and_two!(
     a_block_stops_both_sides_and_lifts,
     only_the_two_members_read_a_conversation,
     the_service_api_takes_only_the_service_key,
+    the_http_api_and_the_service_api_refuse_callers_past_their_budgets,
 );
 
 async fn mentees_reach_only_mentors_who_take_messages_and_are_visible_to_them(setup: Setup) -> Result<()> {
@@ -188,6 +190,57 @@ async fn the_service_api_takes_only_the_service_key(setup: Setup) -> Result<()> 
     ] {
         ensure!(document["paths"].get(path).is_some(), "{path} is not documented");
     }
+    Ok(())
+}
+
+async fn the_http_api_and_the_service_api_refuse_callers_past_their_budgets(setup: Setup) -> Result<()> {
+    // No refill, so that nothing the test does in between gives a request back.
+    let fx = Fixture::start_with(setup, |config| {
+        config.budgets.http = Budget::new(0.0, 3);
+        config.budgets.service = Budget::new(0.0, 2);
+    })
+    .await?;
+    let (host, other_host) = (fx.user(Role::Therapist), fx.user(Role::Therapist));
+    let create = json!({"session_type": "group"});
+    // Three requests of a user's, of any kind, then 429 on that node.
+    for (method, path) in
+        [(Method::GET, "/v1/ice-servers"), (Method::POST, "/v1/sessions"), (Method::GET, "/v1/ice-servers")]
+    {
+        let body = (method == Method::POST).then(|| create.clone());
+        let (status, answer) = fx.call(0, method, path, body, Some(&host.token())).await?;
+        ensure!(status == 200 || status == 201, "within the budget: {status} {answer}");
+    }
+    let refused = reqwest::Client::new()
+        .post(fx.node(0).http("/v1/sessions"))
+        .bearer_auth(host.token())
+        .json(&create)
+        .send()
+        .await?;
+    ensure!(refused.status() == 429, "past the budget: {}", refused.status());
+    let retry_after = refused.headers().get("retry-after").and_then(|value| value.to_str().ok()).map(str::to_owned);
+    ensure!(retry_after.as_deref() == Some("60"), "no refill: retry after a minute, not {retry_after:?}");
+    let answer: serde_json::Value = refused.json().await?;
+    ensure!(answer["code"] == "rate_limited", "{answer}");
+    // Another user has a budget of their own.
+    let (status, answer) = fx.call(0, Method::POST, "/v1/sessions", Some(create), Some(&other_host.token())).await?;
+    ensure!(status == 201, "another user: {status} {answer}");
+
+    // The service API: two pushes, then 429; the refused one is not stored or sent.
+    let patient = fx.user(Role::Patient);
+    let mut statuses = Vec::new();
+    for title in ["first", "second", "third"] {
+        let body = json!({"user_id": patient.id, "type": "reminder", "title": title, "message": "m"});
+        let (status, answer) = fx.service(0, Method::POST, "/v1/service/notifications", Some(body)).await?;
+        ensure!(status != 429 || answer["code"] == "rate_limited", "{answer}");
+        statuses.push(status);
+    }
+    ensure!(statuses == [201, 201, 429], "{statuses:?}");
+    let mut device = Client::connect(fx.node(1), &patient).await?;
+    let ServerMessage::NotificationCounts { counts, .. } = device.ask(json!({"type": "count_notifications"})).await?
+    else {
+        bail!("no counts")
+    };
+    ensure!(counts.total == 2, "only the two accepted were stored: {counts:?}");
     Ok(())
 }
 
