@@ -16,8 +16,10 @@
 //! order their commits finished, not their numbers) makes it read the missing ones from the
 //! store first, which is always possible because they committed first. When messages between
 //! nodes may have been lost (a gap on the bus) or its mailbox overflowed, an inbox reads what it
-//! missed from the store by itself.
+//! missed from the store by itself; a waiting inbox starts its task for that only if something
+//! it was not sent was committed meanwhile ([`catch_up`]).
 
+mod catch_up;
 mod hub;
 pub mod policy;
 mod requests;
@@ -389,19 +391,6 @@ impl Inboxes {
         for user in users {
             if let Some(inbox) = self.users.get(user).map(|inbox| inbox.clone()) {
                 inbox.deliver(self, event.clone());
-            }
-        }
-    }
-
-    /// Messages between nodes may have been lost: every inbox here catches up from the store.
-    pub fn resync_all(self: &Arc<Self>) {
-        // Collected first: starting an inbox locks it, and an inbox that ends locks itself,
-        // then the registry.
-        let inboxes: Vec<Arc<Inbox>> = self.users.iter().map(|inbox| inbox.clone()).collect();
-        for inbox in inboxes {
-            let Some(tx) = inbox.mailbox(self) else { continue };
-            if tx.try_send(HubCommand::Resync).is_err() {
-                inbox.behind.store(true, Ordering::Release);
             }
         }
     }

@@ -200,6 +200,58 @@ async fn conversation_messages_sent_while_redis_is_away_arrive_when_it_is_back()
     Ok(())
 }
 
+/// After Redis comes back, an idle user's inbox catches up without starting a task: its device
+/// is sent the notification counts, a notification pushed meanwhile included. One whose
+/// conversation moved meanwhile starts its task and sends its device what it missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_gap_only_inboxes_that_missed_messages_start_their_task() -> Result<()> {
+    const KEY: &str = "gap-test-service-key";
+    let redis = TcpProxy::start(redis_addr()?).await?;
+    let cluster =
+        TestCluster::start_with(2, format!("redis://{}", redis.addr), |config| config.service_key = Some(KEY.into()))
+            .await?;
+    let (a, b) = (cluster.node(0), cluster.node(1));
+    let org = Some(uuid::Uuid::new_v4());
+    let (mentor, mentee, idle) =
+        (TestUser::new(Role::Mentor, org), TestUser::new(Role::Mentee, org), TestUser::new(Role::Patient, org));
+    let mut mentee_device = Client::connect(b, &mentee).await?;
+    let mut idle_device = Client::connect(b, &idle).await?;
+    let mut mentor_device = Client::connect(a, &mentor).await?;
+    for device in [&mut mentee_device, &mut idle_device, &mut mentor_device] {
+        device.sync().await?;
+    }
+    ensure!(b.metric("convene_inbox_tasks").await? == 0.0, "nobody on B was sent anything yet");
+
+    redis.cut();
+    for node in [a, b] {
+        wait_for(|| readiness(node), |ready| ready["status"] == "degraded").await.context("during the outage")?;
+    }
+    // Through A: a message to the mentee in a new conversation, and a notification for the idle user.
+    let conversation = mentor_device.open_with(mentee.id).await?.map_err(|code| anyhow::anyhow!("open: {code:?}"))?;
+    ensure!(mentor_device.send_dm(conversation.id, "1", "while Redis is away").await? == Ok(1));
+    let pushed = reqwest::Client::new()
+        .post(a.http("/v1/service/notifications"))
+        .bearer_auth(KEY)
+        .json(&json!({"user_id": idle.id, "type": "reminder", "title": "Tomorrow", "message": "10:00"}))
+        .send()
+        .await?;
+    ensure!(pushed.status() == 201, "push: {}", pushed.status());
+    redis.restore();
+
+    ensure!(mentee_device.next_dm().await?.seq == 1, "the mentee's inbox sends what it missed");
+    // Counts come after each gap: when the subscription dropped, and when it was back.
+    idle_device
+        .recv_until(|m| match m {
+            ServerMessage::NotificationCounts { request_id: None, counts } if counts.total == 1 => Some(()),
+            _ => None,
+        })
+        .await
+        .context("the idle user hears of the notification pushed meanwhile")?;
+    let (inboxes, tasks) = (b.metric("convene_inboxes_active").await?, b.metric("convene_inbox_tasks").await?);
+    ensure!((inboxes, tasks) == (2.0, 1.0), "only the mentee's inbox runs: {inboxes} inboxes, {tasks} tasks");
+    Ok(())
+}
+
 /// What `node` answers at `/readyz`.
 async fn readiness(node: &TestServer) -> Result<serde_json::Value> {
     Ok(reqwest::get(node.http("/readyz")).await?.json().await?)
