@@ -28,6 +28,7 @@ pub struct Metrics {
     pub slow_disconnects: AtomicU64,
     pub sockets_refused: AtomicU64,
     pub frames_rate_limited: AtomicU64,
+    pub http_rate_limited: AtomicU64,
     pub write_failures: AtomicU64,
     /// Messages between nodes that were sent and received.
     pub bus_sent: AtomicU64,
@@ -112,6 +113,11 @@ impl Metrics {
                 "convene_frames_rate_limited_total",
                 "Frames refused because their connection sent past its frame budget.",
                 &self.frames_rate_limited,
+            ),
+            (
+                "convene_http_rate_limited_total",
+                "HTTP requests refused (429) because their caller's budget was spent.",
+                &self.http_rate_limited,
             ),
             (
                 "convene_sockets_refused_total",

@@ -104,7 +104,7 @@ pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<crate::auth:
         .await
         .map_err(|_| error(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, "the token is not valid"))?;
     if !app.gate.spend_request(identity.user_id) {
-        return Err(rate_limited(app.config.budgets.http, "too many requests from this user; slow down"));
+        return Err(rate_limited(app, app.config.budgets.http, "too many requests from this user; slow down"));
     }
     Ok(identity)
 }
@@ -114,7 +114,8 @@ pub async fn authenticate(app: &App, headers: &HeaderMap) -> Result<crate::auth:
 const NO_REFILL_RETRY_AFTER_SECS: u64 = 60;
 
 /// 429 `rate_limited`, with `Retry-After` as long as the budget takes to refill one request.
-pub(super) fn rate_limited(budget: Budget, message: &'static str) -> Response {
+pub(super) fn rate_limited(app: &App, budget: Budget, message: &'static str) -> Response {
+    app.metrics.http_rate_limited.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let retry_after = if budget.per_sec > 0.0 {
         // Saturates for absurdly slow rates; at least a second.
         (1.0 / budget.per_sec).ceil().max(1.0) as u64

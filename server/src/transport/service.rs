@@ -50,6 +50,7 @@ fn authorize(app: &App, headers: &HeaderMap) -> Result<(), Response> {
                 Ok(())
             } else {
                 Err(super::http::rate_limited(
+                    app,
                     app.config.budgets.service,
                     "the service API takes no more requests for now; slow down",
                 ))

@@ -241,6 +241,8 @@ async fn the_http_api_and_the_service_api_refuse_callers_past_their_budgets(setu
         bail!("no counts")
     };
     ensure!(counts.total == 2, "only the two accepted were stored: {counts:?}");
+    let refused = fx.node(0).metric("convene_http_rate_limited_total").await?;
+    ensure!(refused == 2.0, "one refusal of each API is counted: {refused}");
     Ok(())
 }
 
