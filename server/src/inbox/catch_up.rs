@@ -6,9 +6,12 @@
 //! One whose conversations moved past where its devices are starts its task, which sends
 //! them what they missed. The others only send their devices the notification counts, which is
 //! all that a lost notification changes for a user who was sent nothing else.
+//!
+//! One pass runs at a time: a gap during a pass (Redis flapping) asks for one more pass after
+//! it, over the inboxes waiting then, rather than for another pass beside it.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
 
 use convene_protocol::ServerMessage;
 use futures_util::StreamExt as _;
@@ -33,31 +36,82 @@ enum Need {
     Check,
 }
 
+/// Whether a pass over the waiting inboxes runs, and whether another is due after it.
+#[derive(Debug, Default)]
+pub(super) struct Passes {
+    running: bool,
+    again: bool,
+}
+
+impl Passes {
+    /// A gap: `true` when the caller is to run a pass now; otherwise one more is due after the
+    /// pass that runs.
+    fn start(&mut self) -> bool {
+        if self.running {
+            self.again = true;
+            return false;
+        }
+        self.running = true;
+        true
+    }
+
+    /// A pass ended: `true` when another is due, which the caller runs.
+    fn finish(&mut self) -> bool {
+        self.running = std::mem::take(&mut self.again);
+        self.running
+    }
+}
+
 impl Inboxes {
     /// Messages between nodes may have been lost: every inbox here catches up from the store.
     pub fn resync_all(self: &Arc<Self>) {
-        // Collected first: starting an inbox locks it, and an inbox that ends locks itself,
-        // then the registry.
-        let inboxes: Vec<Arc<Inbox>> = self.users.iter().map(|inbox| inbox.clone()).collect();
-        let waiting: Vec<Arc<Inbox>> =
-            inboxes.into_iter().filter(|inbox| matches!(inbox.tell_to_resync(), Need::Check)).collect();
-        if waiting.is_empty() {
+        let mut waiting = self.tell_running();
+        if waiting.is_empty() || !self.passes().start() {
             return;
         }
-        debug!(inboxes = waiting.len(), "checking waiting inboxes after lost messages");
         let (inboxes, shutdown) = (self.clone(), self.shutdown.clone());
         self.tracker.spawn(async move {
-            let checks = futures_util::stream::iter(waiting)
-                .for_each_concurrent(CATCH_UP_CONCURRENCY, |inbox| inbox.catch_up(&inboxes));
-            tokio::select! {
-                () = checks => {}
-                () = shutdown.cancelled() => debug!("stopped checking waiting inboxes: shutting down"),
+            loop {
+                debug!(inboxes = waiting.len(), "checking waiting inboxes after lost messages");
+                let checks = futures_util::stream::iter(std::mem::take(&mut waiting))
+                    .for_each_concurrent(CATCH_UP_CONCURRENCY, |inbox| inbox.catch_up(&inboxes));
+                tokio::select! {
+                    () = checks => {}
+                    () = shutdown.cancelled() => {
+                        debug!("stopped checking waiting inboxes: shutting down");
+                        return;
+                    }
+                }
+                if !inboxes.passes().finish() {
+                    return;
+                }
+                // The running ones were told at their gap.
+                waiting = inboxes.all().into_iter().filter(|inbox| inbox.is_waiting()).collect();
             }
         });
+    }
+
+    /// Tells every running inbox to catch up, and returns the waiting ones.
+    fn tell_running(&self) -> Vec<Arc<Inbox>> {
+        self.all().into_iter().filter(|inbox| matches!(inbox.tell_to_resync(), Need::Check)).collect()
+    }
+
+    /// Every inbox, collected first: starting an inbox locks it, and an inbox that ends locks
+    /// itself, then the registry.
+    fn all(&self) -> Vec<Arc<Inbox>> {
+        self.users.iter().map(|inbox| inbox.clone()).collect()
+    }
+
+    fn passes(&self) -> std::sync::MutexGuard<'_, Passes> {
+        self.catch_up.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 impl Inbox {
+    fn is_waiting(&self) -> bool {
+        matches!(*self.state(), State::Waiting(_))
+    }
+
     /// Tells a running inbox to catch up; a waiting one is to be checked.
     fn tell_to_resync(&self) -> Need {
         match &*self.state() {
@@ -146,5 +200,23 @@ impl Inbox {
         if tx.try_send(HubCommand::Resync).is_err() {
             self.behind.store(true, Ordering::Release);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Passes;
+
+    #[test]
+    fn one_pass_runs_at_a_time_and_gaps_during_it_ask_for_one_more() {
+        let mut passes = Passes::default();
+        assert!(passes.start(), "the first gap starts a pass");
+        assert!(!passes.start(), "a gap during it does not start another beside it");
+        assert!(!passes.start(), "nor does a third");
+        assert!(passes.finish(), "one more pass follows, for both");
+        assert!(!passes.start(), "a gap during that one asks again");
+        assert!(passes.finish());
+        assert!(!passes.finish(), "no gap during the last: done");
+        assert!(passes.start(), "the next gap starts a pass again");
     }
 }

@@ -253,6 +253,8 @@ pub struct Inboxes {
     shutdown: CancellationToken,
     db_timeout: Duration,
     budgets: DirectBudgets,
+    /// Passes over the waiting inboxes after gaps on the bus, one at a time.
+    catch_up: Mutex<catch_up::Passes>,
 }
 
 impl Inboxes {
@@ -275,6 +277,7 @@ impl Inboxes {
             shutdown,
             db_timeout,
             budgets,
+            catch_up: Mutex::default(),
         })
     }
 
