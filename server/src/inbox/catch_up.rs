@@ -17,6 +17,7 @@ use convene_protocol::ServerMessage;
 use futures_util::StreamExt as _;
 use tracing::{debug, warn};
 
+use super::hub::position_in;
 use super::{HubCommand, Inbox, Inboxes, State};
 use crate::outbound::Frame;
 use crate::store::Store;
@@ -148,8 +149,7 @@ impl Inbox {
                 // Never read: the task reads them, then what it missed.
                 None => true,
                 Some(known) => {
-                    // A conversation it has not heard of started after it read them, at 0.
-                    let missed = positions.iter().any(|(id, last)| *last > known.get(id).copied().unwrap_or(0));
+                    let missed = positions.iter().any(|(id, last)| *last > position_in(known, true, *id, *last));
                     if !missed {
                         for (id, last) in positions {
                             known.entry(id).or_insert(last);

@@ -176,14 +176,9 @@ impl Hub {
         }
     }
 
-    /// Where the devices are in `conversation`; a conversation the inbox has not heard of
-    /// started after it loaded (so at 0), or, when it could not load, starts at `otherwise`.
+    /// Where the devices are in `conversation` (see [`position_in`]).
     fn position(&self, conversation: ConversationId, otherwise: i64) -> i64 {
-        match self.positions.get(&conversation) {
-            Some(position) => *position,
-            None if self.loaded => 0,
-            None => otherwise,
-        }
+        position_in(&self.positions, self.loaded, conversation, otherwise)
     }
 
     /// Delivers the held messages of `conversation` that follow on from its position, and
@@ -371,6 +366,22 @@ impl Hub {
             }
             Err(err) => warn!(error = %err, user_id = %self.user, "could not refresh notification counts"),
         }
+    }
+}
+
+/// Where an inbox's devices are in `conversation`, by the positions it holds: a conversation
+/// not among them started after they were read (so at 0), or, if they were never read
+/// (`loaded` false), is taken to be at `otherwise`.
+pub(super) fn position_in(
+    positions: &HashMap<ConversationId, i64>,
+    loaded: bool,
+    conversation: ConversationId,
+    otherwise: i64,
+) -> i64 {
+    match positions.get(&conversation) {
+        Some(position) => *position,
+        None if loaded => 0,
+        None => otherwise,
     }
 }
 
