@@ -4,11 +4,13 @@
 //! `unavailable`, and an answer that arrives later after all is dropped.
 //!
 //! Answers are recognized by the `request_id` of the frames queued to the connection, and only
-//! while it has requests waiting: otherwise a frame costs one atomic load here.
+//! while it has requests waiting. While no connection of the node has any (always, on a node
+//! alone), a frame costs one load of a counter the whole node shares, which stays in cache; the
+//! connection's own count sits on a line that delivering a frame does not otherwise touch.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use convene_protocol::{NodeId, RequestId, SessionId};
 use serde::Deserialize;
@@ -30,12 +32,25 @@ pub struct Waiter {
     pub gaps: u64,
 }
 
+/// How many connections of a node have entries in their [`Awaiting`] lists.
+#[derive(Clone, Debug, Default)]
+pub struct NodeAwaiting(Arc<AtomicUsize>);
+
+impl NodeAwaiting {
+    /// Whether some connection of the node may have a request waiting.
+    fn any(&self) -> bool {
+        self.0.load(Ordering::Acquire) != 0
+    }
+}
+
 /// One connection's requests waiting on other nodes.
 #[derive(Debug, Default)]
 pub struct Awaiting {
     /// Entries in both lists below: frames are looked at only while there are any.
     tracked: AtomicUsize,
     lists: Mutex<Lists>,
+    /// Counts this connection while `tracked` is not zero.
+    node: NodeAwaiting,
 }
 
 #[derive(Debug, Default)]
@@ -60,6 +75,11 @@ impl Lists {
 }
 
 impl Awaiting {
+    /// A connection's list, counted in its node's `node`.
+    pub fn new(node: NodeAwaiting) -> Self {
+        Self { tracked: AtomicUsize::new(0), lists: Mutex::default(), node }
+    }
+
     fn lists(&self) -> std::sync::MutexGuard<'_, Lists> {
         self.lists.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -72,7 +92,7 @@ impl Awaiting {
             return false;
         }
         lists.waiting.insert(request.as_str().to_owned(), waiter);
-        self.tracked.store(lists.len(), Ordering::Release);
+        self.recount(&lists);
         true
     }
 
@@ -85,20 +105,33 @@ impl Awaiting {
         }
         let mut lists = self.lists();
         lists.abandoned.retain(|abandoned| abandoned != request.as_str());
-        self.tracked.store(lists.len(), Ordering::Release);
+        self.recount(&lists);
     }
 
     /// The request could not be sent after all; the connection answers it.
     pub fn forget(&self, request: &RequestId) {
         let mut lists = self.lists();
         lists.waiting.remove(request.as_str());
-        self.tracked.store(lists.len(), Ordering::Release);
+        self.recount(&lists);
+    }
+
+    /// Sets the count of entries after a change to `lists` (whose lock the caller holds), and
+    /// the node's count of connections with entries. The node's count goes up before a request
+    /// that needs it is sent, and down after the connection's own.
+    fn recount(&self, lists: &Lists) {
+        let now = lists.len();
+        let before = self.tracked.swap(now, Ordering::AcqRel);
+        if before == 0 && now != 0 {
+            self.node.0.fetch_add(1, Ordering::AcqRel);
+        } else if before != 0 && now == 0 {
+            self.node.0.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 
     /// Whether `frame` may go to the client: an answer to a waiting request settles it; a late
     /// answer to one the connection answered itself is dropped.
     pub fn settle(&self, frame: &[u8]) -> Settled {
-        if self.tracked.load(Ordering::Acquire) == 0 {
+        if !self.node.any() || self.tracked.load(Ordering::Acquire) == 0 {
             return Settled::Deliver;
         }
         let Some(request) = answered(frame) else { return Settled::Deliver };
@@ -111,7 +144,7 @@ impl Awaiting {
         } else {
             Settled::Deliver
         };
-        self.tracked.store(lists.len(), Ordering::Release);
+        self.recount(&lists);
         settled
     }
 
@@ -128,7 +161,15 @@ impl Awaiting {
                 lists.abandoned.pop_front();
             }
         }
-        self.tracked.store(lists.len(), Ordering::Release);
+        self.recount(&lists);
+    }
+}
+
+impl Drop for Awaiting {
+    fn drop(&mut self) {
+        if *self.tracked.get_mut() != 0 {
+            self.node.0.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
@@ -215,6 +256,28 @@ mod tests {
             assert_eq!(awaiting.settle(frame), Settled::Deliver);
         }
         assert_eq!(awaiting.settle(OK_R1), Settled::Deliver, "still waiting after all of them");
+    }
+
+    #[test]
+    fn a_node_counts_its_connections_with_requests_waiting_until_each_has_none() {
+        let node = NodeAwaiting::default();
+        let (first, second) = (Awaiting::new(node.clone()), Awaiting::new(node.clone()));
+        assert!(!node.any());
+        assert!(first.expect(&id("r1"), waiter(1)));
+        assert!(first.expect(&id("r2"), waiter(1)));
+        assert!(second.expect(&id("r1"), waiter(2)));
+        assert_eq!(node.0.load(Ordering::Acquire), 2, "connections, not requests");
+
+        // An abandoned request still counts: its late answer is to be dropped.
+        first.abandon(|waiter| waiter.owner == NodeId(1), |_| {});
+        assert_eq!(second.settle(OK_R1), Settled::Deliver);
+        assert_eq!(node.0.load(Ordering::Acquire), 1);
+        assert_eq!(first.settle(OK_R1), Settled::Drop);
+        assert_eq!(node.0.load(Ordering::Acquire), 1, "r2's late answer is still awaited");
+
+        // A connection that ends with entries stops counting.
+        drop(first);
+        assert!(!node.any());
     }
 
     #[test]

@@ -18,7 +18,7 @@ use convene_protocol::{ConnId, ErrorCode, RequestId, ServerMessage, SessionId, U
 use tokio::sync::mpsc;
 use tracing::{debug, error, warn};
 
-use crate::awaiting::{Awaiting, Settled, Waiter};
+use crate::awaiting::{Awaiting, NodeAwaiting, Settled, Waiter};
 
 /// Frames queued for one connection. A burst of this many events (a whole replay, a busy room)
 /// fits; a client that falls further behind than this is not keeping up and is disconnected. At
@@ -164,6 +164,11 @@ pub struct Closer {
 }
 
 impl Closer {
+    /// A connection's signals, its awaited requests counted in its node's `awaiting`.
+    fn new(awaiting: NodeAwaiting) -> Self {
+        Self { awaiting: Awaiting::new(awaiting), ..Self::default() }
+    }
+
     pub fn close(&self, reason: CloseReason) {
         // Only the first reason counts; later ones describe the same closing.
         if self.reason.set(reason).is_ok() {
@@ -250,9 +255,10 @@ pub struct ConnQueue {
 }
 
 impl ConnLink {
-    pub fn new(conn_id: ConnId, user_id: UserId) -> (Self, ConnQueue) {
+    /// A connection of the node whose connections' awaited requests `awaiting` counts.
+    pub fn new(conn_id: ConnId, user_id: UserId, awaiting: NodeAwaiting) -> (Self, ConnQueue) {
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE_CAPACITY);
-        let closer = Arc::new(Closer::default());
+        let closer = Arc::new(Closer::new(awaiting));
         (Self { conn_id, user_id, tx, closer: closer.clone() }, ConnQueue { rx, closer })
     }
 
@@ -335,9 +341,17 @@ impl ConnLink {
 #[derive(Debug, Default)]
 pub struct Connections {
     links: DashMap<ConnId, ConnLink>,
+    /// How many of them have requests waiting on other nodes.
+    awaiting: NodeAwaiting,
 }
 
 impl Connections {
+    /// What counts this node's connections with requests waiting on other nodes, for
+    /// [`ConnLink::new`].
+    pub fn awaiting(&self) -> NodeAwaiting {
+        self.awaiting.clone()
+    }
+
     pub fn insert(&self, link: ConnLink) {
         self.links.insert(link.conn_id, link);
     }

@@ -153,7 +153,7 @@ async fn run(
 ) {
     app.metrics.connections_open.fetch_add(1, Ordering::Relaxed);
     app.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
-    let (link, queue) = ConnLink::new(conn_id, identity.user_id);
+    let (link, queue) = ConnLink::new(conn_id, identity.user_id, app.connections.awaiting());
     link.send(&ServerMessage::Hello {
         conn_id,
         user_id: identity.user_id,
