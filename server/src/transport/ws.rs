@@ -425,6 +425,9 @@ async fn write_in_time(
     span: &tracing::Span,
 ) -> Wrote {
     tokio::select! {
+        // The write first: one that completes at once (nearly all of them) leaves the close
+        // unpolled, and the task's waker is not registered with it a second time.
+        biased;
         result = tokio::time::timeout(WRITE_TIMEOUT, write_batch(sink, batch, ping)) => match result {
             Ok(Ok(())) => Wrote::Done,
             Ok(Err(err)) => {
