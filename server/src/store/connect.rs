@@ -7,11 +7,12 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-use super::{Db, Store, StoreError};
+use super::{Db, SqlitePools, Store, StoreError};
 
 /// Connections to Postgres. The writer uses one; the rest serve joins, history and HTTP.
 const PG_POOL_SIZE: u32 = 10;
-/// SQLite has one writer at a time; a few readers may proceed beside it under WAL.
+/// SQLite has one writer at a time, with a connection of its own; reads and single statements
+/// share these, and under WAL they proceed beside it.
 const SQLITE_POOL_SIZE: u32 = 4;
 /// How long a query waits for a pooled connection (opening one if needed) before it fails. Short,
 /// so that while the database is unreachable each attempt fails fast and the caller's own
@@ -67,7 +68,7 @@ impl Store {
     pub async fn migrate(&self) -> Result<(), StoreError> {
         match &self.db {
             Db::Postgres(pool) => PG_MIGRATOR.run(pool).await?,
-            Db::Sqlite(pool) => SQLITE_MIGRATOR.run(pool).await?,
+            Db::Sqlite(pools) => SQLITE_MIGRATOR.run(&pools.writer).await?,
         }
         Ok(())
     }
@@ -93,10 +94,7 @@ pub enum SqliteDurability {
     Normal,
 }
 
-async fn open_sqlite(
-    options: SqliteConnectOptions,
-    durability: SqliteDurability,
-) -> Result<sqlx::SqlitePool, StoreError> {
+async fn open_sqlite(options: SqliteConnectOptions, durability: SqliteDurability) -> Result<SqlitePools, StoreError> {
     // WAL lets readers proceed during a commit.
     let synchronous = match durability {
         SqliteDurability::Full => SqliteSynchronous::Full,
@@ -108,11 +106,24 @@ async fn open_sqlite(
         .synchronous(synchronous)
         .foreign_keys(true)
         .busy_timeout(SQLITE_BUSY_TIMEOUT);
-    Ok(SqlitePoolOptions::new()
+    // No ping before each use: the database is a file this process opened, so a pooled
+    // connection does not break the way a network one does, and the ping is a round trip to the
+    // connection's thread before every transaction and read.
+    let writer = SqlitePoolOptions::new()
+        .max_connections(1)
+        // A write transaction waits for the one before it as long as it would wait for SQLite's
+        // lock held by another connection.
+        .acquire_timeout(SQLITE_BUSY_TIMEOUT)
+        .test_before_acquire(false)
+        .connect_with(options.clone())
+        .await?;
+    let pool = SqlitePoolOptions::new()
         .max_connections(SQLITE_POOL_SIZE)
         .acquire_timeout(ACQUIRE_TIMEOUT)
+        .test_before_acquire(false)
         .connect_with(options)
-        .await?)
+        .await?;
+    Ok(SqlitePools { pool, writer })
 }
 
 /// Starting a transaction that writes.

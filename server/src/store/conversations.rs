@@ -197,7 +197,7 @@ impl Store {
             "SELECT {CONVERSATION_COLUMNS} FROM conversations c WHERE c.organization_id = $1 AND c.user_a = $2 \
              AND c.user_b = $3 AND c.subject = $4 AND c.context_type = $5 AND c.context_id = $6"
         );
-        let (row, created): (ConversationRow, bool) = with_db!(&self.db, pool => {
+        let (row, created): (ConversationRow, bool) = with_db!(write &self.db, pool => {
             let mut tx = pool.begin_write().await?;
             let inserted = sqlx::query(
                 "INSERT INTO conversations (id, organization_id, user_a, user_b, subject, context_type, context_id, \
@@ -405,7 +405,7 @@ impl Store {
         user: UserId,
         seq: i64,
     ) -> Result<Option<ReadPosition>, StoreError> {
-        let position: Option<(i64, i64)> = with_db!(&self.db, pool => {
+        let position: Option<(i64, i64)> = with_db!(write &self.db, pool => {
             let mut tx = pool.begin_write().await?;
             let last: Option<i64> = sqlx::query_scalar("SELECT last_seq FROM conversations WHERE id = $1")
                 .bind(conversation.0).fetch_optional(&mut *tx).await?;
@@ -478,7 +478,7 @@ impl Store {
     /// earlier runs of this one).
     pub async fn clear_focus_except(&self, alive: &[NodeId]) -> Result<u64, StoreError> {
         let alive: Vec<i64> = alive.iter().copied().map(node_key).collect();
-        let cleared = with_db!(&self.db, pool => {
+        let cleared = with_db!(write &self.db, pool => {
             let mut tx = pool.begin_write().await?;
             let nodes: Vec<i64> = sqlx::query_scalar("SELECT DISTINCT node_id FROM conversation_focus")
                 .fetch_all(&mut *tx).await?;

@@ -51,7 +51,17 @@ pub struct Store {
 #[derive(Clone, Debug)]
 enum Db {
     Postgres(PgPool),
-    Sqlite(SqlitePool),
+    Sqlite(SqlitePools),
+}
+
+/// SQLite's connections: a pool for reads and single statements, and one connection that every
+/// write transaction takes in turn. SQLite lets one writer in at a time anyway; a connection
+/// that alone writes keeps its page cache, where one taking turns with others reads the pages
+/// they changed back from the file before each transaction.
+#[derive(Clone, Debug)]
+struct SqlitePools {
+    pool: SqlitePool,
+    writer: SqlitePool,
 }
 
 /// Which database a [`Store`] talks to.
@@ -62,12 +72,25 @@ pub enum Backend {
 }
 
 /// Expands one query body for each backend. The body sees `$pool` as that backend's pool, so the
-/// same SQL and bindings are type-checked against both drivers.
+/// same SQL and bindings are type-checked against both drivers. `with_db!(write db, pool => …)`
+/// is for a body that runs a write transaction: on SQLite it gets the writer's connection.
 macro_rules! with_db {
+    (write $db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::store::Db::Postgres($pool) => $body,
+            $crate::store::Db::Sqlite(pools) => {
+                let $pool = &pools.writer;
+                $body
+            }
+        }
+    };
     ($db:expr, $pool:ident => $body:expr) => {
         match $db {
             $crate::store::Db::Postgres($pool) => $body,
-            $crate::store::Db::Sqlite($pool) => $body,
+            $crate::store::Db::Sqlite(pools) => {
+                let $pool = &pools.pool;
+                $body
+            }
         }
     };
 }
@@ -161,6 +184,12 @@ impl Store {
 
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
-        with_db!(&self.db, pool => pool.close().await);
+        match &self.db {
+            Db::Postgres(pool) => pool.close().await,
+            Db::Sqlite(pools) => {
+                pools.writer.close().await;
+                pools.pool.close().await;
+            }
+        }
     }
 }

@@ -112,7 +112,7 @@ impl Store {
         selection: &ReadSelection,
         at: DateTime<Utc>,
     ) -> Result<Vec<NotificationId>, StoreError> {
-        let ids: Vec<i64> = with_db!(&self.db, pool => {
+        let ids: Vec<i64> = with_db!(write &self.db, pool => {
             match selection {
                 ReadSelection::All => {
                     sqlx::query_scalar(

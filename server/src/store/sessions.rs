@@ -14,7 +14,7 @@ impl Store {
         session: &SessionRecord,
         participants: &[ParticipantRecord],
     ) -> Result<(), StoreError> {
-        with_db!(&self.db, pool => {
+        with_db!(write &self.db, pool => {
             let mut tx = pool.begin_write().await?;
             sqlx::query(
                 "INSERT INTO video_sessions (id, organization_id, session_type, status, room_name, \

@@ -26,7 +26,7 @@ impl Store {
                 fences.push(fence);
             }
         }
-        with_db!(&self.db, pool => {
+        with_db!(write &self.db, pool => {
             let mut tx = pool.begin_write().await?;
             for fence in &fences {
                 crate::store::check_fence!(tx, fence);
