@@ -38,7 +38,7 @@ pub struct NodeAwaiting(Arc<AtomicUsize>);
 
 impl NodeAwaiting {
     /// Whether some connection of the node may have a request waiting.
-    fn any(&self) -> bool {
+    pub fn any(&self) -> bool {
         self.0.load(Ordering::Acquire) != 0
     }
 }

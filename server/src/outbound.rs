@@ -245,6 +245,10 @@ pub struct ConnLink {
     pub user_id: UserId,
     tx: mpsc::Sender<Frame>,
     closer: Arc<Closer>,
+    /// The node's count of connections awaiting answers from other nodes, read before the
+    /// connection's own: it stays in cache, where the connection's state would be a miss on
+    /// every frame.
+    node_awaiting: NodeAwaiting,
 }
 
 /// The connection's end of its queue.
@@ -258,15 +262,15 @@ impl ConnLink {
     /// A connection of the node whose connections' awaited requests `awaiting` counts.
     pub fn new(conn_id: ConnId, user_id: UserId, awaiting: NodeAwaiting) -> (Self, ConnQueue) {
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE_CAPACITY);
-        let closer = Arc::new(Closer::new(awaiting));
-        (Self { conn_id, user_id, tx, closer: closer.clone() }, ConnQueue { rx, closer })
+        let closer = Arc::new(Closer::new(awaiting.clone()));
+        (Self { conn_id, user_id, tx, closer: closer.clone(), node_awaiting: awaiting }, ConnQueue { rx, closer })
     }
 
     /// Queues a frame without waiting. Returns `false` when the connection is gone or was just
     /// closed as slow because its queue was full. A late answer to a request the connection
     /// answered itself is dropped here (see [`crate::awaiting`]).
     pub fn try_send(&self, frame: Frame) -> bool {
-        if self.closer.awaiting.settle(frame.as_bytes()) == Settled::Drop {
+        if self.node_awaiting.any() && self.closer.awaiting.settle(frame.as_bytes()) == Settled::Drop {
             debug!(conn_id = %self.conn_id, "dropped a late answer to a request already answered");
             return true;
         }
