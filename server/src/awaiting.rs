@@ -131,7 +131,7 @@ impl Awaiting {
     /// Whether `frame` may go to the client: an answer to a waiting request settles it; a late
     /// answer to one the connection answered itself is dropped.
     pub fn settle(&self, frame: &[u8]) -> Settled {
-        if !self.node.any() || self.tracked.load(Ordering::Acquire) == 0 {
+        if self.tracked.load(Ordering::Acquire) == 0 {
             return Settled::Deliver;
         }
         let Some(request) = answered(frame) else { return Settled::Deliver };
