@@ -244,7 +244,7 @@ impl Actor {
                 let Some(frame) = Frame::encode(&message) else { return };
                 let mut recipients = std::mem::take(&mut self.recipients);
                 recipients.clear();
-                self.state.for_each_conn(&to, |conn| recipients.push(conn));
+                self.state.resolve(&to, &mut recipients);
                 let mut gone = Vec::new();
                 let sent = self.outbox.send(&frame, &recipients, &mut gone);
                 self.recipients = recipients;

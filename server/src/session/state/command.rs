@@ -58,6 +58,16 @@ impl From<Internal> for Command {
 }
 
 impl Command {
+    /// Whether carrying the command out leaves every room's members and their connections as
+    /// they were, so the audiences remembered for rooms stay true (see [`super::audiences`]):
+    /// posting a message, and the outcome of its write. Every other command may change them.
+    pub fn keeps_audiences(&self) -> bool {
+        matches!(
+            self,
+            Self::Request { request: SessionRequest::SendMessage(_), .. } | Self::Internal(Internal::Posted { .. })
+        )
+    }
+
     /// Which budget the command draws on, when it is charged before it runs.
     pub(super) fn spend(&self) -> Option<Spend> {
         let Self::Request { request, .. } = self else { return None };

@@ -9,6 +9,7 @@
 //! - A chat message is announced to the room and acknowledged only after its commit
 //!   ([`Internal::Posted`]); a retried client message id is acknowledged again, never re-posted.
 
+mod audiences;
 mod audit;
 mod breakout_setup;
 mod breakouts;
@@ -240,6 +241,7 @@ pub struct SessionState {
     staging: staging::Staging,
     mesh: media::Mesh,
     publishing: rosters::Publishing,
+    audiences: audiences::RoomAudiences,
 }
 
 impl SessionState {
@@ -299,6 +301,7 @@ impl SessionState {
             staging: staging::Staging::default(),
             mesh: media::Mesh::default(),
             publishing: rosters::Publishing::new(presence),
+            audiences: audiences::RoomAudiences::default(),
         }
     }
 
@@ -370,6 +373,9 @@ impl SessionState {
     /// whose window has passed, and tells the devices whose video peers changed which
     /// connections to open and close.
     pub fn apply(&mut self, command: Command, now: Now, out: &mut Vec<Effect>) {
+        if !command.keeps_audiences() {
+            self.audiences.forget();
+        }
         self.carry(command, now, out);
         self.publish_presence(now, out);
         self.redraw_peers(out);

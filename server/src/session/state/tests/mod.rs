@@ -440,6 +440,7 @@ fn replies(effects: &[Effect], conn: u64) -> Vec<Result<(), ErrorCode>> {
         .collect()
 }
 
+mod audiences;
 mod audit;
 mod closed_rooms;
 mod media;
