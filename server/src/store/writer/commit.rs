@@ -1,24 +1,24 @@
-//! One batch's transaction: each op's statements, the rooms' sequence numbers, and the
-//! backends' multi-row inserts of messages.
+//! One batch's transaction: the messages first, numbered room by room, then each other op's
+//! statements in order.
 
 use std::collections::HashMap;
 
 use convene_protocol::{RoomId, SessionId, SessionStatus};
 
-use super::{MAX_BATCH, OpResult, Queued, WriteOp};
+use super::{OpResult, Queued, WriteOp};
 use crate::store::records::{MESSAGE_COLUMNS, MessageRow};
-use crate::store::{BeginWrite as _, EditOutcome, MessageRecord, Store, StoreError, with_db};
+use crate::store::{BeginWrite as _, EditOutcome, MessageRecord, NewMessage, Store, StoreError, with_db};
 
 impl Store {
     /// Commits `ops` in one transaction and returns what each produced, in order.
     pub(super) async fn commit(&self, ops: &[Queued]) -> Result<Vec<OpResult>, StoreError> {
-        // Number the new messages room by room, in submission order.
-        let mut per_room: HashMap<RoomId, (SessionId, i64)> = HashMap::new();
-        for queued in ops {
-            if let WriteOp::InsertMessage { message, .. } = &queued.op {
-                per_room.entry(message.room_id).or_insert((message.session_id, 0)).1 += 1;
-            }
-        }
+        let messages: Vec<&NewMessage> = ops
+            .iter()
+            .filter_map(|queued| match &queued.op {
+                WriteOp::InsertMessage { message, .. } => Some(message),
+                _ => None,
+            })
+            .collect();
         // Each session owner's token is checked once, before any of its ops.
         let mut fences: Vec<crate::store::Fence> = Vec::new();
         for fence in ops.iter().filter_map(|queued| queued.fence) {
@@ -31,17 +31,12 @@ impl Store {
             for fence in &fences {
                 crate::store::check_fence!(tx, fence);
             }
-            // One statement advances every room's counter; the returned value is the room's new
-            // last sequence, so this batch's messages take the numbers just below it.
-            let mut next_seq: HashMap<RoomId, i64> = HashMap::with_capacity(per_room.len());
-            if !per_room.is_empty() {
-                let counts: Vec<(RoomId, SessionId, i64)> =
-                    per_room.iter().map(|(room, (session, count))| (*room, *session, *count)).collect();
-                for (room, last) in BatchRows::advance_sequences(&mut *tx, &counts).await? {
-                    let count = per_room.get(&room).map_or(0, |(_, count)| *count);
-                    next_seq.insert(room, last - count + 1);
-                }
+            let mut numbered = if messages.is_empty() {
+                Vec::new()
+            } else {
+                BatchRows::insert_messages(&mut *tx, &Numbering::of(&messages)).await?
             }
+            .into_iter();
             let sends: Vec<&super::NewDirectMessage> = ops
                 .iter()
                 .filter_map(|queued| match &queued.op {
@@ -56,18 +51,12 @@ impl Store {
             }
             .into_iter();
             let mut results = Vec::with_capacity(ops.len());
-            let mut inserts = Vec::new();
             for queued in ops {
                 let result = match &queued.op {
-                    WriteOp::InsertMessage { message, .. } => {
-                        let Some(next) = next_seq.get_mut(&message.room_id) else {
-                            return Err(StoreError::Corrupt(format!("no sequence returned for room {}", message.room_id)));
-                        };
-                        *next += 1;
-                        let record = message.stored(*next - 1);
-                        inserts.push(record.clone());
-                        OpResult::Inserted(record)
-                    }
+                    WriteOp::InsertMessage { message, .. } => match numbered.next() {
+                        Some(seq) => OpResult::Inserted(message.stored(seq)),
+                        None => return Err(StoreError::Corrupt("a message without a sequence number".to_owned())),
+                    },
                     WriteOp::EditMessage { room_id, message_id, editor, body, at, .. } => {
                         let sql = format!(
                             "UPDATE room_messages SET body = $1, edited_at = $2 \
@@ -161,48 +150,78 @@ impl Store {
                 };
                 results.push(result);
             }
-            if !inserts.is_empty() {
-                BatchRows::insert_messages(&mut *tx, &inserts).await?;
-            }
             tx.commit().await?;
             Ok(results)
         })
     }
 }
 
-/// How each backend writes a batch's rows. Postgres binds whole columns as arrays, so one prepared
-/// statement serves every batch size; SQLite, whose statements are cheap to prepare, takes
-/// multi-row `VALUES`.
+/// A batch's messages and how each is numbered: a room's messages take the numbers up to the
+/// room's new last one, in submission order, so a message's number is that last one less the
+/// room's messages after it in the batch.
+struct Numbering<'a> {
+    messages: &'a [&'a NewMessage],
+    /// Per message, how many of its room's messages follow it in the batch.
+    later: Vec<i64>,
+    /// Per room in the batch: its session and how many messages it gets.
+    counts: Vec<(RoomId, SessionId, i64)>,
+}
+
+impl<'a> Numbering<'a> {
+    fn of(messages: &'a [&'a NewMessage]) -> Self {
+        let mut counts: Vec<(RoomId, SessionId, i64)> = Vec::new();
+        let mut index: HashMap<RoomId, usize> = HashMap::new();
+        let mut later = vec![0; messages.len()];
+        for (i, message) in messages.iter().enumerate().rev() {
+            let at = *index.entry(message.room_id).or_insert_with(|| {
+                counts.push((message.room_id, message.session_id, 0));
+                counts.len() - 1
+            });
+            later[i] = counts[at].2;
+            counts[at].2 += 1;
+        }
+        Self { messages, later, counts }
+    }
+
+    /// Each message's number, given every room's new last number.
+    fn numbers(&self, lasts: impl IntoIterator<Item = (uuid::Uuid, i64)>) -> Result<Vec<i64>, StoreError> {
+        let lasts: HashMap<RoomId, i64> = lasts.into_iter().map(|(room, last)| (RoomId(room), last)).collect();
+        self.messages
+            .iter()
+            .zip(&self.later)
+            .map(|(message, later)| match lasts.get(&message.room_id) {
+                Some(last) => Ok(last - later),
+                None => Err(StoreError::Corrupt(format!("no sequence returned for room {}", message.room_id))),
+            })
+            .collect()
+    }
+}
+
+/// How each backend writes a batch's messages: each room's counter advances by its messages in
+/// the batch, and the messages are inserted with their numbers, in the transaction.
 trait BatchRows {
-    /// Adds each count to its room's counter; returns every room's new last sequence.
-    async fn advance_sequences(
-        &mut self,
-        counts: &[(RoomId, SessionId, i64)],
-    ) -> Result<Vec<(RoomId, i64)>, sqlx::Error>;
-    async fn insert_messages(&mut self, messages: &[MessageRecord]) -> Result<(), sqlx::Error>;
+    /// Inserts the messages; returns each one's sequence number, in order.
+    async fn insert_messages(&mut self, batch: &Numbering<'_>) -> Result<Vec<i64>, StoreError>;
 }
 
 const ADVANCE_CONFLICT: &str = " ON CONFLICT (room_id) DO UPDATE SET last_seq = room_sequences.last_seq + excluded.last_seq RETURNING room_id, last_seq";
 
+/// Postgres binds whole columns as arrays, so two prepared statements serve every batch size:
+/// the counters advance, then the messages are inserted with the numbers they returned.
 impl BatchRows for sqlx::PgConnection {
-    async fn advance_sequences(
-        &mut self,
-        counts: &[(RoomId, SessionId, i64)],
-    ) -> Result<Vec<(RoomId, i64)>, sqlx::Error> {
-        let rooms: Vec<uuid::Uuid> = counts.iter().map(|(room, _, _)| room.0).collect();
-        let sessions: Vec<uuid::Uuid> = counts.iter().map(|(_, session, _)| session.0).collect();
-        let added: Vec<i64> = counts.iter().map(|(_, _, count)| *count).collect();
+    async fn insert_messages(&mut self, batch: &Numbering<'_>) -> Result<Vec<i64>, StoreError> {
+        let rooms: Vec<uuid::Uuid> = batch.counts.iter().map(|(room, _, _)| room.0).collect();
+        let sessions: Vec<uuid::Uuid> = batch.counts.iter().map(|(_, session, _)| session.0).collect();
+        let added: Vec<i64> = batch.counts.iter().map(|(_, _, count)| *count).collect();
         let sql = format!(
             "INSERT INTO room_sequences (room_id, session_id, last_seq) \
              SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::bigint[]){ADVANCE_CONFLICT}"
         );
-        let rows: Vec<(uuid::Uuid, i64)> =
+        let lasts: Vec<(uuid::Uuid, i64)> =
             sqlx::query_as(&sql).bind(rooms).bind(sessions).bind(added).fetch_all(&mut *self).await?;
-        Ok(rows.into_iter().map(|(room, last)| (RoomId(room), last)).collect())
-    }
-
-    async fn insert_messages(&mut self, messages: &[MessageRecord]) -> Result<(), sqlx::Error> {
-        let column = |f: fn(&MessageRecord) -> uuid::Uuid| messages.iter().map(f).collect::<Vec<_>>();
+        let numbers = batch.numbers(lasts)?;
+        let messages = batch.messages;
+        let column = |f: fn(&NewMessage) -> uuid::Uuid| messages.iter().map(|m| f(m)).collect::<Vec<_>>();
         sqlx::query(
             "INSERT INTO room_messages (id, session_id, room_id, seq, sender_id, client_msg_id, body, created_at) \
              SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::bigint[], $5::uuid[], $6::text[], $7::text[], $8::timestamptz[])",
@@ -210,48 +229,45 @@ impl BatchRows for sqlx::PgConnection {
         .bind(column(|m| m.id.0))
         .bind(column(|m| m.session_id.0))
         .bind(column(|m| m.room_id.0))
-        .bind(messages.iter().map(|m| m.seq).collect::<Vec<_>>())
+        .bind(&numbers)
         .bind(column(|m| m.sender_id.0))
         .bind(messages.iter().map(|m| m.client_msg_id.as_str()).collect::<Vec<_>>())
         .bind(messages.iter().map(|m| m.body.as_str()).collect::<Vec<_>>())
         .bind(messages.iter().map(|m| m.created_at).collect::<Vec<_>>())
         .execute(&mut *self)
         .await?;
-        Ok(())
+        Ok(numbers)
     }
 }
 
+/// SQLite runs both statements in one call to its connection's thread: the counters advance,
+/// and each message's number is read back from its room's counter in the same statement that
+/// inserts it. A batch has at most [`MAX_BATCH`](super::MAX_BATCH) messages of 10 parameters each, and as many
+/// rooms of 3, far below SQLite's 32,766.
 impl BatchRows for sqlx::SqliteConnection {
-    async fn advance_sequences(
-        &mut self,
-        counts: &[(RoomId, SessionId, i64)],
-    ) -> Result<Vec<(RoomId, i64)>, sqlx::Error> {
-        let mut advance = sqlx::QueryBuilder::new("INSERT INTO room_sequences (room_id, session_id, last_seq) ");
-        advance.push_values(counts, |mut row, (room, session, count)| {
+    async fn insert_messages(&mut self, batch: &Numbering<'_>) -> Result<Vec<i64>, StoreError> {
+        let mut sql = sqlx::QueryBuilder::new("INSERT INTO room_sequences (room_id, session_id, last_seq) ");
+        sql.push_values(&batch.counts, |mut row, (room, session, count)| {
             row.push_bind(room.0).push_bind(session.0).push_bind(*count);
         });
-        advance.push(ADVANCE_CONFLICT);
-        let rows: Vec<(uuid::Uuid, i64)> = advance.build_query_as().fetch_all(&mut *self).await?;
-        Ok(rows.into_iter().map(|(room, last)| (RoomId(room), last)).collect())
-    }
-
-    async fn insert_messages(&mut self, messages: &[MessageRecord]) -> Result<(), sqlx::Error> {
-        for chunk in messages.chunks(MAX_BATCH) {
-            let mut insert = sqlx::QueryBuilder::new(
-                "INSERT INTO room_messages (id, session_id, room_id, seq, sender_id, client_msg_id, body, created_at) ",
-            );
-            insert.push_values(chunk, |mut row, message| {
-                row.push_bind(message.id.0)
-                    .push_bind(message.session_id.0)
-                    .push_bind(message.room_id.0)
-                    .push_bind(message.seq)
-                    .push_bind(message.sender_id.0)
-                    .push_bind(message.client_msg_id.as_str())
-                    .push_bind(message.body.as_str())
-                    .push_bind(message.created_at);
-            });
-            insert.build().execute(&mut *self).await?;
-        }
-        Ok(())
+        sql.push(ADVANCE_CONFLICT);
+        sql.push(
+            "; INSERT INTO room_messages (id, session_id, room_id, seq, sender_id, client_msg_id, body, created_at) ",
+        );
+        sql.push_values(batch.messages.iter().zip(&batch.later), |mut row, (message, later)| {
+            row.push_bind(message.id.0)
+                .push_bind(message.session_id.0)
+                .push_bind(message.room_id.0)
+                .push("(SELECT last_seq FROM room_sequences WHERE room_id = ")
+                .push_bind_unseparated(message.room_id.0)
+                .push_unseparated(") - ")
+                .push_bind_unseparated(*later)
+                .push_bind(message.sender_id.0)
+                .push_bind(message.client_msg_id.as_str())
+                .push_bind(message.body.as_str())
+                .push_bind(message.created_at);
+        });
+        let lasts: Vec<(uuid::Uuid, i64)> = sql.build_query_as().fetch_all(&mut *self).await?;
+        batch.numbers(lasts)
     }
 }
