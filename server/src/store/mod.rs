@@ -35,8 +35,8 @@ pub use conversations::{ConversationPage, ConversationRecord, DirectEdit, NewCon
 pub use directory::{ChatProfile, PersonKind, Visibility};
 pub use messages::HistoryQuery;
 pub use notifications::{NewNotification, ReadSelection};
+pub(crate) use owners::CheckFence;
 pub use owners::Fence;
-pub(crate) use owners::check_fence;
 pub use records::{
     EditOutcome, HistoryPage, InsertOutcome, MessageRecord, NewMessage, ParticipantRecord, SessionRecord,
 };

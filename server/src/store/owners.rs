@@ -42,19 +42,35 @@ impl Store {
     }
 }
 
-/// Checks, inside a transaction, that `fence` is still its session's current token, holding the
-/// owner's row until the transaction ends so that no claim can slip in before it commits.
-macro_rules! check_fence {
-    ($tx:expr, $fence:expr) => {{
-        let fence: &$crate::store::Fence = $fence;
+/// Checks, inside a transaction begun with [`BeginWrite::begin_write`](super::BeginWrite), that
+/// a fence is still its session's current token, in such a way that no claim can slip in before
+/// the transaction commits.
+pub(crate) trait CheckFence {
+    async fn holds(&mut self, fence: &Fence) -> Result<bool, sqlx::Error>;
+}
+
+/// Locks the owner's row until the transaction ends: a claim waits for the commit.
+impl CheckFence for sqlx::PgConnection {
+    async fn holds(&mut self, fence: &Fence) -> Result<bool, sqlx::Error> {
         let checked = sqlx::query("UPDATE session_owners SET fence = fence WHERE session_id = $1 AND fence = $2")
             .bind(fence.session.0)
             .bind(fence.token)
-            .execute(&mut *$tx)
+            .execute(&mut *self)
             .await?;
-        if checked.rows_affected() != 1 {
-            return Err($crate::store::StoreError::Fenced(fence.session));
-        }
-    }};
+        Ok(checked.rows_affected() == 1)
+    }
 }
-pub(crate) use check_fence;
+
+/// A read: the transaction began `IMMEDIATE`, so it holds the database's write lock and a claim
+/// (a write) waits for its commit. An update would add the row's page to every commit for
+/// nothing.
+impl CheckFence for sqlx::SqliteConnection {
+    async fn holds(&mut self, fence: &Fence) -> Result<bool, sqlx::Error> {
+        let held: Option<i64> = sqlx::query_scalar("SELECT 1 FROM session_owners WHERE session_id = $1 AND fence = $2")
+            .bind(fence.session.0)
+            .bind(fence.token)
+            .fetch_optional(&mut *self)
+            .await?;
+        Ok(held.is_some())
+    }
+}

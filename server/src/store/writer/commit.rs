@@ -7,7 +7,7 @@ use convene_protocol::{RoomId, SessionId, SessionStatus};
 
 use super::{OpResult, Queued, WriteOp};
 use crate::store::records::{MESSAGE_COLUMNS, MessageRow};
-use crate::store::{BeginWrite as _, EditOutcome, MessageRecord, NewMessage, Store, StoreError, with_db};
+use crate::store::{BeginWrite as _, CheckFence, EditOutcome, MessageRecord, NewMessage, Store, StoreError, with_db};
 
 impl Store {
     /// Commits `ops` in one transaction and returns what each produced, in order.
@@ -29,7 +29,9 @@ impl Store {
         with_db!(write &self.db, pool => {
             let mut tx = pool.begin_write().await?;
             for fence in &fences {
-                crate::store::check_fence!(tx, fence);
+                if !CheckFence::holds(&mut *tx, fence).await? {
+                    return Err(StoreError::Fenced(fence.session));
+                }
             }
             let mut numbered = if messages.is_empty() {
                 Vec::new()
