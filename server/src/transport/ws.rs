@@ -417,6 +417,9 @@ async fn write_frames(mut sink: Sink, mut queue: ConnQueue, span: tracing::Span)
 
 /// Writes one batch within [`WRITE_TIMEOUT`]. A close that drops queued frames stops the write
 /// at once; one that delivers them lets it finish.
+///
+/// Nearly every write completes at once, into the socket's buffer. Such a write is polled once
+/// and done: the timer and the watch on the close are set up only for a write that waits.
 async fn write_in_time(
     sink: &mut Sink,
     closer: &crate::outbound::Closer,
@@ -424,25 +427,28 @@ async fn write_in_time(
     ping: bool,
     span: &tracing::Span,
 ) -> Wrote {
-    tokio::select! {
-        // The write first: one that completes at once (nearly all of them) leaves the close
-        // unpolled, and the task's waker is not registered with it a second time.
-        biased;
-        result = tokio::time::timeout(WRITE_TIMEOUT, write_batch(sink, batch, ping)) => match result {
-            Ok(Ok(())) => Wrote::Done,
-            Ok(Err(err)) => {
-                span.in_scope(|| log_write_error(&err));
-                Wrote::Failed
-            }
-            Err(_) => {
-                closer.close(CloseReason::Slow);
-                Wrote::Stopped
-            }
+    let mut write = std::pin::pin!(write_batch(sink, batch, ping));
+    let written = match std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await {
+        Poll::Ready(written) => Ok(written),
+        Poll::Pending => tokio::select! {
+            biased;
+            result = tokio::time::timeout(WRITE_TIMEOUT, write) => result,
+            _ = std::future::poll_fn(|cx| match closer.poll_closed(cx) {
+                Poll::Ready(reason) if !reason.delivers_queued() => Poll::Ready(()),
+                _ => Poll::Pending,
+            }) => return Wrote::Stopped,
         },
-        _ = std::future::poll_fn(|cx| match closer.poll_closed(cx) {
-            Poll::Ready(reason) if !reason.delivers_queued() => Poll::Ready(()),
-            _ => Poll::Pending,
-        }) => Wrote::Stopped,
+    };
+    match written {
+        Ok(Ok(())) => Wrote::Done,
+        Ok(Err(err)) => {
+            span.in_scope(|| log_write_error(&err));
+            Wrote::Failed
+        }
+        Err(_elapsed) => {
+            closer.close(CloseReason::Slow);
+            Wrote::Stopped
+        }
     }
 }
 
