@@ -17,6 +17,7 @@ on_both_backends!(
     a_second_device_is_the_same_member_with_two_devices,
     status_changes_reach_others_as_updates,
     silent_connections_are_removed_and_announced,
+    a_silent_connection_is_removed_on_time_while_a_write_to_it_waits,
     a_burst_of_joins_reaches_a_member_as_one_frame_per_window,
     people_back_from_breakouts_are_sent_what_changed_not_the_room,
     a_room_over_the_limit_is_shown_by_count_and_paged,
@@ -74,6 +75,43 @@ async fn silent_connections_are_removed_and_announced(backend: Backend) -> Resul
     // `silent` is never read again, so it never answers a ping. The host keeps reading (and so
     // answering pings) while it waits for the departure.
     host_client.recv_departure_of(member.id).await?;
+    Ok(())
+}
+
+async fn a_silent_connection_is_removed_on_time_while_a_write_to_it_waits(backend: Backend) -> Result<()> {
+    let server = TestServer::start_with(backend, |config| {
+        config.heartbeat_timeout = Duration::from_secs(2);
+        config.chat.max_body_bytes = 32 * 1024;
+        config.chat.burst = 1_000;
+        config.chat.rate_per_sec = 1_000.0;
+    })
+    .await?;
+    let (host, mut host_client, session) = group_session(&server).await?;
+    let member = TestUser::new(Role::Patient, host.org);
+    let mut silent = Client::connect(&server, &member).await?;
+    silent.join(session.id).await?;
+    host_client.recv_presence_of(member.id).await?;
+    // Some 6 MB for a client that reads nothing: more than the sockets between them hold, in
+    // fewer frames than its queue takes, so its writer is left waiting on the socket.
+    let body = "w".repeat(30 * 1024);
+    for i in 0..200 {
+        host_client
+            .send_json(json!({"type": "send_message", "session_id": session.id, "room_id": session.main_room_id,
+                "client_msg_id": format!("w{i}"), "body": body}))
+            .await?;
+    }
+    let mut acked = 0;
+    while acked < 200 {
+        if let ServerMessage::MessageAck { .. } = host_client.recv().await? {
+            acked += 1;
+        }
+    }
+    // The heartbeat (2 s) ends the connection while that write waits. The write's own timeout
+    // (10 s) must not hold up the departure: it comes well before that timeout could end it.
+    tokio::time::timeout(Duration::from_secs(7), host_client.recv_departure_of(member.id))
+        .await
+        .map_err(|_| anyhow::anyhow!("the departure waited for the stuck write"))??;
+    assert_eq!(server.metric("convene_slow_disconnects_total").await?, 0.0, "it went for its silence");
     Ok(())
 }
 
