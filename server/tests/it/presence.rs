@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
-use convene_protocol::{PresenceStatus, Role, ServerMessage, UserId};
+use convene_protocol::{PresenceStatus, Role, ServerMessage, SessionView, UserId};
 use serde_json::json;
 
 use crate::breakouts::{Fixture, create_rooms, moved};
@@ -62,18 +62,25 @@ async fn status_changes_reach_others_as_updates(backend: Backend) -> Result<()> 
     Ok(())
 }
 
+/// A group session, its host's client, and a member whose client joined and will read
+/// nothing more (so it answers no ping either).
+async fn session_with_silent_member(server: &TestServer) -> Result<(Client, SessionView, TestUser, Client)> {
+    let (host, mut host_client, session) = group_session(server).await?;
+    let member = TestUser::new(Role::Patient, host.org);
+    let mut silent = Client::connect(server, &member).await?;
+    silent.join(session.id).await?;
+    host_client.recv_presence_of(member.id).await?;
+    Ok((host_client, session, member, silent))
+}
+
 async fn silent_connections_are_removed_and_announced(backend: Backend) -> Result<()> {
     let server = TestServer::start_with(backend, |config| {
         config.heartbeat_timeout = Duration::from_millis(600);
     })
     .await?;
-    let (host, mut host_client, session) = group_session(&server).await?;
-    let member = TestUser::new(Role::Patient, host.org);
-    let mut silent = Client::connect(&server, &member).await?;
-    silent.join(session.id).await?;
-    host_client.recv_presence_of(member.id).await?;
-    // `silent` is never read again, so it never answers a ping. The host keeps reading (and so
-    // answering pings) while it waits for the departure.
+    let (mut host_client, _, member, _silent) = session_with_silent_member(&server).await?;
+    // The member's client is never read again, so it never answers a ping. The host keeps
+    // reading (and so answering pings) while it waits for the departure.
     host_client.recv_departure_of(member.id).await?;
     Ok(())
 }
@@ -86,11 +93,7 @@ async fn a_silent_connection_is_removed_on_time_while_a_write_to_it_waits(backen
         config.chat.rate_per_sec = 1_000.0;
     })
     .await?;
-    let (host, mut host_client, session) = group_session(&server).await?;
-    let member = TestUser::new(Role::Patient, host.org);
-    let mut silent = Client::connect(&server, &member).await?;
-    silent.join(session.id).await?;
-    host_client.recv_presence_of(member.id).await?;
+    let (mut host_client, session, member, _silent) = session_with_silent_member(&server).await?;
     // Some 6 MB for a client that reads nothing: more than the sockets between them hold, in
     // fewer frames than its queue takes, so its writer is left waiting on the socket.
     let body = "w".repeat(30 * 1024);
