@@ -607,6 +607,47 @@ pub async fn group_session(server: &TestServer) -> Result<(TestUser, Client, Ses
     Ok((host, client, session))
 }
 
+/// A group session, its host's client, and a member whose client joined and will read
+/// nothing more (so it answers no ping either).
+pub async fn session_with_silent_member(server: &TestServer) -> Result<(Client, SessionView, TestUser, Client)> {
+    let (host, mut host_client, session) = group_session(server).await?;
+    let member = TestUser::new(Role::Patient, host.org);
+    let mut silent = Client::connect(server, &member).await?;
+    silent.join(session.id).await?;
+    host_client.recv_presence_of(member.id).await?;
+    Ok((host_client, session, member, silent))
+}
+
+/// Lets a member send [`flood_room`]'s messages: bodies of 32 KB, and chat limits far above
+/// what the flood needs.
+pub fn allow_flooding(config: &mut Config) {
+    config.chat.max_body_bytes = 32 * 1024;
+    config.chat.burst = 1_000;
+    config.chat.rate_per_sec = 1_000.0;
+}
+
+/// Sends the session's main room 200 messages of 30 KB and waits for their acknowledgements
+/// (the server needs [`allow_flooding`]). Some 6 MB: more than the sockets to a member who reads
+/// nothing hold, in fewer frames than that member's queue takes, so the server's writer to such
+/// a member is left waiting on its socket.
+pub async fn flood_room(client: &mut Client, session: &SessionView) -> Result<()> {
+    const MESSAGES: usize = 200;
+    let body = "w".repeat(30 * 1024);
+    for i in 0..MESSAGES {
+        client
+            .send_json(serde_json::json!({"type": "send_message", "session_id": session.id,
+                "room_id": session.main_room_id, "client_msg_id": format!("flood-{i}"), "body": body}))
+            .await?;
+    }
+    let mut acked = 0;
+    while acked < MESSAGES {
+        if let ServerMessage::MessageAck { .. } = client.recv().await? {
+            acked += 1;
+        }
+    }
+    Ok(())
+}
+
 /// Defines each listed test once per backend: `sqlite::name` and `postgres::name`.
 #[macro_export]
 macro_rules! on_both_backends {

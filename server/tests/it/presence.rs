@@ -5,11 +5,14 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
-use convene_protocol::{PresenceStatus, Role, ServerMessage, SessionView, UserId};
+use convene_protocol::{PresenceStatus, Role, ServerMessage, UserId};
 use serde_json::json;
 
 use crate::breakouts::{Fixture, create_rooms, moved};
-use crate::common::{Backend, Client, RosterBook, TestServer, TestUser, group_session};
+use crate::common::{
+    Backend, Client, RosterBook, TestServer, TestUser, allow_flooding, flood_room, group_session,
+    session_with_silent_member,
+};
 use crate::nodes::owner_and_other_with;
 use crate::{across_nodes, on_both_backends};
 
@@ -62,17 +65,6 @@ async fn status_changes_reach_others_as_updates(backend: Backend) -> Result<()> 
     Ok(())
 }
 
-/// A group session, its host's client, and a member whose client joined and will read
-/// nothing more (so it answers no ping either).
-async fn session_with_silent_member(server: &TestServer) -> Result<(Client, SessionView, TestUser, Client)> {
-    let (host, mut host_client, session) = group_session(server).await?;
-    let member = TestUser::new(Role::Patient, host.org);
-    let mut silent = Client::connect(server, &member).await?;
-    silent.join(session.id).await?;
-    host_client.recv_presence_of(member.id).await?;
-    Ok((host_client, session, member, silent))
-}
-
 async fn silent_connections_are_removed_and_announced(backend: Backend) -> Result<()> {
     let server = TestServer::start_with(backend, |config| {
         config.heartbeat_timeout = Duration::from_millis(600);
@@ -88,27 +80,11 @@ async fn silent_connections_are_removed_and_announced(backend: Backend) -> Resul
 async fn a_silent_connection_is_removed_on_time_while_a_write_to_it_waits(backend: Backend) -> Result<()> {
     let server = TestServer::start_with(backend, |config| {
         config.heartbeat_timeout = Duration::from_secs(2);
-        config.chat.max_body_bytes = 32 * 1024;
-        config.chat.burst = 1_000;
-        config.chat.rate_per_sec = 1_000.0;
+        allow_flooding(config);
     })
     .await?;
     let (mut host_client, session, member, _silent) = session_with_silent_member(&server).await?;
-    // Some 6 MB for a client that reads nothing: more than the sockets between them hold, in
-    // fewer frames than its queue takes, so its writer is left waiting on the socket.
-    let body = "w".repeat(30 * 1024);
-    for i in 0..200 {
-        host_client
-            .send_json(json!({"type": "send_message", "session_id": session.id, "room_id": session.main_room_id,
-                "client_msg_id": format!("w{i}"), "body": body}))
-            .await?;
-    }
-    let mut acked = 0;
-    while acked < 200 {
-        if let ServerMessage::MessageAck { .. } = host_client.recv().await? {
-            acked += 1;
-        }
-    }
+    flood_room(&mut host_client, &session).await?;
     // The heartbeat (2 s) ends the connection while that write waits. The write's own timeout
     // (10 s) must not hold up the departure: it comes well before that timeout could end it.
     tokio::time::timeout(Duration::from_secs(7), host_client.recv_departure_of(member.id))
