@@ -34,6 +34,9 @@ pub struct Config {
     pub heartbeat_timeout: Duration,
     /// Time allowed for a client to send its HTTP request headers, upgrade included.
     pub handshake_timeout: Duration,
+    /// A client that takes longer than this to take in one batch of frames is closed as slow
+    /// (4008), together with what was still queued for it.
+    pub write_timeout: Duration,
     /// Largest WebSocket frame or message accepted; larger ones close the connection with 1009.
     pub max_frame_bytes: usize,
     pub chat: ChatLimits,
@@ -164,6 +167,7 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             heartbeat_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
             max_frame_bytes: 64 * 1024,
             chat: ChatLimits::default(),
             budgets: crate::limits::Budgets::default(),

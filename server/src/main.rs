@@ -181,6 +181,9 @@ struct ServeArgs {
     /// Time a client has to send its HTTP request head, upgrade included.
     #[arg(long, env = "CONVENE_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
     handshake_timeout: Duration,
+    /// Time a client has to take in one batch of frames before it is closed as slow.
+    #[arg(long, env = "CONVENE_WRITE_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
+    write_timeout: Duration,
     /// Comma-separated STUN server URLs (`stun:host:port`) for the browsers' peer connections.
     #[arg(long, env = "CONVENE_STUN_URLS", value_delimiter = ',', global = true)]
     stun_urls: Vec<String>,
@@ -222,6 +225,7 @@ impl ServeArgs {
             allowed_origins: self.allowed_origins.iter().filter(|o| !o.is_empty()).cloned().collect(),
             heartbeat_timeout: self.heartbeat_timeout,
             handshake_timeout: self.handshake_timeout,
+            write_timeout: self.write_timeout,
             db_timeout: self.db_timeout,
             deny_cooldown: self.deny_cooldown,
             presence: PresenceConfig {

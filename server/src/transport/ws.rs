@@ -49,8 +49,6 @@ const MAX_WRITE_BUFFER_BYTES: usize = 16 * 1024 * 1024;
 /// Queued frames taken per batch: enough to amortise the write syscall, few enough that reading
 /// is not starved while a busy room drains.
 const OUTBOUND_BATCH: usize = 64;
-/// How long writing one batch may take before the client counts as slow.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the close handshake may take before the socket is dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Frames read from a client closed for flooding while its close is awaited: a client that
@@ -271,7 +269,7 @@ async fn serve(
     tokio::pin!(token_expiry);
     let budget = app.config.budgets.frames;
     let (sink, mut stream) = socket.split();
-    let mut writer = app.conn_tracker.spawn(write_frames(sink, queue, span.clone()));
+    let mut writer = app.conn_tracker.spawn(write_frames(sink, queue, app.config.write_timeout, span.clone()));
     let ending = loop {
         tokio::select! {
             biased;
@@ -382,9 +380,9 @@ enum Wrote {
 
 /// Writes the connection's queued frames, flushing once per batch, and the heartbeat's pings,
 /// until the connection closes (returning the sending half for the close handshake) or writing
-/// fails (the client is gone). A batch that takes longer than [`WRITE_TIMEOUT`] closes the
-/// connection as slow.
-async fn write_frames(mut sink: Sink, mut queue: ConnQueue, span: tracing::Span) -> Option<Sink> {
+/// fails (the client is gone). A batch that takes longer than `timeout` closes the connection
+/// as slow.
+async fn write_frames(mut sink: Sink, mut queue: ConnQueue, timeout: Duration, span: tracing::Span) -> Option<Sink> {
     let closer = queue.closer.clone();
     let mut batch = Vec::with_capacity(OUTBOUND_BATCH);
     loop {
@@ -393,7 +391,7 @@ async fn write_frames(mut sink: Sink, mut queue: ConnQueue, span: tracing::Span)
             signal = std::future::poll_fn(|cx| closer.poll_writer(cx)) => match signal {
                 WriterSignal::Close(reason) => {
                     if reason.delivers_queued() {
-                        flush_queued(&mut sink, &mut queue, &mut batch).instrument(span.clone()).await;
+                        flush_queued(&mut sink, &mut queue, &mut batch, timeout).instrument(span.clone()).await;
                     }
                     return Some(sink);
                 }
@@ -407,7 +405,7 @@ async fn write_frames(mut sink: Sink, mut queue: ConnQueue, span: tracing::Span)
                 false
             }
         };
-        match write_in_time(&mut sink, &closer, &mut batch, ping, &span).await {
+        match write_in_time(&mut sink, &closer, &mut batch, ping, timeout, &span).await {
             Wrote::Done => {}
             Wrote::Failed => return None,
             Wrote::Stopped => return Some(sink),
@@ -415,7 +413,7 @@ async fn write_frames(mut sink: Sink, mut queue: ConnQueue, span: tracing::Span)
     }
 }
 
-/// Writes one batch within [`WRITE_TIMEOUT`]. A close that drops queued frames stops the write
+/// Writes one batch within `timeout`. A close that drops queued frames stops the write
 /// at once; one that delivers them lets it finish.
 ///
 /// Nearly every write completes at once, into the socket's buffer. Such a write is polled once
@@ -425,6 +423,7 @@ async fn write_in_time(
     closer: &crate::outbound::Closer,
     batch: &mut Vec<Frame>,
     ping: bool,
+    timeout: Duration,
     span: &tracing::Span,
 ) -> Wrote {
     let mut write = std::pin::pin!(write_batch(sink, batch, ping));
@@ -432,7 +431,7 @@ async fn write_in_time(
         Poll::Ready(written) => Ok(written),
         Poll::Pending => tokio::select! {
             biased;
-            result = tokio::time::timeout(WRITE_TIMEOUT, write) => result,
+            result = tokio::time::timeout(timeout, write) => result,
             _ = std::future::poll_fn(|cx| match closer.poll_closed(cx) {
                 Poll::Ready(reason) if !reason.delivers_queued() => Poll::Ready(()),
                 _ => Poll::Pending,
@@ -483,11 +482,11 @@ async fn leave_changed_sessions(ctx: &mut ConnCtx, interrupted: Vec<SessionId>) 
 
 /// Writes what is already queued (within the write timeout), so that a connection the server
 /// closes reads every reply queued before the close.
-async fn flush_queued(sink: &mut Sink, queue: &mut ConnQueue, batch: &mut Vec<Frame>) {
+async fn flush_queued(sink: &mut Sink, queue: &mut ConnQueue, batch: &mut Vec<Frame>, timeout: Duration) {
     while let Ok(frame) = queue.rx.try_recv() {
         batch.push(frame);
     }
-    match tokio::time::timeout(WRITE_TIMEOUT, write_batch(sink, batch, false)).await {
+    match tokio::time::timeout(timeout, write_batch(sink, batch, false)).await {
         Ok(Ok(())) => {}
         Ok(Err(err)) => log_write_error(&err),
         Err(_) => debug!("the client did not read its last frames in time"),

@@ -1,12 +1,17 @@
 //! Bad input gets a clear error and changes nothing; misbehaving clients are disconnected.
 
+use std::time::Duration;
+
 use anyhow::{Result, ensure};
 use convene_protocol::{ErrorCode, Role, ServerMessage};
 use convene_server::store::HistoryQuery;
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::common::{Backend, Client, TestServer, TestUser, arrivals, departures, group_session};
+use crate::common::{
+    Backend, Client, TestServer, TestUser, allow_flooding, arrivals, departures, flood_room, group_session,
+    session_with_silent_member,
+};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -17,6 +22,7 @@ on_both_backends!(
     oversized_frames_close_the_connection_with_1009,
     text_frames_with_invalid_utf8_close_the_connection_with_1007,
     clients_that_stop_reading_are_disconnected_as_slow,
+    clients_that_take_in_nothing_are_closed_as_slow_at_the_write_timeout,
 );
 
 async fn malformed_frames_get_invalid_and_the_connection_stays_open(backend: Backend) -> Result<()> {
@@ -208,4 +214,19 @@ async fn clients_that_stop_reading_are_disconnected_as_slow(backend: Backend) ->
         }
     }
     anyhow::bail!("the stalled reader was never disconnected")
+}
+
+async fn clients_that_take_in_nothing_are_closed_as_slow_at_the_write_timeout(backend: Backend) -> Result<()> {
+    let server = TestServer::start_with(backend, |config| {
+        config.write_timeout = Duration::from_secs(1);
+        allow_flooding(config);
+    })
+    .await?;
+    let (mut host_client, session, member, _stalled) = session_with_silent_member(&server).await?;
+    // The stalled member's queue never fills; its writer waits on the socket until the write
+    // timeout gives up on it, long before its heartbeat (30 s) would.
+    flood_room(&mut host_client, &session).await?;
+    host_client.recv_departure_of(member.id).await?;
+    assert_eq!(server.metric("convene_slow_disconnects_total").await?, 1.0);
+    Ok(())
 }

@@ -80,13 +80,14 @@ async fn silent_connections_are_removed_and_announced(backend: Backend) -> Resul
 async fn a_silent_connection_is_removed_on_time_while_a_write_to_it_waits(backend: Backend) -> Result<()> {
     let server = TestServer::start_with(backend, |config| {
         config.heartbeat_timeout = Duration::from_secs(2);
+        config.write_timeout = Duration::from_secs(30);
         allow_flooding(config);
     })
     .await?;
     let (mut host_client, session, member, _silent) = session_with_silent_member(&server).await?;
     flood_room(&mut host_client, &session).await?;
     // The heartbeat (2 s) ends the connection while that write waits. The write's own timeout
-    // (10 s) must not hold up the departure: it comes well before that timeout could end it.
+    // (30 s here) must not hold up the departure: it comes well before that timeout could end it.
     tokio::time::timeout(Duration::from_secs(7), host_client.recv_departure_of(member.id))
         .await
         .map_err(|_| anyhow::anyhow!("the departure waited for the stuck write"))??;
