@@ -208,6 +208,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(value.saturating_mul(seconds)))
 }
 
+/// Parses a duration that bounds a wait (as [`parse_duration`]), which must be longer than
+/// zero: a zero timeout would end every wait it bounds at once.
+pub fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration.is_zero() {
+        return Err(format!("{text:?} is zero; this bounds a wait, so it must be longer"));
+    }
+    Ok(duration)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,5 +230,15 @@ mod tests {
         }
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("3 weeks").is_err());
+    }
+
+    #[test]
+    fn a_timeout_must_be_longer_than_zero() {
+        for zero in ["0", "0s", "0ms", "0m"] {
+            assert!(parse_timeout(zero).is_err(), "{zero}");
+        }
+        assert_eq!(parse_timeout("1ms"), Ok(Duration::from_millis(1)));
+        assert_eq!(parse_timeout("10s"), Ok(Duration::from_secs(10)));
+        assert!(parse_timeout("soon").is_err());
     }
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use convene_protocol::Role;
-use convene_server::config::parse_duration;
 use convene_server::config::{ClusterConfig, PresenceConfig};
+use convene_server::config::{parse_duration, parse_timeout};
 use convene_server::ice::IceConfig;
 use convene_server::limits::{Budget, Budgets};
 use convene_server::{ChatLimits, Config, ConnectionLimits, auth, open_store, run};
@@ -73,10 +73,10 @@ struct ServeArgs {
     cluster: String,
     /// How long a session's lease lasts unless its owner renews it: a dead owner's sessions are
     /// taken over after at most this long.
-    #[arg(long, env = "CONVENE_LEASE_TTL", default_value = "5s", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "CONVENE_LEASE_TTL", default_value = "5s", value_parser = parse_timeout, global = true)]
     lease_ttl: Duration,
     /// How long a node may go unheard before its connections are announced as gone.
-    #[arg(long, env = "CONVENE_NODE_TIMEOUT", default_value = "5s", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "CONVENE_NODE_TIMEOUT", default_value = "5s", value_parser = parse_timeout, global = true)]
     node_timeout: Duration,
     /// HS256 secret for access tokens (Supabase's JWT secret); without it, dev mode.
     #[arg(long, env = "CONVENE_JWT_SECRET", hide_env_values = true, global = true)]
@@ -95,7 +95,7 @@ struct ServeArgs {
     #[arg(long, env = "CONVENE_ALLOWED_ORIGINS", value_delimiter = ',', global = true)]
     allowed_origins: Vec<String>,
     /// Close connections silent for this long.
-    #[arg(long, env = "CONVENE_HEARTBEAT_TIMEOUT", default_value = "30s", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "CONVENE_HEARTBEAT_TIMEOUT", default_value = "30s", value_parser = parse_timeout, global = true)]
     heartbeat_timeout: Duration,
     /// Largest WebSocket frame or message, in bytes.
     #[arg(long, env = "CONVENE_MAX_FRAME_BYTES", default_value_t = 64 * 1024, global = true)]
@@ -162,7 +162,7 @@ struct ServeArgs {
     #[arg(long, env = "CONVENE_ROSTER_LIMIT", default_value_t = 250, global = true)]
     roster_limit: usize,
     /// How long a request waits for the database before it is answered `unavailable`.
-    #[arg(long, env = "CONVENE_DB_TIMEOUT", default_value = "3s", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "CONVENE_DB_TIMEOUT", default_value = "3s", value_parser = parse_timeout, global = true)]
     db_timeout: Duration,
     /// WebSocket connections this node holds at most (default: the open-file limit less a
     /// reserve for the database, Redis and sockets in their handshake).
@@ -179,10 +179,10 @@ struct ServeArgs {
     #[arg(long, env = "CONVENE_REFUSAL_DELAY", default_value = "1s", value_parser = parse_duration, global = true)]
     refusal_delay: Duration,
     /// Time a client has to send its HTTP request head, upgrade included.
-    #[arg(long, env = "CONVENE_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "CONVENE_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = parse_timeout, global = true)]
     handshake_timeout: Duration,
     /// Time a client has to take in one batch of frames before it is closed as slow.
-    #[arg(long, env = "CONVENE_WRITE_TIMEOUT", default_value = "10s", value_parser = parse_duration, global = true)]
+    #[arg(long, env = "CONVENE_WRITE_TIMEOUT", default_value = "10s", value_parser = parse_timeout, global = true)]
     write_timeout: Duration,
     /// Comma-separated STUN server URLs (`stun:host:port`) for the browsers' peer connections.
     #[arg(long, env = "CONVENE_STUN_URLS", value_delimiter = ',', global = true)]

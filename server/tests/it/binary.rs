@@ -1,4 +1,5 @@
-//! The `convene` binary itself: dev mode with `convene token`, `convene migrate`, and SIGTERM.
+//! The `convene` binary itself: dev mode with `convene token`, `convene migrate`, SIGTERM, and
+//! settings refused at start.
 
 use std::process::Stdio;
 
@@ -77,6 +78,28 @@ async fn convene_migrate_applies_migrations_and_exits() -> Result<()> {
         ensure!(output.status.success(), "{backend:?}: {}", String::from_utf8_lossy(&output.stderr));
         // The schema is there: a session lookup runs (and finds nothing).
         assert!(db.store().await?.load_session(convene_protocol::SessionId::new_v4()).await?.is_none());
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_of_zero_is_refused_at_start() -> Result<()> {
+    // A zero heartbeat timeout once started, and then failed every connection.
+    for (variable, flag) in [
+        ("CONVENE_HEARTBEAT_TIMEOUT", "--heartbeat-timeout"),
+        ("CONVENE_WRITE_TIMEOUT", "--write-timeout"),
+        ("CONVENE_DB_TIMEOUT", "--db-timeout"),
+    ] {
+        let output = Command::new(BIN)
+            .env_remove("DATABASE_URL")
+            .env("CONVENE_BIND", "127.0.0.1:0")
+            .env(variable, "0s")
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(crate::common::EVENT_TIMEOUT, output).await??;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        ensure!(!output.status.success(), "{variable}=0s: the server started");
+        ensure!(stderr.contains(flag) && stderr.contains("is zero"), "{variable}=0s: {stderr}");
     }
     Ok(())
 }
