@@ -32,12 +32,21 @@ impl FromStr for Budget {
     /// Parses `rate/burst`, as in `5/10` or `0.5/3`.
     fn from_str(text: &str) -> Result<Self, String> {
         let (rate, burst) = text.split_once('/').ok_or_else(|| format!("{text:?} is not rate/burst, like 5/10"))?;
-        let per_sec: f64 = rate.trim().parse().map_err(|_| format!("{rate:?} is not a rate per second"))?;
+        let per_sec = parse_rate(rate)?;
         let burst: u32 = burst.trim().parse().map_err(|_| format!("{burst:?} is not a whole burst"))?;
-        if !(per_sec.is_finite() && per_sec >= 0.0) || burst == 0 {
-            return Err(format!("{text:?}: the rate must be 0 or more and the burst at least 1"));
+        if burst == 0 {
+            return Err(format!("{text:?}: the burst must be at least 1"));
         }
         Ok(Self { per_sec, burst })
+    }
+}
+
+/// Parses a rate per second: a number, 0 or more (0 allows the burst and nothing after it).
+pub fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(per_sec) if per_sec.is_finite() && per_sec >= 0.0 => Ok(per_sec),
+        Ok(_) => Err(format!("{text:?}: a rate per second must be a number, 0 or more")),
+        Err(_) => Err(format!("{text:?} is not a rate per second")),
     }
 }
 
@@ -253,8 +262,18 @@ mod tests {
     fn budgets_parse_from_rate_and_burst() {
         assert_eq!("5/10".parse(), Ok(Budget::new(5.0, 10)));
         assert_eq!("0.5/3".parse(), Ok(Budget::new(0.5, 3)));
-        for bad in ["5", "x/3", "5/0", "-1/3", "5/2.5"] {
+        for bad in ["5", "x/3", "5/0", "-1/3", "NaN/3", "inf/3", "5/2.5"] {
             assert!(bad.parse::<Budget>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_rate_is_a_number_of_zero_or_more() {
+        assert_eq!(super::parse_rate("10"), Ok(10.0));
+        assert_eq!(super::parse_rate(" 0.5 "), Ok(0.5));
+        assert_eq!(super::parse_rate("0"), Ok(0.0));
+        for bad in ["-1", "NaN", "inf", "-inf", "ten", ""] {
+            assert!(super::parse_rate(bad).is_err(), "{bad}");
         }
     }
 }

@@ -9,7 +9,7 @@ use convene_protocol::Role;
 use convene_server::config::{ClusterConfig, PresenceConfig};
 use convene_server::config::{parse_duration, parse_timeout};
 use convene_server::ice::IceConfig;
-use convene_server::limits::{Budget, Budgets};
+use convene_server::limits::{Budget, Budgets, parse_rate};
 use convene_server::{ChatLimits, Config, ConnectionLimits, auth, open_store, run};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -104,10 +104,10 @@ struct ServeArgs {
     #[arg(long, env = "CONVENE_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024, global = true)]
     max_message_bytes: usize,
     /// Sustained chat messages per second per user and session.
-    #[arg(long, env = "CONVENE_CHAT_RATE", default_value_t = 10.0, global = true)]
+    #[arg(long, env = "CONVENE_CHAT_RATE", default_value_t = 10.0, value_parser = parse_rate, global = true)]
     chat_rate: f64,
     /// Chat messages a user may send in a burst.
-    #[arg(long, env = "CONVENE_CHAT_BURST", default_value_t = 20, global = true)]
+    #[arg(long, env = "CONVENE_CHAT_BURST", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..), global = true)]
     chat_burst: u32,
     /// Messages per room kept for resuming clients.
     #[arg(long, env = "CONVENE_RESUME_WINDOW", default_value_t = 500, global = true)]

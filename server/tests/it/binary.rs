@@ -83,23 +83,29 @@ async fn convene_migrate_applies_migrations_and_exits() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_timeout_of_zero_is_refused_at_start() -> Result<()> {
-    // A zero heartbeat timeout once started, and then failed every connection.
-    for (variable, flag) in [
-        ("CONVENE_HEARTBEAT_TIMEOUT", "--heartbeat-timeout"),
-        ("CONVENE_WRITE_TIMEOUT", "--write-timeout"),
-        ("CONVENE_DB_TIMEOUT", "--db-timeout"),
-    ] {
+async fn settings_that_would_break_the_server_are_refused_at_start() -> Result<()> {
+    // Each of these once started a server: a zero heartbeat timeout failed every connection,
+    // a negative chat rate drained the chat budget for good and a NaN one lifted the limit, a
+    // zero burst refused every message.
+    let cases = [
+        ("CONVENE_HEARTBEAT_TIMEOUT", "0s", "--heartbeat-timeout"),
+        ("CONVENE_WRITE_TIMEOUT", "0s", "--write-timeout"),
+        ("CONVENE_DB_TIMEOUT", "0ms", "--db-timeout"),
+        ("CONVENE_CHAT_RATE", "-1", "--chat-rate"),
+        ("CONVENE_CHAT_RATE", "NaN", "--chat-rate"),
+        ("CONVENE_CHAT_BURST", "0", "--chat-burst"),
+    ];
+    for (variable, value, flag) in cases {
         let output = Command::new(BIN)
             .env_remove("DATABASE_URL")
             .env("CONVENE_BIND", "127.0.0.1:0")
-            .env(variable, "0s")
+            .env(variable, value)
             .kill_on_drop(true)
             .output();
         let output = tokio::time::timeout(crate::common::EVENT_TIMEOUT, output).await??;
         let stderr = String::from_utf8_lossy(&output.stderr);
-        ensure!(!output.status.success(), "{variable}=0s: the server started");
-        ensure!(stderr.contains(flag) && stderr.contains("is zero"), "{variable}=0s: {stderr}");
+        ensure!(!output.status.success(), "{variable}={value}: the server started");
+        ensure!(stderr.contains(flag) && stderr.contains("invalid value"), "{variable}={value}: {stderr}");
     }
     Ok(())
 }
