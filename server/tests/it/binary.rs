@@ -95,9 +95,12 @@ async fn settings_that_would_break_the_server_are_refused_at_start() -> Result<(
         ("CONVENE_CHAT_RATE", "NaN", "--chat-rate"),
         ("CONVENE_CHAT_BURST", "0", "--chat-burst"),
     ];
+    // Its own data directory: a server that does start must not write into the source tree.
+    let data = tempfile::tempdir()?;
     for (variable, value, flag) in cases {
         let output = Command::new(BIN)
             .env_remove("DATABASE_URL")
+            .env("CONVENE_DATA_DIR", data.path())
             .env("CONVENE_BIND", "127.0.0.1:0")
             .env(variable, value)
             .kill_on_drop(true)
