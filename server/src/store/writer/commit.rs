@@ -244,8 +244,8 @@ impl BatchRows for sqlx::PgConnection {
 
 /// SQLite runs both statements in one call to its connection's thread: the counters advance,
 /// and each message's number is read back from its room's counter in the same statement that
-/// inserts it. A batch has at most [`MAX_BATCH`](super::MAX_BATCH) messages of 10 parameters each, and as many
-/// rooms of 3, far below SQLite's 32,766.
+/// inserts it. A batch has at most [`MAX_BATCH`](super::MAX_BATCH) messages of 9 parameters
+/// each, and as many rooms of 3: at most 12,000, far below SQLite's 32,766.
 impl BatchRows for sqlx::SqliteConnection {
     async fn insert_messages(&mut self, batch: &Numbering<'_>) -> Result<Vec<i64>, StoreError> {
         let mut sql = sqlx::QueryBuilder::new("INSERT INTO room_sequences (room_id, session_id, last_seq) ");

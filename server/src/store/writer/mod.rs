@@ -40,8 +40,8 @@ use crate::metrics::Metrics;
 /// session at once; when it is full, chat sends fail fast as `unavailable` rather than queueing
 /// without bound behind a database that cannot keep up.
 pub const WRITER_QUEUE_CAPACITY: usize = 16_384;
-/// Most ops committed in one transaction. Each message binds 7 parameters, so a batch stays far
-/// below the bind limits of Postgres (65,535) and SQLite (32,766).
+/// Most ops committed in one transaction. On SQLite each message binds 9 parameters and each
+/// room 3 (Postgres binds whole columns), so a batch stays far below SQLite's bind limit (32,766).
 pub const MAX_BATCH: usize = 1_000;
 /// How long the writer keeps retrying bookkeeping (nobody waits on it) while the database is
 /// unreachable.
