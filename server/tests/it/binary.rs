@@ -95,20 +95,21 @@ async fn settings_that_would_break_the_server_are_refused_at_start() -> Result<(
         ("CONVENE_CHAT_RATE", "NaN", "--chat-rate"),
         ("CONVENE_CHAT_BURST", "0", "--chat-burst"),
     ];
-    // Its own data directory: a server that does start must not write into the source tree.
-    let data = tempfile::tempdir()?;
     for (variable, value, flag) in cases {
-        let output = Command::new(BIN)
-            .env_remove("DATABASE_URL")
-            .env("CONVENE_DATA_DIR", data.path())
-            .env("CONVENE_BIND", "127.0.0.1:0")
-            .env(variable, value)
-            .kill_on_drop(true)
-            .output();
-        let output = tokio::time::timeout(crate::common::EVENT_TIMEOUT, output).await??;
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        ensure!(!output.status.success(), "{variable}={value}: the server started");
+        let stderr = refused_at_start(&[(variable, value)]).await?;
         ensure!(stderr.contains(flag) && stderr.contains("invalid value"), "{variable}={value}: {stderr}");
     }
     Ok(())
+}
+
+/// Runs `convene serve` with `envs` and returns what it printed, failing if it started.
+async fn refused_at_start(envs: &[(&str, &str)]) -> Result<String> {
+    // Its own data directory: a server that does start must not write into the source tree.
+    let data = tempfile::tempdir()?;
+    let mut command = Command::new(BIN);
+    command.env_remove("DATABASE_URL").env("CONVENE_DATA_DIR", data.path()).env("CONVENE_BIND", "127.0.0.1:0");
+    command.envs(envs.iter().copied()).kill_on_drop(true);
+    let output = tokio::time::timeout(crate::common::EVENT_TIMEOUT, command.output()).await??;
+    ensure!(!output.status.success(), "{envs:?}: the server started");
+    Ok(String::from_utf8_lossy(&output.stderr).into_owned())
 }
