@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use clap::builder::RangedU64ValueParser;
 use clap::{Args, Parser, Subcommand};
 use convene_protocol::Role;
 use convene_server::config::{ClusterConfig, PresenceConfig, parse_duration, parse_timeout};
@@ -96,11 +97,14 @@ struct ServeArgs {
     /// Close connections silent for this long.
     #[arg(long, env = "CONVENE_HEARTBEAT_TIMEOUT", default_value = "30s", value_parser = parse_timeout, global = true)]
     heartbeat_timeout: Duration,
-    /// Largest WebSocket frame or message, in bytes.
-    #[arg(long, env = "CONVENE_MAX_FRAME_BYTES", default_value_t = 64 * 1024, global = true)]
+    /// Largest WebSocket frame or message, in bytes: 4 KiB to 16 MiB, and room for the largest
+    /// chat message with its request around it.
+    #[arg(long, env = "CONVENE_MAX_FRAME_BYTES", default_value_t = 64 * 1024, global = true,
+        value_parser = RangedU64ValueParser::<usize>::new().range(MIN_FRAME_BYTES..=MAX_FRAME_BYTES))]
     max_frame_bytes: usize,
-    /// Largest chat message body, in bytes.
-    #[arg(long, env = "CONVENE_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024, global = true)]
+    /// Largest chat message body, in bytes (at least 1).
+    #[arg(long, env = "CONVENE_MAX_MESSAGE_BYTES", default_value_t = 4 * 1024, global = true,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     max_message_bytes: usize,
     /// Sustained chat messages per second per user and session.
     #[arg(long, env = "CONVENE_CHAT_RATE", default_value_t = 10.0, value_parser = parse_rate, global = true)]
@@ -201,8 +205,23 @@ struct ServeArgs {
     log_json: bool,
 }
 
+/// The smallest frame limit: a join that resumes in several rooms carries a cursor for each.
+const MIN_FRAME_BYTES: u64 = 4 * 1024;
+/// The largest frame limit: a client's frame is read whole into memory, so this bounds what
+/// one socket can make the server hold.
+const MAX_FRAME_BYTES: u64 = 16 * 1024 * 1024;
+/// What a request adds to the chat message it carries (its type, ids and quoting), at most.
+const CHAT_REQUEST_BYTES: usize = 1024;
+
 impl ServeArgs {
     fn config(&self) -> anyhow::Result<Config> {
+        anyhow::ensure!(
+            self.max_message_bytes.saturating_add(CHAT_REQUEST_BYTES) <= self.max_frame_bytes,
+            "a chat message of --max-message-bytes ({}) and its request ({CHAT_REQUEST_BYTES} bytes) \
+             must fit in a frame of --max-frame-bytes ({}): raise the frame limit or lower the message limit",
+            self.max_message_bytes,
+            self.max_frame_bytes,
+        );
         let urls = |urls: &[String]| urls.iter().filter(|url| !url.is_empty()).cloned().collect();
         let ice = IceConfig::new(urls(&self.stun_urls), urls(&self.turn_urls), self.turn_secret.clone(), self.turn_ttl)
             .context("the ICE servers")?;

@@ -86,7 +86,9 @@ async fn convene_migrate_applies_migrations_and_exits() -> Result<()> {
 async fn settings_that_would_break_the_server_are_refused_at_start() -> Result<()> {
     // Each of these once started a server: a zero heartbeat timeout failed every connection,
     // a negative chat rate drained the chat budget for good and a NaN one lifted the limit, a
-    // zero burst refused every message.
+    // zero burst refused every message, a zero frame limit closed every connection at its first
+    // frame and a gigabyte one let one socket hold that much, a zero message limit refused
+    // every message.
     let cases = [
         ("CONVENE_HEARTBEAT_TIMEOUT", "0s", "--heartbeat-timeout"),
         ("CONVENE_WRITE_TIMEOUT", "0s", "--write-timeout"),
@@ -94,11 +96,18 @@ async fn settings_that_would_break_the_server_are_refused_at_start() -> Result<(
         ("CONVENE_CHAT_RATE", "-1", "--chat-rate"),
         ("CONVENE_CHAT_RATE", "NaN", "--chat-rate"),
         ("CONVENE_CHAT_BURST", "0", "--chat-burst"),
+        ("CONVENE_MAX_FRAME_BYTES", "0", "--max-frame-bytes"),
+        ("CONVENE_MAX_FRAME_BYTES", "1073741824", "--max-frame-bytes"),
+        ("CONVENE_MAX_MESSAGE_BYTES", "0", "--max-message-bytes"),
     ];
     for (variable, value, flag) in cases {
         let stderr = refused_at_start(&[(variable, value)]).await?;
         ensure!(stderr.contains(flag) && stderr.contains("invalid value"), "{variable}={value}: {stderr}");
     }
+    // Each limit is valid alone; together, the largest chat message could never be sent.
+    let stderr =
+        refused_at_start(&[("CONVENE_MAX_FRAME_BYTES", "8192"), ("CONVENE_MAX_MESSAGE_BYTES", "8192")]).await?;
+    ensure!(stderr.contains("must fit in a frame of --max-frame-bytes (8192)"), "{stderr}");
     Ok(())
 }
 
