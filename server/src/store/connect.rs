@@ -105,7 +105,12 @@ async fn open_sqlite(options: SqliteConnectOptions, durability: SqliteDurability
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(synchronous)
         .foreign_keys(true)
-        .busy_timeout(SQLITE_BUSY_TIMEOUT);
+        .busy_timeout(SQLITE_BUSY_TIMEOUT)
+        // A transaction of several statements keeps each statement's undo pages in a journal of
+        // its own, so that one failing statement can be undone alone. On disk that journal is
+        // a file created, written and deleted by every such transaction; in memory it is a
+        // buffer of at most the pages one statement changes.
+        .pragma("temp_store", "memory");
     // No ping before each use: the database is a file this process opened, so a pooled
     // connection does not break the way a network one does, and the ping is a round trip to the
     // connection's thread before every transaction and read.
@@ -158,5 +163,30 @@ impl BeginWrite for sqlx::SqlitePool {
         &self,
     ) -> impl Future<Output = Result<sqlx::Transaction<'static, Self::Database>, sqlx::Error>> + Send {
         self.begin_with("BEGIN IMMEDIATE")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_sqlite_connection_is_opened_with_the_settings_the_store_relies_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(None, dir.path()).await.unwrap();
+        let Db::Sqlite(pools) = &store.db else { panic!("no database URL opens SQLite") };
+        // (pragma, value): write-ahead log, a sync per commit, enforced references, and
+        // statement journals in memory rather than a file per transaction.
+        let expected = [("journal_mode", "wal"), ("synchronous", "2"), ("foreign_keys", "1"), ("temp_store", "2")];
+        for (name, pool) in [("writer", &pools.writer), ("readers", &pools.pool)] {
+            for (pragma, value) in expected {
+                let got: String =
+                    sqlx::query_scalar(&format!("SELECT CAST(p.{pragma} AS TEXT) FROM pragma_{pragma} AS p"))
+                        .fetch_one(pool)
+                        .await
+                        .unwrap();
+                assert_eq!(got, value, "{name}: {pragma}");
+            }
+        }
     }
 }
