@@ -18,6 +18,13 @@ const SQLITE_POOL_SIZE: u32 = 4;
 /// so that while the database is unreachable each attempt fails fast and the caller's own
 /// deadline (the request timeout, the writer's retries) decides what happens.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+/// A pooled Postgres connection idle at least this long is pinged before it is handed out; one
+/// used more recently is not. The pool also pings every connection as it comes back, so a
+/// connection handed out unchecked was answering less than this long ago, and a ping before each
+/// use would add a round trip to every transaction and read of a busy server for nothing.
+/// Should the database drop connections within this window (a restart), a transaction on one
+/// fails and the writer retries it; a read is answered `unavailable`.
+const PG_CHECK_AFTER_IDLE: Duration = Duration::from_millis(500);
 /// How long a Postgres transaction may wait on Convene between its statements before the
 /// database aborts it. Convene sends a transaction's statements back to back, so one that sits
 /// this long belongs to a stalled process (paused, swapped out, cut off) and holds rows that
@@ -49,6 +56,15 @@ impl Store {
                 let pool = PgPoolOptions::new()
                     .max_connections(PG_POOL_SIZE)
                     .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .test_before_acquire(false)
+                    .before_acquire(|conn, meta| {
+                        Box::pin(async move {
+                            if meta.idle_for >= PG_CHECK_AFTER_IDLE {
+                                sqlx::Connection::ping(conn).await?;
+                            }
+                            Ok(true)
+                        })
+                    })
                     .connect_with(postgres_options(url)?)
                     .await?;
                 Db::Postgres(pool)

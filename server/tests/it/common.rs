@@ -121,6 +121,20 @@ impl TestDb {
         rest.split('/').next()
     }
 
+    /// Ends every other session on this Postgres database, as a restart of the database would;
+    /// returns how many there were.
+    pub async fn drop_connections(&self) -> Result<i64> {
+        let mut conn = sqlx::PgConnection::connect(&self.url).await?;
+        let dropped: i64 = sqlx::query_scalar(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(&mut conn)
+        .await?;
+        conn.close().await?;
+        Ok(dropped)
+    }
+
     /// A store on this database, for checking what the server persisted.
     pub async fn store(&self) -> Result<Store> {
         Store::connect(Some(&self.url), std::path::Path::new(".")).await.map_err(|e| anyhow!("{e}"))

@@ -23,6 +23,25 @@ const DB_TIMEOUT: Duration = Duration::from_secs(1);
 const SLACK: Duration = Duration::from_secs(2);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_the_database_dropped_while_idle_are_replaced_before_use() -> Result<()> {
+    let db = TestDb::new(Backend::Postgres).await?;
+    let server = TestServer::start_on(db.clone(), |_| {}).await?;
+    let (host, mut host_client, session) = group_session(&server).await?;
+    host_client.post(session.id, session.main_room_id, "before", "before the restart").await?;
+    let dropped = db.drop_connections().await?;
+    ensure!(dropped > 0, "the server held no connection to drop");
+    // Past the idle time after which a pooled connection is checked before use (half a second):
+    // what this test is about is a pool that sat quiet while the database went away.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // A read straight from the pool, answered once (no retry hides a failed first attempt).
+    let url = server.http(&format!("/v1/sessions/{}/transitions", session.id));
+    let response = reqwest::Client::new().get(url).bearer_auth(host.token()).send().await?;
+    ensure!(response.status() == 200, "the first read after the restart: {}", response.status());
+    host_client.post(session.id, session.main_room_id, "after", "after the restart").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_is_refused_in_time_and_loses_nothing() -> Result<()> {
     let db = TestDb::new(Backend::Postgres).await?;
     let proxy = TcpProxy::start(db.server_addr()?).await?;
