@@ -12,8 +12,14 @@ use crate::common::{Backend, Client, TestDb};
 
 const BIN: &str = env!("CARGO_BIN_EXE_convene");
 
-/// Starts `convene serve` with `envs`; returns it and the address it logged.
-async fn start(envs: &[(&str, &str)]) -> Result<(tokio::process::Child, std::net::SocketAddr)> {
+/// A `convene serve` process.
+struct Started {
+    child: tokio::process::Child,
+    addr: std::net::SocketAddr,
+}
+
+/// Starts `convene serve` with `envs`.
+async fn start(envs: &[(&str, &str)]) -> Result<Started> {
     let mut command = Command::new(BIN);
     command.env_remove("CONVENE_JWT_SECRET").env_remove("DATABASE_URL");
     command.env("CONVENE_BIND", "127.0.0.1:0").env("CONVENE_LOG_JSON", "true");
@@ -33,14 +39,27 @@ async fn start(envs: &[(&str, &str)]) -> Result<(tokio::process::Child, std::net
     })
     .await??;
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok((child, addr))
+    Ok(Started { child, addr })
+}
+
+/// Sends SIGTERM to `child`; every client is closed with 1012 and the process exits cleanly.
+async fn terminate(mut child: tokio::process::Child, clients: &mut [&mut Client]) -> Result<()> {
+    let pid = child.id().ok_or_else(|| anyhow!("no pid"))?;
+    let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await?;
+    ensure!(status.success());
+    for client in clients {
+        assert_eq!(client.closed_with().await?, Some(1012));
+    }
+    let exit = tokio::time::timeout(crate::common::EVENT_TIMEOUT, child.wait()).await??;
+    assert!(exit.success(), "exit status {exit}");
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_mode_tokens_from_convene_token_are_accepted_and_sigterm_closes_with_1012() -> Result<()> {
     let data = tempfile::tempdir()?;
     let data_dir = data.path().to_str().ok_or_else(|| anyhow!("path"))?;
-    let (child, addr) = start(&[("CONVENE_DATA_DIR", data_dir)]).await?;
+    let Started { child, addr } = start(&[("CONVENE_DATA_DIR", data_dir)]).await?;
     ensure!(data.path().join("dev-jwt-secret").exists(), "dev mode created no secret");
     ensure!(data.path().join("convene.db").exists(), "no embedded database");
 
@@ -60,14 +79,7 @@ async fn dev_mode_tokens_from_convene_token_are_accepted_and_sigterm_closes_with
         other => bail!("expected hello, got {other:?}"),
     }
 
-    let pid = child.id().ok_or_else(|| anyhow!("no pid"))?;
-    let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await?;
-    ensure!(status.success());
-    assert_eq!(client.closed_with().await?, Some(1012));
-    let mut child = child;
-    let exit = tokio::time::timeout(crate::common::EVENT_TIMEOUT, child.wait()).await??;
-    assert!(exit.success(), "exit status {exit}");
-    Ok(())
+    terminate(child, &mut [&mut client]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

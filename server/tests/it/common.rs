@@ -265,15 +265,20 @@ impl TestServer {
 
     /// Creates a session over HTTP as `host`.
     pub async fn create_session(&self, host: &TestUser, body: serde_json::Value) -> Result<SessionView> {
-        let response =
-            reqwest::Client::new().post(self.http("/v1/sessions")).bearer_auth(host.token()).json(&body).send().await?;
-        let status = response.status();
-        let text = response.text().await?;
-        if !status.is_success() {
-            bail!("create session: {status} {text}");
-        }
-        Ok(serde_json::from_str(&text)?)
+        create_session_at(self.addr, host, body).await
     }
+}
+
+/// Creates a session over HTTP as `host` on the server listening at `addr`.
+pub async fn create_session_at(addr: SocketAddr, host: &TestUser, body: serde_json::Value) -> Result<SessionView> {
+    let url = format!("http://{addr}/v1/sessions");
+    let response = reqwest::Client::new().post(url).bearer_auth(host.token()).json(&body).send().await?;
+    let status = response.status();
+    let text = response.text().await?;
+    if !status.is_success() {
+        bail!("create session: {status} {text}");
+    }
+    Ok(serde_json::from_str(&text)?)
 }
 
 impl Drop for TestServer {
