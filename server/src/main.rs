@@ -203,7 +203,15 @@ struct ServeArgs {
     /// Log as JSON lines instead of text.
     #[arg(long, env = "CONVENE_LOG_JSON", global = true)]
     log_json: bool,
+    /// Threads that run connections and sessions (default: the cores this process may use). With
+    /// one, the server runs on the single-threaded scheduler.
+    #[arg(long, env = "CONVENE_WORKER_THREADS", global = true,
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=MAX_WORKER_THREADS))]
+    worker_threads: Option<usize>,
 }
+
+/// More worker threads than this is a typo, not a machine.
+const MAX_WORKER_THREADS: u64 = 1024;
 
 /// The smallest frame limit: a join that resumes in several rooms carries a cursor for each.
 const MIN_FRAME_BYTES: u64 = 4 * 1024;
@@ -309,7 +317,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing(cli.serve.log_json);
     let config = cli.serve.config()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let runtime = runtime(cli.serve.worker_threads).context("starting the runtime")?;
     match cli.command.unwrap_or(Cmd::Serve) {
         Cmd::Serve => runtime.block_on(serve(&cli.serve.bind, config)),
         Cmd::Migrate => runtime.block_on(async {
@@ -329,7 +337,43 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// How the runtime schedules tasks.
+#[derive(Debug, PartialEq, Eq)]
+enum Scheduler {
+    SingleThreaded,
+    /// Work stealing over this many workers (tokio's default without one).
+    WorkStealing(Option<usize>),
+}
+
+/// The scheduler for `setting` workers, by default one per core this process may use (`cores`).
+/// On one core the work-stealing scheduler has nothing to balance, and its bookkeeping on every
+/// task wake-up costs about 5 % of the CPU per delivery (docs/benchmarks.md): one worker gets the
+/// single-threaded scheduler instead.
+fn scheduler(setting: Option<usize>, cores: Option<usize>) -> Scheduler {
+    match setting.or(cores) {
+        Some(1) => Scheduler::SingleThreaded,
+        workers => Scheduler::WorkStealing(workers),
+    }
+}
+
+fn runtime(setting: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let cores = std::thread::available_parallelism().ok().map(std::num::NonZero::get);
+    let mut builder = match scheduler(setting, cores) {
+        Scheduler::SingleThreaded => tokio::runtime::Builder::new_current_thread(),
+        Scheduler::WorkStealing(workers) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if let Some(workers) = workers {
+                builder.worker_threads(workers);
+            }
+            builder
+        }
+    };
+    builder.enable_all().build()
+}
+
 async fn serve(bind: &str, config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Handle::current();
+    info!(scheduler = ?runtime.runtime_flavor(), worker_threads = runtime.metrics().num_workers(), "runtime started");
     raise_fd_limit();
     let listener = tokio::net::TcpListener::bind(bind).await.with_context(|| format!("binding {bind}"))?;
     let shutdown = CancellationToken::new();
@@ -397,5 +441,25 @@ fn init_tracing(json: bool) {
         builder.json().init();
     } else {
         builder.init();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Scheduler, scheduler};
+
+    #[test]
+    fn one_worker_by_setting_or_by_cores_gets_the_single_threaded_scheduler() {
+        let cases = [
+            // (setting, cores the process may use, scheduler)
+            (None, Some(1), Scheduler::SingleThreaded),
+            (Some(1), Some(8), Scheduler::SingleThreaded),
+            (None, Some(4), Scheduler::WorkStealing(Some(4))),
+            (Some(3), Some(1), Scheduler::WorkStealing(Some(3))),
+            (None, None, Scheduler::WorkStealing(None)),
+        ];
+        for (setting, cores, expected) in cases {
+            assert_eq!(scheduler(setting, cores), expected, "setting {setting:?}, cores {cores:?}");
+        }
     }
 }

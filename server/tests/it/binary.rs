@@ -8,14 +8,16 @@ use convene_protocol::ServerMessage;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::Command;
 
-use crate::common::{Backend, Client, TestDb};
+use crate::common::{Backend, Client, SECRET, TestDb, TestUser, create_session_at};
 
 const BIN: &str = env!("CARGO_BIN_EXE_convene");
 
-/// A `convene serve` process.
+/// A `convene serve` process, with what it logged up to listening.
 struct Started {
     child: tokio::process::Child,
     addr: std::net::SocketAddr,
+    /// Its log lines (JSON) up to `convene listening`, that one included.
+    log: Vec<serde_json::Value>,
 }
 
 /// Starts `convene serve` with `envs`.
@@ -28,18 +30,22 @@ async fn start(envs: &[(&str, &str)]) -> Result<Started> {
     }
     let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true).spawn()?;
     let mut lines = BufReader::new(child.stderr.take().ok_or_else(|| anyhow!("no stderr"))?).lines();
-    let addr = tokio::time::timeout(crate::common::EVENT_TIMEOUT, async {
+    let (addr, log) = tokio::time::timeout(crate::common::EVENT_TIMEOUT, async {
+        let mut log = Vec::new();
         while let Some(line) = lines.next_line().await? {
             let entry: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
             if entry["fields"]["message"] == "convene listening" {
-                return Ok::<_, anyhow::Error>(entry["fields"]["addr"].as_str().unwrap_or_default().parse()?);
+                let addr = entry["fields"]["addr"].as_str().unwrap_or_default().parse()?;
+                log.push(entry);
+                return Ok::<_, anyhow::Error>((addr, log));
             }
+            log.push(entry);
         }
         bail!("the server exited before listening")
     })
     .await??;
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok(Started { child, addr })
+    Ok(Started { child, addr, log })
 }
 
 /// Sends SIGTERM to `child`; every client is closed with 1012 and the process exits cleanly.
@@ -59,7 +65,7 @@ async fn terminate(mut child: tokio::process::Child, clients: &mut [&mut Client]
 async fn dev_mode_tokens_from_convene_token_are_accepted_and_sigterm_closes_with_1012() -> Result<()> {
     let data = tempfile::tempdir()?;
     let data_dir = data.path().to_str().ok_or_else(|| anyhow!("path"))?;
-    let Started { child, addr } = start(&[("CONVENE_DATA_DIR", data_dir)]).await?;
+    let Started { child, addr, .. } = start(&[("CONVENE_DATA_DIR", data_dir)]).await?;
     ensure!(data.path().join("dev-jwt-secret").exists(), "dev mode created no secret");
     ensure!(data.path().join("convene.db").exists(), "no embedded database");
 
@@ -80,6 +86,47 @@ async fn dev_mode_tokens_from_convene_token_are_accepted_and_sigterm_closes_with
     }
 
     terminate(child, &mut [&mut client]).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_runs_on_the_worker_threads_it_is_given_one_meaning_the_single_threaded_scheduler() -> Result<()> {
+    for (threads, scheduler) in [(1, "CurrentThread"), (3, "MultiThread")] {
+        let data = tempfile::tempdir()?;
+        let data_dir = data.path().to_str().ok_or_else(|| anyhow!("path"))?;
+        let threads_setting = threads.to_string();
+        let Started { child, addr, log } = start(&[
+            ("CONVENE_DATA_DIR", data_dir),
+            ("CONVENE_JWT_SECRET", SECRET),
+            ("CONVENE_WORKER_THREADS", &threads_setting),
+        ])
+        .await?;
+        let runtime = log
+            .iter()
+            .find(|entry| entry["fields"]["message"] == "runtime started")
+            .ok_or_else(|| anyhow!("{threads}: no runtime in the start-up log"))?;
+        assert_eq!(runtime["fields"]["scheduler"], scheduler, "{threads} threads");
+        assert_eq!(runtime["fields"]["worker_threads"], threads, "{threads} threads");
+
+        // It serves: a message posted by one member reaches the other.
+        let ws = format!("ws://{addr}/v1/ws");
+        let host = TestUser::new(convene_protocol::Role::Therapist, Some(uuid::Uuid::new_v4()));
+        let member = TestUser::new(convene_protocol::Role::Patient, host.org);
+        let session = create_session_at(addr, &host, serde_json::json!({"session_type": "group"})).await?;
+        let mut host_client = Client::connect_url(&ws, &host).await?;
+        host_client.join(session.id).await?;
+        let mut member_client = Client::connect_url(&ws, &member).await?;
+        member_client.join(session.id).await?;
+        member_client.post(session.id, session.main_room_id, "m1", "hello").await?;
+        let body = host_client
+            .recv_until(|m| match m {
+                ServerMessage::Message { message } => Some(message.body),
+                _ => None,
+            })
+            .await?;
+        assert_eq!(body, "hello");
+        terminate(child, &mut [&mut host_client, &mut member_client]).await?;
+    }
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,6 +158,7 @@ async fn settings_that_would_break_the_server_are_refused_at_start() -> Result<(
         ("CONVENE_MAX_FRAME_BYTES", "0", "--max-frame-bytes"),
         ("CONVENE_MAX_FRAME_BYTES", "1073741824", "--max-frame-bytes"),
         ("CONVENE_MAX_MESSAGE_BYTES", "0", "--max-message-bytes"),
+        ("CONVENE_WORKER_THREADS", "0", "--worker-threads"),
     ];
     for (variable, value, flag) in cases {
         let stderr = refused_at_start(&[(variable, value)]).await?;
