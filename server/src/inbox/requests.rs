@@ -374,7 +374,7 @@ impl Inboxes {
         let user = caller.user();
         let recipient = view.members.iter().copied().find(|member| *member != user).ok_or(DirectError::NotFound)?;
         let message = NewDirectMessage {
-            id: DirectMessageId::new_v4(),
+            id: DirectMessageId::new_v7(),
             conversation_id: view.id,
             sender_id: user,
             recipient_id: recipient,

@@ -15,6 +15,7 @@ on_both_backends!(
     senders_edit_and_delete_their_own_messages_and_hosts_delete_any,
     typing_is_relayed_to_the_room_and_not_stored,
     oversized_bodies_and_fast_senders_get_their_own_codes,
+    message_ids_sort_in_the_order_the_messages_were_sent,
 );
 
 async fn messages_get_gapless_sequence_numbers_and_reach_the_room_in_order(backend: Backend) -> Result<()> {
@@ -43,6 +44,20 @@ async fn messages_get_gapless_sequence_numbers_and_reach_the_room_in_order(backe
     let stored = server.db.store().await?.history(room, HistoryQuery::Latest, 100).await?;
     let stored: Vec<_> = stored.messages.into_iter().map(|m| (m.seq, m.body, m.sender_id)).collect();
     assert_eq!(stored, expected, "every acknowledged message is in the database");
+    Ok(())
+}
+
+async fn message_ids_sort_in_the_order_the_messages_were_sent(backend: Backend) -> Result<()> {
+    let server = TestServer::start(backend).await?;
+    let (_host, mut host_client, session) = group_session(&server).await?;
+    for i in 0..20 {
+        host_client.post(session.id, session.main_room_id, &format!("m{i}"), "hello").await?;
+    }
+    let stored = server.db.store().await?.history(session.main_room_id, HistoryQuery::Latest, 100).await?;
+    let ids: Vec<uuid::Uuid> = stored.messages.iter().map(|m| m.id.0).collect();
+    ensure!(ids.len() == 20, "{} messages stored", ids.len());
+    ensure!(ids.iter().all(|id| id.get_version_num() == 7), "not time-ordered ids: {ids:?}");
+    ensure!(ids.is_sorted_by(|a, b| a < b), "ids out of the messages' order: {ids:?}");
     Ok(())
 }
 

@@ -114,7 +114,7 @@ impl SessionState {
         }
         self.spend(sender, Spend::Chat, now)?;
         let message = NewMessage {
-            id: MessageId::new_v4(),
+            id: MessageId::new_v7(),
             session_id: self.session.id,
             room_id,
             sender_id: sender,

@@ -22,6 +22,7 @@ on_one_node_and_two!(
     notifications_are_pushed_listed_counted_and_read_on_every_device,
     a_message_notifies_only_a_recipient_not_looking_at_it,
     an_inbox_starts_its_task_only_once_its_user_is_sent_something,
+    message_ids_sort_in_the_order_the_messages_were_sent,
 );
 
 async fn messages_reach_every_device_once_and_in_order(setup: Setup) -> Result<()> {
@@ -63,6 +64,25 @@ async fn messages_reach_every_device_once_and_in_order(setup: Setup) -> Result<(
         let extra = device.dms_so_far().await?;
         ensure!(extra.is_empty(), "{name} got messages twice: {extra:?}");
     }
+    Ok(())
+}
+
+async fn message_ids_sort_in_the_order_the_messages_were_sent(setup: Setup) -> Result<()> {
+    let fx = Fixture::start(setup).await?;
+    let (mentor, mentee) = (fx.user(Role::Mentor), fx.user(Role::Mentee));
+    let mut phone = Client::connect(fx.node(0), &mentee).await?;
+    let mut mentor_device = Client::connect(fx.node(1), &mentor).await?;
+    let conversation = phone.open_with(mentor.id).await?.map_err(|code| anyhow::anyhow!("open: {code:?}"))?;
+    for i in 0..10 {
+        let seq = phone.send_dm(conversation.id, &format!("m{i}"), "hello").await?;
+        ensure!(seq == Ok(i + 1), "message {i}: {seq:?}");
+    }
+    let mut ids = Vec::new();
+    while ids.len() < 10 {
+        ids.push(mentor_device.next_dm().await?.id.0);
+    }
+    ensure!(ids.iter().all(|id| id.get_version_num() == 7), "not time-ordered ids: {ids:?}");
+    ensure!(ids.is_sorted_by(|a, b| a < b), "ids out of the messages' order: {ids:?}");
     Ok(())
 }
 
