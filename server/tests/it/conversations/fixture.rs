@@ -43,6 +43,15 @@ macro_rules! on_one_node_and_two {
     };
 }
 
+/// Two people of a test, a device each, and their conversation (see [`Fixture::pair`]).
+pub struct Pair {
+    pub mentor: TestUser,
+    pub mentee: TestUser,
+    pub mentor_device: Client,
+    pub mentee_device: Client,
+    pub conversation: ConversationView,
+}
+
 pub struct Fixture {
     pub nodes: Vec<TestServer>,
     /// One organization for the test's people.
@@ -74,6 +83,17 @@ impl Fixture {
 
     pub fn user(&self, role: convene_protocol::Role) -> TestUser {
         TestUser::new(role, Some(self.org))
+    }
+
+    /// A mentor with a device on node 0 who opened a conversation with a mentee, whose device is
+    /// on node 1.
+    pub async fn pair(&self) -> Result<Pair> {
+        let (mentor, mentee) = (self.user(convene_protocol::Role::Mentor), self.user(convene_protocol::Role::Mentee));
+        let mut mentor_device = Client::connect(self.node(0), &mentor).await?;
+        let mentee_device = Client::connect(self.node(1), &mentee).await?;
+        let conversation =
+            mentor_device.open_with(mentee.id).await?.map_err(|code| anyhow::anyhow!("open: {code:?}"))?;
+        Ok(Pair { mentor, mentee, mentor_device, mentee_device, conversation })
     }
 
     /// Calls the service API on node `i` with the service key; answers the status and body.

@@ -11,7 +11,7 @@ use anyhow::{Result, bail, ensure};
 use convene_protocol::{Role, ServerMessage};
 use serde_json::json;
 
-use self::fixture::{Fixture, Setup};
+use self::fixture::{Fixture, Pair, Setup};
 use crate::common::Client;
 use crate::on_one_node_and_two;
 
@@ -69,17 +69,14 @@ async fn messages_reach_every_device_once_and_in_order(setup: Setup) -> Result<(
 
 async fn message_ids_sort_in_the_order_the_messages_were_sent(setup: Setup) -> Result<()> {
     let fx = Fixture::start(setup).await?;
-    let (mentor, mentee) = (fx.user(Role::Mentor), fx.user(Role::Mentee));
-    let mut phone = Client::connect(fx.node(0), &mentee).await?;
-    let mut mentor_device = Client::connect(fx.node(1), &mentor).await?;
-    let conversation = phone.open_with(mentor.id).await?.map_err(|code| anyhow::anyhow!("open: {code:?}"))?;
+    let Pair { mut mentor_device, mut mentee_device, conversation, .. } = fx.pair().await?;
     for i in 0..10 {
-        let seq = phone.send_dm(conversation.id, &format!("m{i}"), "hello").await?;
+        let seq = mentor_device.send_dm(conversation.id, &format!("m{i}"), "hello").await?;
         ensure!(seq == Ok(i + 1), "message {i}: {seq:?}");
     }
     let mut ids = Vec::new();
     while ids.len() < 10 {
-        ids.push(mentor_device.next_dm().await?.id.0);
+        ids.push(mentee_device.next_dm().await?.id.0);
     }
     ensure!(ids.iter().all(|id| id.get_version_num() == 7), "not time-ordered ids: {ids:?}");
     ensure!(ids.is_sorted_by(|a, b| a < b), "ids out of the messages' order: {ids:?}");
@@ -185,10 +182,7 @@ async fn a_device_that_was_offline_gets_what_it_missed_and_its_unread_count(setu
 
 async fn a_retried_send_is_stored_once(setup: Setup) -> Result<()> {
     let fx = Fixture::start(setup).await?;
-    let (a, b) = (fx.user(Role::Mentor), fx.user(Role::Mentee));
-    let mut sender = Client::connect(fx.node(0), &a).await?;
-    let mut receiver = Client::connect(fx.node(1), &b).await?;
-    let conversation = sender.open_with(b.id).await?.map_err(|code| anyhow::anyhow!("open: {code:?}"))?;
+    let Pair { mentor_device: mut sender, mentee_device: mut receiver, conversation, .. } = fx.pair().await?;
     ensure!(sender.send_dm(conversation.id, "same", "once").await? == Ok(1));
     // The client did not see the ack (say) and sends again with the same id, then a new one.
     let retried = sender.send_dm(conversation.id, "same", "once").await?;

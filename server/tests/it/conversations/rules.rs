@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::fixture::{Fixture, Setup};
+use super::fixture::{Fixture, Pair, Setup};
 use crate::common::{Client, TestUser};
 use crate::on_one_node_and_two;
 
@@ -92,10 +92,8 @@ async fn patients_reach_only_their_own_therapists(setup: Setup) -> Result<()> {
 
 async fn a_block_stops_both_sides_and_lifts(setup: Setup) -> Result<()> {
     let fx = Fixture::start(setup).await?;
-    let (a, b) = (fx.user(Role::Mentor), fx.user(Role::Mentee));
-    let mut a_device = Client::connect(fx.node(0), &a).await?;
-    let mut b_device = Client::connect(fx.node(1), &b).await?;
-    let conversation = a_device.open_with(b.id).await?.map_err(|code| anyhow::anyhow!("open: {code:?}"))?;
+    let Pair { mentor: a, mentee: b, mentor_device: mut a_device, mentee_device: mut b_device, conversation } =
+        fx.pair().await?;
     ensure!(a_device.send_dm(conversation.id, "1", "hello").await? == Ok(1));
     ensure!(b_device.next_dm().await?.seq == 1);
     ensure!(b_device.request(json!({"type": "block_user", "user_id": a.id})).await? == Ok(()));
