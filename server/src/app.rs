@@ -46,6 +46,10 @@ pub struct App {
     pub sockets: Arc<AtomicUsize>,
     /// Accepted sockets and WebSocket connections.
     pub conn_tracker: TaskTracker,
+    /// WebSocket connections that may still read requests, or wait for other nodes to answer
+    /// what they read: shutting down waits for each to stop before it stops the sessions, so
+    /// that every request read is answered.
+    pub readers: TaskTracker,
     /// Fires when the server begins to shut down.
     pub shutdown: CancellationToken,
     /// Set when the demo page may mint its own tokens (dev mode, on loopback).

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use convene_protocol::{NodeId, RequestId, SessionId};
 use serde::Deserialize;
+use tokio::sync::Notify;
 
 /// Most requests of one connection that may wait on other nodes at once. A client that sends
 /// more without reading the answers is refused (`rate_limited`) until answers come.
@@ -51,6 +52,8 @@ pub struct Awaiting {
     lists: Mutex<Lists>,
     /// Counts this connection while `tracked` is not zero.
     node: NodeAwaiting,
+    /// Told when the last waiting request is answered (or given up).
+    answered: Notify,
 }
 
 #[derive(Debug, Default)]
@@ -58,6 +61,8 @@ struct Lists {
     waiting: HashMap<String, Waiter>,
     /// Requests answered here because their node was lost, oldest first.
     abandoned: VecDeque<String>,
+    /// Whether `waiting` had entries at the last count.
+    was_waiting: bool,
 }
 
 /// What to do with a frame queued to the connection.
@@ -77,7 +82,7 @@ impl Lists {
 impl Awaiting {
     /// A connection's list, counted in its node's `node`.
     pub fn new(node: NodeAwaiting) -> Self {
-        Self { tracked: AtomicUsize::new(0), lists: Mutex::default(), node }
+        Self { tracked: AtomicUsize::new(0), lists: Mutex::default(), node, answered: Notify::new() }
     }
 
     fn lists(&self) -> std::sync::MutexGuard<'_, Lists> {
@@ -92,7 +97,7 @@ impl Awaiting {
             return false;
         }
         lists.waiting.insert(request.as_str().to_owned(), waiter);
-        self.recount(&lists);
+        self.recount(&mut lists);
         true
     }
 
@@ -105,26 +110,44 @@ impl Awaiting {
         }
         let mut lists = self.lists();
         lists.abandoned.retain(|abandoned| abandoned != request.as_str());
-        self.recount(&lists);
+        self.recount(&mut lists);
     }
 
     /// The request could not be sent after all; the connection answers it.
     pub fn forget(&self, request: &RequestId) {
         let mut lists = self.lists();
         lists.waiting.remove(request.as_str());
-        self.recount(&lists);
+        self.recount(&mut lists);
     }
 
     /// Sets the count of entries after a change to `lists` (whose lock the caller holds), and
     /// the node's count of connections with entries. The node's count goes up before a request
     /// that needs it is sent, and down after the connection's own.
-    fn recount(&self, lists: &Lists) {
+    fn recount(&self, lists: &mut Lists) {
+        let waiting = !lists.waiting.is_empty();
+        if std::mem::replace(&mut lists.was_waiting, waiting) && !waiting {
+            self.answered.notify_waiters();
+        }
         let now = lists.len();
         let before = self.tracked.swap(now, Ordering::AcqRel);
         if before == 0 && now != 0 {
             self.node.0.fetch_add(1, Ordering::AcqRel);
         } else if before != 0 && now == 0 {
             self.node.0.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Returns once no request of the connection waits on another node: each was answered,
+    /// or given up.
+    pub async fn answered(&self) {
+        loop {
+            let mut notified = std::pin::pin!(self.answered.notified());
+            // Registered before looking, so an answer in between still wakes this.
+            notified.as_mut().enable();
+            if self.lists().waiting.is_empty() {
+                return;
+            }
+            notified.await;
         }
     }
 
@@ -144,7 +167,7 @@ impl Awaiting {
         } else {
             Settled::Deliver
         };
-        self.recount(&lists);
+        self.recount(&mut lists);
         settled
     }
 
@@ -161,7 +184,7 @@ impl Awaiting {
                 lists.abandoned.pop_front();
             }
         }
-        self.recount(&lists);
+        self.recount(&mut lists);
     }
 }
 
@@ -278,6 +301,24 @@ mod tests {
         // A connection that ends with entries stops counting.
         drop(first);
         assert!(!node.any());
+    }
+
+    #[test]
+    fn waiting_for_the_answers_ends_once_each_request_was_answered_or_given_up() {
+        use std::future::Future as _;
+        use std::task::{Context, Poll, Waker};
+        let mut cx = Context::from_waker(Waker::noop());
+        let awaiting = Awaiting::default();
+        assert!(std::pin::pin!(awaiting.answered()).poll(&mut cx).is_ready(), "nothing waits");
+
+        assert!(awaiting.expect(&id("r1"), waiter(1)));
+        assert!(awaiting.expect(&id("r2"), waiter(2)));
+        let mut answered = std::pin::pin!(awaiting.answered());
+        assert_eq!(answered.as_mut().poll(&mut cx), Poll::Pending);
+        assert_eq!(awaiting.settle(OK_R1), Settled::Deliver);
+        assert_eq!(answered.as_mut().poll(&mut cx), Poll::Pending, "r2 still waits");
+        awaiting.abandon(|waiter| waiter.owner == NodeId(2), |_| {});
+        assert_eq!(answered.as_mut().poll(&mut cx), Poll::Ready(()), "an abandoned request waits no more");
     }
 
     #[test]

@@ -126,6 +126,9 @@ impl CloseReason {
 pub enum Signal {
     /// Close, for this reason.
     Close(CloseReason),
+    /// Stop reading requests: the node is shutting down. Those already read are answered
+    /// before the close that follows ([`Connections::stop_reading_all`]).
+    StopReading,
     /// Check again which sessions it is still in: sessions that let it go
     /// ([`Closer::interrupt`]), and sessions whose owner died or whose messages to this node
     /// were lost.
@@ -142,7 +145,7 @@ pub enum WriterSignal {
 }
 
 /// Signals one connection's two tasks from elsewhere: close it (the first reason given counts),
-/// make its reader check its sessions again, or make its writer send a ping.
+/// make its reader stop reading or check its sessions again, or make its writer send a ping.
 ///
 /// The writer polls this on every wake-up, that is about once per batch of frames it writes, so
 /// polling is an atomic load and a waker registration on the connection's own state: no lock,
@@ -152,6 +155,7 @@ pub enum WriterSignal {
 #[derive(Debug, Default)]
 pub struct Closer {
     reason: OnceLock<CloseReason>,
+    stop_reading: AtomicBool,
     recheck: AtomicBool,
     ping: AtomicBool,
     /// Sessions that let the connection go, for the reader to tell the client. Rare, and only
@@ -175,6 +179,12 @@ impl Closer {
             self.reader.wake();
             self.writer.wake();
         }
+    }
+
+    /// Asks the reader to stop reading requests; the writer goes on until the close.
+    pub fn stop_reading(&self) {
+        self.stop_reading.store(true, Ordering::Release);
+        self.reader.wake();
     }
 
     /// Asks the reader to check its sessions again.
@@ -205,12 +215,16 @@ impl Closer {
         self.reason.get().copied()
     }
 
-    /// The reader's signals: a close first, then a pending recheck (taken by this call).
+    /// The reader's signals: a close first, then a request to stop reading, then a pending
+    /// recheck (each of the last two taken by this call).
     pub fn poll_signal(&self, cx: &mut Context<'_>) -> Poll<Signal> {
         // Registered before looking, so a signal given in between still wakes the task.
         self.reader.register(cx.waker());
         if let Some(reason) = self.reason() {
             return Poll::Ready(Signal::Close(reason));
+        }
+        if self.stop_reading.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(Signal::StopReading);
         }
         if self.recheck.swap(false, Ordering::AcqRel) {
             return Poll::Ready(Signal::Recheck);
@@ -320,15 +334,16 @@ impl ConnLink {
         self.closer.awaiting.forget(request);
     }
 
-    /// Answers `unavailable` to the requests waiting on a node that is `lost`: each gets this
-    /// answer and no other.
-    pub fn abandon_requests(&self, lost: impl Fn(&Waiter) -> bool) {
+    /// Returns once none of the connection's requests waits on another node.
+    pub async fn answered_by_other_nodes(&self) {
+        self.closer.awaiting.answered().await;
+    }
+
+    /// Answers `unavailable`, saying `why`, to the requests waiting on a node that is `lost`:
+    /// each gets this answer and no other.
+    pub fn abandon_requests(&self, lost: impl Fn(&Waiter) -> bool, why: &str) {
         self.closer.awaiting.abandon(lost, |request| {
-            let message = ServerMessage::error(
-                RequestId::new(request),
-                ErrorCode::Unavailable,
-                "the session's node was lost before it answered; join again and retry",
-            );
+            let message = ServerMessage::error(RequestId::new(request), ErrorCode::Unavailable, why);
             if let Some(frame) = Frame::encode(&message) {
                 // Not through `try_send`: this answer is the one that counts. A queue that is full
                 // closes the connection as slow, and nobody is left to answer.
@@ -364,9 +379,20 @@ impl Connections {
         self.links.remove(&conn);
     }
 
-    /// Closes every connection of this node, for `reason`.
-    pub fn close_all(&self, reason: CloseReason) {
+    /// Makes every connection of this node stop reading requests, the first step of shutting
+    /// down: what they read is answered before [`Self::close_all`] closes them.
+    pub fn stop_reading_all(&self) {
         for link in self.links.iter() {
+            link.closer.stop_reading();
+        }
+    }
+
+    /// Closes every connection of this node, for `reason`. Requests they have waiting on other
+    /// nodes are answered `unavailable` first, queued ahead of the close.
+    pub fn close_all(&self, reason: CloseReason) {
+        let why = format!("{}; join again and retry", reason.text());
+        for link in self.links.iter() {
+            link.abandon_requests(|_| true, &why);
             link.close(reason);
         }
     }
@@ -409,6 +435,23 @@ mod tests {
             assert_eq!(closer.poll_signal(&mut cx), Poll::Ready(Signal::Close(CloseReason::Slow)), "the first reason");
         }
         assert_eq!(closer.poll_closed(&mut cx), Poll::Ready(CloseReason::Slow));
+    }
+
+    #[test]
+    fn stopping_to_read_is_the_readers_alone_and_a_close_wins_over_it() {
+        let mut cx = Context::from_waker(Waker::noop());
+        let closer = Closer::default();
+        closer.recheck();
+        closer.stop_reading();
+        assert_eq!(closer.poll_writer(&mut cx), Poll::Pending, "the writer goes on writing");
+        assert_eq!(closer.poll_closed(&mut cx), Poll::Pending);
+        assert_eq!(closer.poll_signal(&mut cx), Poll::Ready(Signal::StopReading), "before a recheck");
+        assert_eq!(closer.poll_signal(&mut cx), Poll::Ready(Signal::Recheck));
+        assert_eq!(closer.poll_signal(&mut cx), Poll::Pending, "each is taken once");
+
+        closer.stop_reading();
+        closer.close(CloseReason::Restarting);
+        assert_eq!(closer.poll_signal(&mut cx), Poll::Ready(Signal::Close(CloseReason::Restarting)));
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! Assembling and running the server: [`run`] starts everything on a listener and, when the
 //! shutdown token fires, stops it in dependency order.
 //!
-//! Shutdown order: stop accepting; close every connection with 1012 (each tells its sessions it
-//! left); stop the session actors, which see their in-flight writes through; then let the writer
-//! drain its queue and close the database. Everything acknowledged is on disk when `run` returns.
+//! Shutdown order: stop accepting; make every connection stop reading requests; stop the session
+//! actors, which carry out what they were sent, record this node's connections as departed and
+//! see their writes through (answering each request); hand their leases over; close every
+//! connection with 1012, after the answers queued to it; then let the writer drain its queue and
+//! close the database. Everything acknowledged is on disk when `run` returns, and every request
+//! a connection read was answered before its close.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
@@ -218,6 +221,7 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
         gate,
         sockets: Arc::new(AtomicUsize::new(0)),
         conn_tracker: TaskTracker::new(),
+        readers: TaskTracker::new(),
         shutdown,
         dev_tokens,
     });
@@ -226,13 +230,11 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
     }
     transport::serve(listener, app.clone()).await;
 
-    info!("shutting down: closing connections");
+    info!("shutting down: connections stop reading");
     // A connection registered after this sees the shutdown itself (see `transport::ws::run`).
-    app.connections.close_all(CloseReason::Restarting);
-    app.conn_tracker.close();
-    app.conn_tracker.wait().await;
-    inbox_shutdown.cancel();
-    inboxes.wait().await;
+    app.connections.stop_reading_all();
+    app.readers.close();
+    app.readers.wait().await;
     info!("stopping sessions");
     let owned: Vec<SessionId> = app.registry.all_running().iter().map(|local| local.id).collect();
     session_shutdown.cancel();
@@ -244,6 +246,13 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: CancellationTo
             warn!(error = %err, %session, "could not release a session's lease; it runs out instead");
         }
     }
+    info!("closing connections");
+    // Every request they read is answered by now, the answers queued ahead of the close.
+    app.connections.close_all(CloseReason::Restarting);
+    app.conn_tracker.close();
+    app.conn_tracker.wait().await;
+    inbox_shutdown.cancel();
+    inboxes.wait().await;
     if let Err(err) = bus.leave().await {
         warn!(error = %err, "could not leave the cluster's heartbeats; the others notice after the timeout");
     }

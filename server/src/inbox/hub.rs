@@ -104,7 +104,8 @@ pub(super) async fn run(
             HubCommand::Attach(_) => {}
             HubCommand::Deliver(event) => inboxes.deliver_here(&[hub.user], &event),
             HubCommand::Sync(sync) => debug!(conn = %sync.conn, "sync from a connection that left"),
-            HubCommand::Detach(_) | HubCommand::Resync => {}
+            // Dropped: what was queued before it was handled, or went on to the next inbox.
+            HubCommand::Detach(_) | HubCommand::Resync | HubCommand::Barrier(_) => {}
         }
     }
     inboxes.metrics.inbox_tasks.fetch_sub(1, Ordering::Relaxed);
@@ -144,6 +145,11 @@ impl Hub {
             HubCommand::Deliver(event) => self.deliver(*event).await,
             HubCommand::Sync(sync) => self.sync(sync.conn, sync.request).await,
             HubCommand::Resync => self.resync().await,
+            HubCommand::Barrier(done) => {
+                if done.send(()).is_err() {
+                    debug!(user_id = %self.user, "nobody waits on the inbox's barrier any more");
+                }
+            }
         }
     }
 

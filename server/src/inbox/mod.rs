@@ -82,6 +82,8 @@ enum HubCommand {
     Sync(Box<SyncRequest>),
     /// Messages may have been lost: read what was missed from the store.
     Resync,
+    /// Answered once every command queued before it was handled.
+    Barrier(oneshot::Sender<()>),
 }
 
 const _: () = assert!(std::mem::size_of::<HubCommand>() <= 24, "allocated per running inbox");
@@ -373,6 +375,20 @@ impl Inboxes {
         };
         if tx.send(HubCommand::Detach(conn)).await.is_err() {
             debug!(%conn, "detach from an inbox that ended");
+        }
+    }
+
+    /// Returns once the inbox handled everything queued to it so far, such as a connection's
+    /// `sync_conversations`, whose answer is then queued to the connection.
+    pub async fn settle(&self, inbox: &Arc<Inbox>) {
+        let tx = match &*inbox.state() {
+            State::Running(tx) => tx.clone(),
+            // No task: nothing is queued to it.
+            State::Waiting(_) | State::Ended => return,
+        };
+        let (done, handled) = oneshot::channel();
+        if tx.send(HubCommand::Barrier(done)).await.is_err() || handled.await.is_err() {
+            debug!(user_id = %inbox.user, "settled with an inbox that ended");
         }
     }
 

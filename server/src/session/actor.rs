@@ -166,7 +166,12 @@ impl Actor {
                     () = self.evict.cancelled(), if !self.stopping => {
                         self.lose_ownership("the session's lease was lost");
                     }
-                    () = self.deps.shutdown.cancelled() => break,
+                    () = self.deps.shutdown.cancelled() => {
+                        if !self.stopping {
+                            self.wind_down(&mut mailbox);
+                        }
+                        break;
+                    }
                 }
             }
             self.settle().await;
@@ -192,6 +197,24 @@ impl Actor {
             }
             Err(err) => warn!(error = %err, "could not confirm the session's last writes"),
         }
+    }
+
+    /// The node is shutting down, and its connections stopped reading. The commands already
+    /// here are carried out, so that their answers go out before the connections close; then
+    /// this node's connections leave, recorded like any departure, while the writer still
+    /// takes the records. Whatever arrives later is refused as the actor retires
+    /// ([`Retiring::leftover`]).
+    fn wind_down(&mut self, mailbox: &mut mpsc::Receiver<Command>) {
+        for _ in 0..mailbox.len() {
+            match mailbox.try_recv() {
+                Ok(command) => self.receive(command),
+                Err(empty_or_closed) => {
+                    debug!(error = %empty_or_closed, "the mailbox emptied while winding down");
+                    break;
+                }
+            }
+        }
+        self.handle(Command::NodeGone { node: self.deps.bus.node() });
     }
 
     fn receive(&mut self, command: Command) {

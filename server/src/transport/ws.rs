@@ -8,7 +8,8 @@
 //! - Frames queued for the connection are written together and flushed once; writing never
 //!   waits for a request being handled, nor reading for a slow client's socket.
 //! - A connection that stops answering for the heartbeat timeout is closed and leaves its
-//!   sessions; a frame over the size limit closes it with 1009; shutdown closes it with 1012.
+//!   sessions; a frame over the size limit closes it with 1009; shutdown closes it with 1012,
+//!   after answering every request it read (it stops reading first; see `server::run`).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -39,6 +40,10 @@ use crate::session::Command;
 /// Bytes read from the socket at a time. Small, because it is allocated for every connection and
 /// zeroed before every read; client frames are small, and larger ones are read in pieces.
 const READ_BUFFER_BYTES: usize = 1024;
+/// How long a connection of a node that is shutting down waits for the answers to its requests
+/// relayed to other nodes. An owner answers after a round trip and its commit; one that takes
+/// longer is not waited for (the close answers `unavailable`), so that a deploy is not held up.
+const RELAYED_ANSWERS_GRACE: Duration = Duration::from_secs(2);
 /// Outgoing bytes gathered before a write is forced. Frames are flushed explicitly after each
 /// batch, so this only caps how much one batch holds before going out.
 const WRITE_BUFFER_BYTES: usize = 64 * 1024;
@@ -257,6 +262,9 @@ async fn serve(
     span: &tracing::Span,
 ) -> (Option<CloseReason>, Remains) {
     let app = ctx.app.clone();
+    // Held while the connection may read requests, and then until what it read is answered
+    // outside this node's sessions; the node's shutdown waits for its release.
+    let reading = app.readers.token();
     let timeout = app.config.heartbeat_timeout;
     let mut heartbeat =
         tokio::time::interval_at(Instant::now() + app.config.heartbeat_interval(), app.config.heartbeat_interval());
@@ -275,6 +283,10 @@ async fn serve(
             biased;
             signal = std::future::poll_fn(|cx| closer.poll_signal(cx)) => match signal {
                 Signal::Close(reason) => break Ending::Close(reason),
+                // The node is shutting down: the connection closes once what it read is answered.
+                Signal::StopReading => {
+                    break Box::pin(await_close(ctx, reading, &closer, &mut writer).instrument(span.clone())).await;
+                }
                 // Sessions that let the connection go, owned by a node that died, or whose
                 // messages to this node were lost: the client is told, joins again on this
                 // connection and resumes, and the join finds the session's owner afresh.
@@ -451,6 +463,37 @@ async fn write_in_time(
     }
 }
 
+/// Waits, no longer reading, for the close that ends the node's shutdown, while the answers to
+/// what the connection read are queued to it. First its inbox handles what the connection sent
+/// it, and the other nodes answer what it relayed to them (for [`RELAYED_ANSWERS_GRACE`] at
+/// most); then `reading` is let go, and the node's sessions answer as they stop. The close
+/// answers what still waits on another node ([`crate::outbound::Connections::close_all`]).
+/// Sessions that change owners meanwhile are told of as usual. Ends early if the writer stops
+/// (the client went away, or reads too slowly).
+async fn await_close(
+    ctx: &mut ConnCtx,
+    reading: tokio_util::task::task_tracker::TaskTrackerToken,
+    closer: &crate::outbound::Closer,
+    writer: &mut tokio::task::JoinHandle<Option<Sink>>,
+) -> Ending {
+    ctx.app.inboxes.settle(&ctx.inbox).await;
+    if tokio::time::timeout(RELAYED_ANSWERS_GRACE, ctx.link.answered_by_other_nodes()).await.is_err() {
+        debug!("other nodes did not answer every relayed request in time; the close answers the rest");
+    }
+    drop(reading);
+    loop {
+        tokio::select! {
+            biased;
+            signal = std::future::poll_fn(|cx| closer.poll_signal(cx)) => match signal {
+                Signal::Close(reason) => return Ending::Close(reason),
+                Signal::Recheck => leave_changed_sessions(ctx, closer.take_interrupted()).await,
+                Signal::StopReading => {}
+            },
+            written = &mut *writer => return Ending::Writer(written),
+        }
+    }
+}
+
 /// Leaves the sessions that changed owners and tells the client, which joins again: those
 /// that let the connection go (`interrupted`, told by the session itself), and those whose
 /// owner died or whose messages to this node were lost (found here).
@@ -471,9 +514,12 @@ async fn leave_changed_sessions(ctx: &mut ConnCtx, interrupted: Vec<SessionId>) 
     // Requests sent to a node that is lost for them are answered here, before the client hears
     // that it left the session, and only once: a late answer from that node is dropped.
     let bus = &ctx.app.bus;
-    ctx.link.abandon_requests(|waiter| {
-        told.binary_search(&waiter.session).is_ok() || !bus.is_alive(waiter.owner) || bus.gaps() != waiter.gaps
-    });
+    ctx.link.abandon_requests(
+        |waiter| {
+            told.binary_search(&waiter.session).is_ok() || !bus.is_alive(waiter.owner) || bus.gaps() != waiter.gaps
+        },
+        "the session's node was lost before it answered; join again and retry",
+    );
     for session_id in told {
         debug!(%session_id, "the connection left a session that changed owners; the client joins again");
         ctx.reply(&ServerMessage::SessionInterrupted { session_id });

@@ -498,17 +498,51 @@ impl Client {
         .await
     }
 
-    pub async fn closed_with(&mut self) -> Result<Option<u16>> {
+    /// Every text frame up to and including the reply to `request`, decoded as JSON.
+    pub async fn read_until_reply_to(&mut self, request: &str) -> Result<Vec<serde_json::Value>> {
+        let mut frames = Vec::new();
+        let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .map_err(|_| anyhow!("no reply to {request} within {EVENT_TIMEOUT:?}"))?;
+            match next {
+                Some(Ok(Message::Text(text))) => {
+                    let frame: serde_json::Value = serde_json::from_str(text.as_str())?;
+                    let answers = frame.get("request_id").and_then(|id| id.as_str()) == Some(request);
+                    frames.push(frame);
+                    if answers {
+                        return Ok(frames);
+                    }
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(other)) => bail!("unexpected frame {other:?}"),
+                Some(Err(err)) => bail!("socket error: {err}"),
+                None => bail!("the server closed the connection"),
+            }
+        }
+    }
+
+    /// Every text frame until the server closes the connection, decoded as JSON, and the close
+    /// code (`None` when the socket ended without a close frame).
+    pub async fn read_to_close(&mut self) -> Result<(Vec<serde_json::Value>, Option<u16>)> {
+        let mut frames = Vec::new();
         loop {
             let next = tokio::time::timeout(EVENT_TIMEOUT, self.ws.next())
                 .await
                 .map_err(|_| anyhow!("the connection stayed open"))?;
             match next {
-                Some(Ok(Message::Close(frame))) => return Ok(frame.map(|f| u16::from(f.code))),
+                Some(Ok(Message::Text(text))) => frames.push(serde_json::from_str(text.as_str())?),
+                Some(Ok(Message::Close(frame))) => return Ok((frames, frame.map(|f| u16::from(f.code)))),
                 Some(Ok(_)) => {}
-                Some(Err(_)) | None => return Ok(None),
+                Some(Err(_)) | None => return Ok((frames, None)),
             }
         }
+    }
+
+    /// The close code once the server closes the connection, skipping what comes before.
+    pub async fn closed_with(&mut self) -> Result<Option<u16>> {
+        Ok(self.read_to_close().await?.1)
     }
 }
 

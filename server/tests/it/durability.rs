@@ -6,7 +6,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, anyhow, bail};
+use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use chrono::Utc;
 use convene_protocol::{MessageId, NodeId, Role, RoomId, ServerMessage, SessionId, SessionStatus, SessionType};
 use convene_server::store::{HistoryQuery, InsertOutcome, NewMessage, SessionRecord, Store, WriteOp, Writer};
@@ -18,13 +18,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use crate::common::{Backend, Client, SECRET, TestDb, TestServer, TestUser, group_session};
-use crate::on_both_backends;
+use crate::common::{Backend, Client, SECRET, TestDb, TestServer, TestUser, allow_flooding, group_session};
+use crate::nodes::owner_and_other_with;
+use crate::{across_nodes, on_both_backends};
 
 on_both_backends!(
     acknowledged_messages_survive_sigkill,
     graceful_shutdown_closes_connections_with_1012_and_keeps_every_ack,
+    requests_in_flight_when_the_server_stops_are_each_answered_before_the_close,
 );
+across_nodes!(requests_in_flight_when_the_server_stops_are_each_answered_before_the_close);
 
 /// Postgres only: several nodes may start against one Postgres at once, and the migrator's
 /// advisory lock serializes them. An SQLite file belongs to a single node.
@@ -153,6 +156,80 @@ async fn graceful_shutdown_closes_connections_with_1012_and_keeps_every_ack(back
     let db = stopping.await??;
     let stored = db.store().await?.history(session.main_room_id, HistoryQuery::Latest, 100).await?;
     assert_eq!(stored.messages.len(), 10);
+    Ok(())
+}
+
+/// A client that sent requests without waiting for their replies, when its node stops: every
+/// request the node read is carried out and answered exactly once before the 1012 close, whether
+/// the session's owner is that node or another one it relays to. Requests are read in order, so
+/// the answered ones are the first ones sent, and only requests never read go unanswered (the
+/// client sends them again after reconnecting). Every message stored was acknowledged.
+async fn requests_in_flight_when_the_server_stops_are_each_answered_before_the_close(backend: Backend) -> Result<()> {
+    // Fewer than a connection may have waiting on another node at once (64).
+    const SENT: usize = 60;
+    let (owner, server) = owner_and_other_with(backend, allow_flooding).await?;
+    let alone = owner.is_none();
+    let (host, mut host_client, session) = group_session(owner.as_ref().unwrap_or(&server)).await?;
+    let member = TestUser::new(Role::Patient, host.org);
+    let mut client = Client::connect(&server, &member).await?;
+    client.join(session.id).await?;
+    host_client.recv_presence_of(member.id).await?;
+    // Requests answered by other parts of the node (a read of the room's history, the
+    // conversations' sync), then messages.
+    client
+        .send_json(json!({"type": "fetch_history", "request_id": "history", "session_id": session.id,
+            "room_id": session.main_room_id}))
+        .await?;
+    client.send_json(json!({"type": "sync_conversations", "request_id": "sync", "positions": []})).await?;
+    let mut requests = vec!["history".to_owned(), "sync".to_owned()];
+    requests.extend((0..SENT).map(|i| format!("m{i}")));
+    for request in &requests[2..] {
+        client
+            .send_json(json!({"type": "send_message", "request_id": request, "session_id": session.id,
+                "room_id": session.main_room_id, "client_msg_id": request, "body": "in flight"}))
+            .await?;
+    }
+    // The node is stopped once it answered the first message, with the rest being read and
+    // handled.
+    let mut frames = client.read_until_reply_to("m0").await?;
+    let stopping = tokio::spawn(server.stop());
+    let (rest, code) = client.read_to_close().await?;
+    ensure!(code == Some(1012), "closed with {code:?}");
+    frames.extend(rest);
+
+    let mut replies: HashMap<&str, Vec<&str>> = HashMap::new();
+    let mut acked = Vec::new();
+    for frame in &frames {
+        let Some(request) = frame.get("request_id").and_then(|id| id.as_str()) else { continue };
+        let kind = frame.get("type").and_then(|kind| kind.as_str()).unwrap_or_default();
+        let code = frame.get("code").and_then(|code| code.as_str()).unwrap_or(kind);
+        replies.entry(request).or_default().push(code);
+        if kind == "message_ack" {
+            acked.push((frame["seq"].as_i64().unwrap_or_default(), frame["message_id"].clone()));
+        }
+    }
+    let answered = requests.iter().take_while(|request| replies.contains_key(request.as_str())).count();
+    ensure!(replies.len() == answered, "answered {answered} requests in order, then more: {replies:?}");
+    for (request, answers) in &replies {
+        let once = matches!(answers.as_slice(), ["message_ack" | "history" | "conversations_synced"]);
+        ensure!(once, "request {request} was answered {answers:?}");
+    }
+
+    let db = stopping.await??;
+    let store = db.store().await?;
+    let stored = store.history(session.main_room_id, HistoryQuery::Latest, 1_000).await?.messages;
+    let stored: Vec<_> = stored.iter().map(|m| (m.seq, json!(m.id))).collect();
+    acked.sort_by_key(|(seq, _)| *seq);
+    ensure!(stored == acked, "stored {} messages, acknowledged {}", stored.len(), acked.len());
+    if alone {
+        // The node's people were recorded as having left: a node starting next finds nobody.
+        let (_, participants) = store.load_session(session.id).await?.context("the session is stored")?;
+        ensure!(participants.iter().all(|p| p.left_at.is_some()), "still present after the stop: {participants:?}");
+    } else {
+        // The owner elsewhere heard that the member left.
+        host_client.recv_departure_of(member.id).await?;
+    }
+    eprintln!("{answered} of {} requests answered before the close, {} messages stored", requests.len(), stored.len());
     Ok(())
 }
 
