@@ -73,10 +73,10 @@ struct ServeArgs {
     cluster: String,
     /// How long a session's lease lasts unless its owner renews it: a dead owner's sessions are
     /// taken over after at most this long.
-    #[arg(long, env = "CONVENE_LEASE_TTL", default_value = "5s", value_parser = parse_timeout, global = true)]
+    #[arg(long, env = "CONVENE_LEASE_TTL", default_value = "5s", value_parser = parse_cluster_wait, global = true)]
     lease_ttl: Duration,
     /// How long a node may go unheard before its connections are announced as gone.
-    #[arg(long, env = "CONVENE_NODE_TIMEOUT", default_value = "5s", value_parser = parse_timeout, global = true)]
+    #[arg(long, env = "CONVENE_NODE_TIMEOUT", default_value = "5s", value_parser = parse_cluster_wait, global = true)]
     node_timeout: Duration,
     /// HS256 secret for access tokens (Supabase's JWT secret); without it, dev mode.
     #[arg(long, env = "CONVENE_JWT_SECRET", hide_env_values = true, global = true)]
@@ -298,6 +298,23 @@ impl ServeArgs {
             service: self.limit_service.unwrap_or(default.service),
         }
     }
+}
+
+/// The shortest lease and node timeout. A lease is renewed every third of it and a node beats
+/// every fifth of its timeout (never more often than every 100 ms): shorter, and one slow round
+/// trip to Redis or one late beat would hand a live node's sessions over, or announce its
+/// people as gone.
+const MIN_CLUSTER_WAIT: Duration = Duration::from_millis(500);
+
+fn parse_cluster_wait(text: &str) -> Result<Duration, String> {
+    let wait = parse_timeout(text)?;
+    if wait < MIN_CLUSTER_WAIT {
+        return Err(format!(
+            "{text:?} is shorter than {}ms: a live node would be taken for dead",
+            MIN_CLUSTER_WAIT.as_millis()
+        ));
+    }
+    Ok(wait)
 }
 
 fn parse_durability(text: &str) -> Result<convene_server::store::SqliteDurability, String> {

@@ -147,7 +147,8 @@ async fn settings_that_would_break_the_server_are_refused_at_start() -> Result<(
     // a negative chat rate drained the chat budget for good and a NaN one lifted the limit, a
     // zero burst refused every message, a zero frame limit closed every connection at its first
     // frame and a gigabyte one let one socket hold that much, a zero message limit refused
-    // every message.
+    // every message. The cluster's waits are refused below half a second, which leaves a node no
+    // room for one late heartbeat or one slow lease renewal before it is taken for dead.
     let cases = [
         ("CONVENE_HEARTBEAT_TIMEOUT", "0s", "--heartbeat-timeout"),
         ("CONVENE_WRITE_TIMEOUT", "0s", "--write-timeout"),
@@ -159,6 +160,8 @@ async fn settings_that_would_break_the_server_are_refused_at_start() -> Result<(
         ("CONVENE_MAX_FRAME_BYTES", "1073741824", "--max-frame-bytes"),
         ("CONVENE_MAX_MESSAGE_BYTES", "0", "--max-message-bytes"),
         ("CONVENE_WORKER_THREADS", "0", "--worker-threads"),
+        ("CONVENE_LEASE_TTL", "200ms", "--lease-ttl"),
+        ("CONVENE_NODE_TIMEOUT", "100ms", "--node-timeout"),
     ];
     for (variable, value, flag) in cases {
         let stderr = refused_at_start(&[(variable, value)]).await?;
