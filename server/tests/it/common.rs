@@ -336,16 +336,19 @@ impl Client {
 
     /// The next message, whatever it is.
     pub async fn recv_any(&mut self) -> Result<ServerMessage> {
-        // One deadline for the whole wait: the server's pings must not keep extending it.
-        let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+        let text = self.next_text(tokio::time::Instant::now() + EVENT_TIMEOUT, "message from the server").await?;
+        serde_json::from_str(&text).with_context(|| format!("decoding {text}"))
+    }
+
+    /// The next text frame before `deadline` (one deadline for the whole wait: the server's pings
+    /// must not keep extending it), failing on any frame but text and pings.
+    async fn next_text(&mut self, deadline: tokio::time::Instant, awaited: &str) -> Result<String> {
         loop {
             let next = tokio::time::timeout_at(deadline, self.ws.next())
                 .await
-                .map_err(|_| anyhow!("no message from the server within {EVENT_TIMEOUT:?}"))?;
+                .map_err(|_| anyhow!("no {awaited} within {EVENT_TIMEOUT:?}"))?;
             match next {
-                Some(Ok(Message::Text(text))) => {
-                    return serde_json::from_str(text.as_str()).with_context(|| format!("decoding {text}"));
-                }
+                Some(Ok(Message::Text(text))) => return Ok(text.as_str().to_owned()),
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                 Some(Ok(other)) => bail!("unexpected frame {other:?}"),
                 Some(Err(err)) => bail!("socket error: {err}"),
@@ -489,7 +492,6 @@ impl Client {
         .await?
     }
 
-    /// Waits for the server to close the connection and returns the close code.
     /// Waits for `session_interrupted` for `session`; failing if the connection closes first.
     pub async fn interrupted(&mut self, session: SessionId) -> Result<()> {
         self.recv_until(|m| {
@@ -503,22 +505,12 @@ impl Client {
         let mut frames = Vec::new();
         let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
         loop {
-            let next = tokio::time::timeout_at(deadline, self.ws.next())
-                .await
-                .map_err(|_| anyhow!("no reply to {request} within {EVENT_TIMEOUT:?}"))?;
-            match next {
-                Some(Ok(Message::Text(text))) => {
-                    let frame: serde_json::Value = serde_json::from_str(text.as_str())?;
-                    let answers = frame.get("request_id").and_then(|id| id.as_str()) == Some(request);
-                    frames.push(frame);
-                    if answers {
-                        return Ok(frames);
-                    }
-                }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                Some(Ok(other)) => bail!("unexpected frame {other:?}"),
-                Some(Err(err)) => bail!("socket error: {err}"),
-                None => bail!("the server closed the connection"),
+            let frame: serde_json::Value =
+                serde_json::from_str(&self.next_text(deadline, &format!("reply to {request}")).await?)?;
+            let answers = frame.get("request_id").and_then(|id| id.as_str()) == Some(request);
+            frames.push(frame);
+            if answers {
+                return Ok(frames);
             }
         }
     }

@@ -33,11 +33,7 @@ impl TestCluster {
         let name = format!("test-{}", Uuid::new_v4().simple());
         let starts = (0..count).map(|_| {
             TestServer::start_on(db.clone(), |config| {
-                config.redis_url = Some(redis.clone());
-                config.cluster.name = name.clone();
-                config.cluster.lease_ttl = Duration::from_secs(2);
-                config.cluster.heartbeat_interval = Duration::from_millis(200);
-                config.cluster.node_timeout = Duration::from_secs(2);
+                join_cluster(config, &redis, &name);
                 configure(config);
             })
         });
@@ -48,6 +44,16 @@ impl TestCluster {
     pub fn node(&self, index: usize) -> &TestServer {
         &self.nodes[index]
     }
+}
+
+/// Makes `config` a node of cluster `name` on `redis`, with short leases and heartbeats, so that
+/// failures show within a test's patience.
+pub fn join_cluster(config: &mut Config, redis: &str, name: &str) {
+    config.redis_url = Some(redis.to_owned());
+    config.cluster.name = name.to_owned();
+    config.cluster.lease_ttl = Duration::from_secs(2);
+    config.cluster.heartbeat_interval = Duration::from_millis(200);
+    config.cluster.node_timeout = Duration::from_secs(2);
 }
 
 /// A node of a cluster running as its own `convene` process, so that it can be killed, paused
