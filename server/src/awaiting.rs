@@ -25,12 +25,14 @@ pub const MAX_AWAITING: usize = 64;
 /// such requests the oldest is forgotten, and its late answer would reach the client.
 const ABANDONED_KEPT: usize = 64;
 
-/// Where a request went: the session, the node that owns it and the bus's count of gaps then.
+/// Where a request went: the session, the node that owns it and the bus's count of gaps then,
+/// and when.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Waiter {
     pub session: SessionId,
     pub owner: NodeId,
     pub gaps: u64,
+    pub sent: std::time::Instant,
 }
 
 /// How many connections of a node have entries in their [`Awaiting`] lists.
@@ -174,6 +176,9 @@ impl Awaiting {
     /// Gives up on the waiting requests whose node is `lost`, calling `answer` for each while
     /// the lists are held, so that no answer from the node can slip in between.
     pub fn abandon(&self, lost: impl Fn(&Waiter) -> bool, mut answer: impl FnMut(&str)) {
+        if self.tracked.load(Ordering::Acquire) == 0 {
+            return;
+        }
         let mut lists = self.lists();
         let given_up: Vec<String> =
             lists.waiting.extract_if(|_, waiter| lost(waiter)).map(|(request, _)| request).collect();
@@ -218,7 +223,7 @@ mod tests {
     use super::*;
 
     fn waiter(owner: u64) -> Waiter {
-        Waiter { session: SessionId::new_v4(), owner: NodeId(owner), gaps: 0 }
+        Waiter { session: SessionId::new_v4(), owner: NodeId(owner), gaps: 0, sent: std::time::Instant::now() }
     }
 
     fn id(text: &str) -> RequestId {

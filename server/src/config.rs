@@ -98,6 +98,12 @@ pub struct ClusterConfig {
     pub heartbeat_interval: Duration,
     /// How long a node may go unheard before it counts as dead and its connections leave.
     pub node_timeout: Duration,
+    /// How long a request relayed to the node owning its session may wait for the answer; the
+    /// relaying node then answers it `unavailable` (checked on the connection's heartbeat, so
+    /// up to a heartbeat interval later). Every answer an owner gives is bounded well below it
+    /// (its database waits by `db_timeout`): this catches an answer that was lost without any
+    /// node dying or any message between nodes being missed.
+    pub answer_timeout: Duration,
 }
 
 impl Default for ClusterConfig {
@@ -107,6 +113,7 @@ impl Default for ClusterConfig {
             lease_ttl: Duration::from_secs(5),
             heartbeat_interval: Duration::from_secs(1),
             node_timeout: Duration::from_secs(5),
+            answer_timeout: Duration::from_secs(20),
         }
     }
 }

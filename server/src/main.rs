@@ -242,6 +242,7 @@ impl ServeArgs {
                 lease_ttl: self.lease_ttl,
                 heartbeat_interval: (self.node_timeout / 5).max(Duration::from_millis(100)),
                 node_timeout: self.node_timeout,
+                ..ClusterConfig::default()
             },
             sqlite_durability: self.sqlite_sync,
             jwt_secret: self.jwt_secret.clone(),

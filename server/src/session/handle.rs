@@ -97,9 +97,9 @@ impl RemoteSession {
         Self { id, owner, bus, gaps }
     }
 
-    /// What a connection notes about a request it sends this way (see [`crate::awaiting`]).
+    /// What a connection notes about a request it sends this way now (see [`crate::awaiting`]).
     pub fn waiter(&self) -> Waiter {
-        Waiter { session: self.id, owner: self.owner, gaps: self.gaps }
+        Waiter { session: self.id, owner: self.owner, gaps: self.gaps, sent: std::time::Instant::now() }
     }
 
     /// Forwards a connection's request or departure to the owner; `hops` counts the forwards

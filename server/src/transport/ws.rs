@@ -327,6 +327,13 @@ async fn serve(
                     break Ending::Close(CloseReason::Unresponsive);
                 }
                 closer.ping();
+                // A request whose answer never came, though no node died and nothing between
+                // nodes went missing, is answered here, once, all the same.
+                let answer_timeout = app.config.cluster.answer_timeout;
+                ctx.link.abandon_requests(
+                    |waiter| waiter.sent.elapsed() >= answer_timeout,
+                    "the session's node did not answer in time; retry",
+                );
             }
             () = &mut token_expiry => break Ending::Close(CloseReason::TokenExpired),
         }

@@ -4,12 +4,13 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, ensure};
+use anyhow::{Context as _, Result, ensure};
 use convene_protocol::{ErrorCode, Role, ServerMessage};
 use convene_server::store::HistoryQuery;
 use serde_json::json;
 
 use crate::common::{Backend, Client, Outage, TcpProxy, TestDb, TestServer, TestUser, group_session};
+use crate::nodes::{join_cluster, redis_url};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -200,5 +201,58 @@ async fn a_request_queued_behind_failing_bookkeeping_is_answered_in_time(backend
     ensure!(sent.elapsed() < DB_TIMEOUT + SLACK, "unavailable came after {:?}", sent.elapsed());
     outage.end().await?;
     host_client.post(session.id, session.main_room_id, id, id).await?;
+    Ok(())
+}
+
+/// A request relayed to the session's owner, which does not answer in time (its database is
+/// away, and it waits longer than the relaying node does), is answered `unavailable` once by
+/// the relaying node; the owner's late answer is dropped, and the request sent again is
+/// acknowledged as the one message it stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relayed_request_the_owner_does_not_answer_in_time_is_answered_once_by_the_relaying_node() -> Result<()> {
+    const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
+    let db = TestDb::new(Backend::Postgres).await?;
+    let proxy = TcpProxy::start(db.server_addr()?).await?;
+    let name = format!("test-{}", uuid::Uuid::new_v4().simple());
+    let node = |config: &mut convene_server::Config| {
+        join_cluster(config, &redis_url(), &name);
+        config.cluster.answer_timeout = ANSWER_TIMEOUT;
+        // Heartbeats every second: the relaying node looks at its waiting requests as often.
+        config.heartbeat_timeout = Duration::from_secs(3);
+    };
+    let owner = TestServer::start_on(db.through(&proxy)?, |config| {
+        node(config);
+        config.db_timeout = Duration::from_secs(15);
+    })
+    .await?;
+    let relay = TestServer::start_on(db.clone(), node).await?;
+    let (host, _host_client, session) = group_session(&owner).await?;
+    let member = TestUser::new(Role::Patient, host.org);
+    let mut member_client = Client::connect(&relay, &member).await?;
+    member_client.join(session.id).await?;
+    let send = |request_id: &str| {
+        json!({"type": "send_message", "request_id": request_id, "session_id": session.id,
+            "room_id": session.main_room_id, "client_msg_id": "once", "body": "waits on the owner"})
+    };
+
+    proxy.cut();
+    let sent = Instant::now();
+    member_client.send_json(send("first")).await?;
+    let replies = member_client.read_until_reply_to("first").await?;
+    let waited = sent.elapsed();
+    let reply = replies.last().map(|frame| (frame["type"].clone(), frame["code"].clone()));
+    ensure!(reply == Some((json!("error"), json!("unavailable"))), "the first answer: {replies:?}");
+    ensure!(waited < Duration::from_secs(5), "answered after {waited:?}, not by the relaying node");
+
+    proxy.restore();
+    // The owner answers in order: its late answer to the first comes before this one's.
+    member_client.send_json(send("again")).await?;
+    let replies = member_client.read_until_reply_to("again").await?;
+    ensure!(replies.iter().all(|frame| frame["request_id"] != json!("first")), "answered twice: {replies:?}");
+    let ack = replies.last().context("a reply")?;
+    ensure!(ack["type"] == json!("message_ack"), "sent again: {ack}");
+    let stored = db.store().await?.history(session.main_room_id, HistoryQuery::Latest, 10).await?;
+    ensure!(stored.messages.len() == 1, "stored {} messages", stored.messages.len());
+    ensure!(json!(stored.messages[0].id) == ack["message_id"], "acknowledged as the stored message");
     Ok(())
 }
