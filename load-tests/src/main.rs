@@ -73,6 +73,7 @@ enum Scenario {
     Breakout(scenarios::breakout::Options),
     Abuse(scenarios::abuse::Options),
     Dm(scenarios::dm::Options),
+    Drain(scenarios::drain::Options),
     Presence(scenarios::presence::Options),
 }
 
@@ -89,6 +90,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Breakout(options) => scenarios::breakout::run(&cli.common, &secret, options).await,
             Scenario::Abuse(options) => scenarios::abuse::run(&cli.common, &secret, options).await,
             Scenario::Dm(options) => scenarios::dm::run(&cli.common, &secret, options).await,
+            Scenario::Drain(options) => scenarios::drain::run(&cli.common, &secret, options).await,
             Scenario::Presence(options) => scenarios::presence::run(&cli.common, &secret, options).await,
         }
     })?;

@@ -5,6 +5,7 @@ pub mod breakout;
 pub mod chat;
 pub mod connect;
 pub mod dm;
+pub mod drain;
 pub mod fanout;
 pub mod presence;
 
@@ -51,6 +52,8 @@ pub struct Report {
     pub transitions_expected: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub abuse: Option<abuse::AbuseReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain: Option<drain::DrainReport>,
 }
 
 /// One phase of a scenario: how many events it waited for and how long they took; for
