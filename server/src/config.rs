@@ -101,9 +101,21 @@ pub struct ClusterConfig {
     /// How long a request relayed to the node owning its session may wait for the answer; the
     /// relaying node then answers it `unavailable` (checked on the connection's heartbeat, so
     /// up to a heartbeat interval later). Every answer an owner gives is bounded well below it
-    /// (its database waits by `db_timeout`): this catches an answer that was lost without any
-    /// node dying or any message between nodes being missed.
+    /// (its database waits by `db_timeout`; see [`ClusterConfig::answering_within`]): this
+    /// catches an answer that was lost without any node dying or any message between nodes
+    /// being missed.
     pub answer_timeout: Duration,
+}
+
+impl ClusterConfig {
+    /// With owners whose database waits are bounded by `db_timeout`: the answer timeout is at
+    /// least four such waits (a load, a write and their retries), so that an answer an owner is
+    /// still working towards is not given up on.
+    #[must_use]
+    pub fn answering_within(mut self, db_timeout: Duration) -> Self {
+        self.answer_timeout = self.answer_timeout.max(db_timeout.saturating_mul(4));
+        self
+    }
 }
 
 impl Default for ClusterConfig {
@@ -247,5 +259,14 @@ mod tests {
         assert_eq!(parse_timeout("1ms"), Ok(Duration::from_millis(1)));
         assert_eq!(parse_timeout("10s"), Ok(Duration::from_secs(10)));
         assert!(parse_timeout("soon").is_err());
+    }
+
+    #[test]
+    fn relayed_requests_wait_longer_than_an_owner_may_wait_on_its_database() {
+        let cases = [(3, 20), (5, 20), (6, 24), (30, 120)];
+        for (db_timeout, answer_timeout) in cases {
+            let cluster = ClusterConfig::default().answering_within(Duration::from_secs(db_timeout));
+            assert_eq!(cluster.answer_timeout, Duration::from_secs(answer_timeout), "db timeout {db_timeout}s");
+        }
     }
 }

@@ -243,7 +243,8 @@ impl ServeArgs {
                 heartbeat_interval: (self.node_timeout / 5).max(Duration::from_millis(100)),
                 node_timeout: self.node_timeout,
                 ..ClusterConfig::default()
-            },
+            }
+            .answering_within(self.db_timeout),
             sqlite_durability: self.sqlite_sync,
             jwt_secret: self.jwt_secret.clone(),
             service_key: self.service_key.clone(),
