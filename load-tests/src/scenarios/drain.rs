@@ -71,6 +71,8 @@ struct Seen {
 }
 
 pub async fn run(common: &Common, secret: &str, options: Options) -> Result<Report> {
+    // Members of other nodes would stay connected, and their readers would wait for good.
+    anyhow::ensure!(common.urls.len() == 1, "drain stops one server: give it one --url");
     let pid = common.server_pid().context("drain needs --server-pid: the server to send SIGTERM")?;
     let pid = rustix::process::Pid::from_raw(i32::try_from(pid)?).context("not a process id")?;
     let mut members = Vec::new();
