@@ -746,6 +746,8 @@ struct ProxyState {
     cut: std::sync::atomic::AtomicBool,
     /// Cancelled on every cut: every pipe open at that moment ends.
     pipes: std::sync::Mutex<CancellationToken>,
+    /// Cancelled on a stall: every pipe stops passing bytes on, its sockets held open.
+    stall: std::sync::Mutex<CancellationToken>,
 }
 
 impl TcpProxy {
@@ -761,11 +763,18 @@ impl TcpProxy {
                     continue;
                 }
                 let token = shared.pipes.lock().map(|t| t.clone()).unwrap_or_default();
+                let stall = shared.stall.lock().map(|t| t.clone()).unwrap_or_default();
                 tokio::spawn(async move {
+                    if stall.is_cancelled() {
+                        // Accepted, and never answered until the proxy is cut.
+                        token.cancelled().await;
+                        return;
+                    }
                     let Ok(mut outbound) = TcpStream::connect(target).await else { return };
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
                         () = token.cancelled() => {}
+                        () = stall.cancelled() => token.cancelled().await,
                     }
                 });
             }
@@ -782,7 +791,19 @@ impl TcpProxy {
         }
     }
 
+    /// Keeps every connection through the proxy open but passes nothing on, and answers no new
+    /// one: a database that hangs instead of failing. [`Self::cut`] ends it.
+    pub fn stall(&self) {
+        if let Ok(stall) = self.state.stall.lock() {
+            stall.cancel();
+        }
+    }
+
+    /// Takes new connections again, after a cut or a stall.
     pub fn restore(&self) {
+        if let Ok(mut stall) = self.state.stall.lock() {
+            *stall = CancellationToken::new();
+        }
         self.state.cut.store(false, std::sync::atomic::Ordering::SeqCst);
     }
 }

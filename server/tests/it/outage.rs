@@ -256,3 +256,37 @@ async fn a_relayed_request_the_owner_does_not_answer_in_time_is_answered_once_by
     ensure!(json!(stored.messages[0].id) == ack["message_id"], "acknowledged as the stored message");
     Ok(())
 }
+
+/// A request to the user's inbox still being answered when the node stops (its read of the
+/// database hangs) is answered before the connection's 1012 close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversations_sync_in_flight_when_the_server_stops_is_answered_before_the_close() -> Result<()> {
+    let db = TestDb::new(Backend::Postgres).await?;
+    let proxy = TcpProxy::start(db.server_addr()?).await?;
+    let server = TestServer::start_on(db.through(&proxy)?, |config| config.db_timeout = DB_TIMEOUT).await?;
+    let mentee = TestUser::new(Role::Mentee, Some(uuid::Uuid::new_v4()));
+    let mut client = Client::connect(&server, &mentee).await?;
+
+    proxy.stall();
+    // A conversation the inbox does not know is looked up in the database, which does not
+    // answer: the inbox answers once its wait is over.
+    let unknown = uuid::Uuid::new_v4();
+    client
+        .send_json(json!({"type": "sync_conversations", "request_id": "sync",
+            "positions": [{"conversation_id": unknown, "last_seq": 0}]}))
+        .await?;
+    // Answered once the sync was handed to the inbox: requests are read in order.
+    client.send_json(json!({"type": "ping", "request_id": "ping"})).await?;
+    let mut frames = client.read_until_reply_to("ping").await?;
+    let stopping = tokio::spawn(server.stop());
+    let (rest, code) = client.read_to_close().await?;
+    frames.extend(rest);
+    proxy.cut();
+    proxy.restore();
+    ensure!(code == Some(1012), "closed with {code:?}");
+    let synced: Vec<_> = frames.iter().filter(|frame| frame["request_id"] == json!("sync")).collect();
+    ensure!(synced.len() == 1, "the sync was answered {} times before the close: {frames:?}", synced.len());
+    ensure!(synced[0]["type"] == json!("conversations_synced"), "answered {}", synced[0]);
+    stopping.await??;
+    Ok(())
+}
