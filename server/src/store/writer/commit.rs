@@ -161,16 +161,16 @@ impl Store {
 /// A batch's messages and how each is numbered: a room's messages take the numbers up to the
 /// room's new last one, in submission order, so a message's number is that last one less the
 /// room's messages after it in the batch.
-struct Numbering<'a> {
-    messages: &'a [&'a NewMessage],
+pub(super) struct Numbering<'a> {
+    pub(super) messages: &'a [&'a NewMessage],
     /// Per message, how many of its room's messages follow it in the batch.
-    later: Vec<i64>,
+    pub(super) later: Vec<i64>,
     /// Per room in the batch: its session and how many messages it gets.
-    counts: Vec<(RoomId, SessionId, i64)>,
+    pub(super) counts: Vec<(RoomId, SessionId, i64)>,
 }
 
 impl<'a> Numbering<'a> {
-    fn of(messages: &'a [&'a NewMessage]) -> Self {
+    pub(super) fn of(messages: &'a [&'a NewMessage]) -> Self {
         let mut counts: Vec<(RoomId, SessionId, i64)> = Vec::new();
         let mut index: HashMap<RoomId, usize> = HashMap::new();
         let mut later = vec![0; messages.len()];
@@ -186,7 +186,7 @@ impl<'a> Numbering<'a> {
     }
 
     /// Each message's number, given every room's new last number.
-    fn numbers(&self, lasts: impl IntoIterator<Item = (uuid::Uuid, i64)>) -> Result<Vec<i64>, StoreError> {
+    pub(super) fn numbers(&self, lasts: impl IntoIterator<Item = (uuid::Uuid, i64)>) -> Result<Vec<i64>, StoreError> {
         let lasts: HashMap<RoomId, i64> = lasts.into_iter().map(|(room, last)| (RoomId(room), last)).collect();
         self.messages
             .iter()
@@ -201,12 +201,12 @@ impl<'a> Numbering<'a> {
 
 /// How each backend writes a batch's messages: each room's counter advances by its messages in
 /// the batch, and the messages are inserted with their numbers, in the transaction.
-trait BatchRows {
+pub(super) trait BatchRows {
     /// Inserts the messages; returns each one's sequence number, in order.
     async fn insert_messages(&mut self, batch: &Numbering<'_>) -> Result<Vec<i64>, StoreError>;
 }
 
-const ADVANCE_CONFLICT: &str = " ON CONFLICT (room_id) DO UPDATE SET last_seq = room_sequences.last_seq + excluded.last_seq RETURNING room_id, last_seq";
+pub(super) const ADVANCE_CONFLICT: &str = " ON CONFLICT (room_id) DO UPDATE SET last_seq = room_sequences.last_seq + excluded.last_seq RETURNING room_id, last_seq";
 
 /// Postgres binds whole columns as arrays, so two prepared statements serve every batch size:
 /// the counters advance, then the messages are inserted with the numbers they returned.
@@ -239,37 +239,5 @@ impl BatchRows for sqlx::PgConnection {
         .execute(&mut *self)
         .await?;
         Ok(numbers)
-    }
-}
-
-/// SQLite runs both statements in one call to its connection's thread: the counters advance,
-/// and each message's number is read back from its room's counter in the same statement that
-/// inserts it. A batch has at most [`MAX_BATCH`](super::MAX_BATCH) messages of 9 parameters
-/// each, and as many rooms of 3: at most 12,000, far below SQLite's 32,766.
-impl BatchRows for sqlx::SqliteConnection {
-    async fn insert_messages(&mut self, batch: &Numbering<'_>) -> Result<Vec<i64>, StoreError> {
-        let mut sql = sqlx::QueryBuilder::new("INSERT INTO room_sequences (room_id, session_id, last_seq) ");
-        sql.push_values(&batch.counts, |mut row, (room, session, count)| {
-            row.push_bind(room.0).push_bind(session.0).push_bind(*count);
-        });
-        sql.push(ADVANCE_CONFLICT);
-        sql.push(
-            "; INSERT INTO room_messages (id, session_id, room_id, seq, sender_id, client_msg_id, body, created_at) ",
-        );
-        sql.push_values(batch.messages.iter().zip(&batch.later), |mut row, (message, later)| {
-            row.push_bind(message.id.0)
-                .push_bind(message.session_id.0)
-                .push_bind(message.room_id.0)
-                .push("(SELECT last_seq FROM room_sequences WHERE room_id = ")
-                .push_bind_unseparated(message.room_id.0)
-                .push_unseparated(") - ")
-                .push_bind_unseparated(*later)
-                .push_bind(message.sender_id.0)
-                .push_bind(message.client_msg_id.as_str())
-                .push_bind(message.body.as_str())
-                .push_bind(message.created_at);
-        });
-        let lasts: Vec<(uuid::Uuid, i64)> = sql.build_query_as().fetch_all(&mut *self).await?;
-        batch.numbers(lasts)
     }
 }

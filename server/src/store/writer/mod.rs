@@ -462,5 +462,6 @@ fn answer(results: impl Iterator<Item = (Queued, Result<OpResult, WriteFailed>)>
 
 mod commit;
 mod direct;
+mod sqlite;
 
 pub use direct::{DirectSent, NewDirectMessage};
