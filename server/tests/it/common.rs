@@ -696,6 +696,26 @@ pub async fn flood_room(client: &mut Client, session: &SessionView) -> Result<()
 /// Defines each listed test once per backend: `sqlite::name` and `postgres::name`.
 #[macro_export]
 macro_rules! on_both_backends {
+    // On a current-thread runtime: what the test does between two awaits runs before any task
+    // it started, such as a writer that would otherwise take its ops one at a time.
+    (current_thread: $($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() -> anyhow::Result<()> {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() -> anyhow::Result<()> {
+                    super::$name($crate::common::Backend::Postgres).await
+                }
+            )*
+        }
+    };
     ($($name:ident),* $(,)?) => {
         mod sqlite {
             $(

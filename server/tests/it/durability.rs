@@ -3,20 +3,13 @@
 
 use std::collections::HashMap;
 use std::process::Stdio;
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
-use chrono::Utc;
-use convene_protocol::{MessageId, NodeId, Role, RoomId, ServerMessage, SessionId, SessionStatus, SessionType};
-use convene_server::store::{HistoryQuery, InsertOutcome, NewMessage, SessionRecord, Store, WriteOp, Writer};
+use convene_protocol::{Role, ServerMessage};
+use convene_server::store::{HistoryQuery, Store};
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::oneshot;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use uuid::Uuid;
 
 use crate::common::{Backend, Client, SECRET, TestDb, TestServer, TestUser, allow_flooding, group_session};
 use crate::nodes::owner_and_other_with;
@@ -243,82 +236,5 @@ async fn concurrent_migrations_apply_once(backend: Backend) -> Result<()> {
     first.map_err(|e| anyhow!("{e}"))?;
     second.map_err(|e| anyhow!("{e}"))?;
     db.store().await?.ping().await?;
-    Ok(())
-}
-
-/// Current-thread runtimes: the test submits a batch's messages without yielding, so the writer
-/// takes them as one batch.
-#[tokio::test]
-async fn a_batch_numbers_each_rooms_messages_in_the_order_sent_on_sqlite() -> Result<()> {
-    a_batch_numbers_each_rooms_messages_in_the_order_sent(Backend::Sqlite).await
-}
-
-#[tokio::test]
-async fn a_batch_numbers_each_rooms_messages_in_the_order_sent_on_postgres() -> Result<()> {
-    a_batch_numbers_each_rooms_messages_in_the_order_sent(Backend::Postgres).await
-}
-
-/// Messages of several rooms committed together are numbered room by room in the order they were
-/// sent, each room's numbers continuing where it stood; each is acknowledged with the number it
-/// is stored under.
-async fn a_batch_numbers_each_rooms_messages_in_the_order_sent(backend: Backend) -> Result<()> {
-    let db = TestDb::new(backend).await?;
-    let store = db.store().await?;
-    store.migrate().await?;
-    let host = TestUser::new(Role::Therapist, None);
-    let session = SessionRecord {
-        id: SessionId(Uuid::new_v4()),
-        organization_id: None,
-        session_type: SessionType::Group,
-        status: SessionStatus::Active,
-        room_name: "numbering".into(),
-        created_by: host.id,
-        lobby_enabled: false,
-        created_at: Utc::now(),
-        started_at: None,
-        ended_at: None,
-        expires_at: None,
-    };
-    store.insert_session(&session, &[]).await?;
-    let fence = store.claim_session(session.id, NodeId(1), Utc::now()).await?.context("no session to claim")?;
-    let (tracker, shutdown) = (TaskTracker::new(), CancellationToken::new());
-    let writer =
-        Writer::spawn(store.clone(), Arc::default(), &tracker, shutdown.clone(), Duration::from_secs(10)).fenced(fence);
-    let (main, breakout) = (RoomId::from(session.id), RoomId(Uuid::new_v4()));
-    // The first batch starts the main room's sequence; the second interleaves both rooms.
-    let batches = [vec![main, main], vec![breakout, main, breakout, main, breakout]];
-    let mut acked: HashMap<RoomId, Vec<(i64, MessageId)>> = HashMap::new();
-    for (b, rooms) in batches.into_iter().enumerate() {
-        let mut waiting = Vec::new();
-        for (i, room) in rooms.into_iter().enumerate() {
-            let message = NewMessage {
-                id: MessageId::new_v4(),
-                session_id: session.id,
-                room_id: room,
-                sender_id: host.id,
-                client_msg_id: format!("b{b}m{i}"),
-                body: format!("batch {b}, message {i}"),
-                created_at: Utc::now(),
-            };
-            let (done, outcome) = oneshot::channel();
-            writer.try_submit(WriteOp::InsertMessage { message, done })?;
-            waiting.push((room, outcome));
-        }
-        for (room, outcome) in waiting {
-            let Ok(InsertOutcome::Inserted(stored)) = outcome.await? else { bail!("a message was not inserted") };
-            acked.entry(room).or_default().push((stored.seq, stored.id));
-        }
-    }
-    let numbers = |room: RoomId| acked[&room].iter().map(|(seq, _)| *seq).collect::<Vec<_>>();
-    assert_eq!(numbers(main), [1, 2, 3, 4], "the main room continues its sequence, in the order sent");
-    assert_eq!(numbers(breakout), [1, 2, 3], "the breakout room starts its own");
-    for room in [main, breakout] {
-        let page = store.history(room, HistoryQuery::After(0), 10).await?;
-        let stored: Vec<(i64, MessageId)> = page.messages.iter().map(|m| (m.seq, m.id)).collect();
-        assert_eq!(stored, acked[&room], "each message is stored under the number it was acknowledged with");
-    }
-    shutdown.cancel();
-    tracker.close();
-    tracker.wait().await;
     Ok(())
 }

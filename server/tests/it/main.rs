@@ -28,3 +28,4 @@ mod presence;
 mod resume;
 mod sessions;
 mod video;
+mod writer;

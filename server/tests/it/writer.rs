@@ -1,0 +1,126 @@
+//! The writer, driven directly: how it numbers, stores and refuses the ops of a batch.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use chrono::Utc;
+use convene_protocol::{MessageId, NodeId, Role, RoomId, SessionId, SessionStatus, SessionType};
+use convene_server::store::{Fence, HistoryQuery, InsertOutcome, NewMessage, SessionRecord, Store, WriteOp, Writer};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use uuid::Uuid;
+
+use crate::common::{Backend, TestDb, TestUser};
+use crate::on_both_backends;
+
+on_both_backends!(current_thread: a_batch_numbers_each_rooms_messages_in_the_order_sent);
+
+/// A migrated database and a running writer; the test submits ops through [`Batches::writer`]
+/// for each session it opens. The tests run on a current-thread runtime, so the ops a test
+/// submits without awaiting in between reach the writer as one batch.
+struct Batches {
+    _db: TestDb,
+    store: Store,
+    host: TestUser,
+    writer: Writer,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+type Outcome = oneshot::Receiver<Result<InsertOutcome, convene_server::store::WriteFailed>>;
+
+impl Batches {
+    async fn start(backend: Backend) -> Result<Self> {
+        let db = TestDb::new(backend).await?;
+        let store = db.store().await?;
+        store.migrate().await?;
+        let (tracker, shutdown) = (TaskTracker::new(), CancellationToken::new());
+        let writer = Writer::spawn(store.clone(), Arc::default(), &tracker, shutdown.clone(), Duration::from_secs(10));
+        Ok(Self { _db: db, store, host: TestUser::new(Role::Therapist, None), writer, tracker, shutdown })
+    }
+
+    /// A new session, claimed by a node: the fence its owner's writes carry.
+    async fn session(&self) -> Result<Fence> {
+        let session = SessionRecord {
+            id: SessionId(Uuid::new_v4()),
+            organization_id: None,
+            session_type: SessionType::Group,
+            status: SessionStatus::Active,
+            room_name: "batches".into(),
+            created_by: self.host.id,
+            lobby_enabled: false,
+            created_at: Utc::now(),
+            started_at: None,
+            ended_at: None,
+            expires_at: None,
+        };
+        self.store.insert_session(&session, &[]).await?;
+        self.store.claim_session(session.id, NodeId(1), Utc::now()).await?.context("no session to claim")
+    }
+
+    /// Queues the host's message to `room` of `fence`'s session, as that session's owner.
+    fn post(&self, fence: Fence, room: RoomId, client_msg_id: &str) -> Result<Outcome> {
+        let message = NewMessage {
+            id: MessageId::new_v4(),
+            session_id: fence.session,
+            room_id: room,
+            sender_id: self.host.id,
+            client_msg_id: client_msg_id.to_owned(),
+            body: format!("message {client_msg_id}"),
+            created_at: Utc::now(),
+        };
+        let (done, outcome) = oneshot::channel();
+        self.writer.fenced(fence).try_submit(WriteOp::InsertMessage { message, done })?;
+        Ok(outcome)
+    }
+
+    /// The room's stored messages, oldest first: (number, client message id).
+    async fn stored(&self, room: RoomId) -> Result<Vec<(i64, String)>> {
+        let page = self.store.history(room, HistoryQuery::After(0), 100).await?;
+        Ok(page.messages.into_iter().map(|m| (m.seq, m.client_msg_id.as_str().to_owned())).collect())
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+}
+
+/// Messages of several rooms committed together are numbered room by room in the order they were
+/// sent, each room's numbers continuing where it stood; each is acknowledged with the number it
+/// is stored under.
+async fn a_batch_numbers_each_rooms_messages_in_the_order_sent(backend: Backend) -> Result<()> {
+    let batches = Batches::start(backend).await?;
+    let fence = batches.session().await?;
+    let (main, breakout) = (RoomId::from(fence.session), RoomId(Uuid::new_v4()));
+    // The first batch starts the main room's sequence; the second interleaves both rooms.
+    let rooms = [vec![main, main], vec![breakout, main, breakout, main, breakout]];
+    let mut acked: HashMap<RoomId, Vec<(i64, String)>> = HashMap::new();
+    for (b, rooms) in rooms.into_iter().enumerate() {
+        let mut waiting = Vec::new();
+        for (i, room) in rooms.into_iter().enumerate() {
+            let client_msg_id = format!("b{b}m{i}");
+            waiting.push((room, client_msg_id.clone(), batches.post(fence, room, &client_msg_id)?));
+        }
+        for (room, client_msg_id, outcome) in waiting {
+            let Ok(InsertOutcome::Inserted(stored)) = outcome.await? else { bail!("a message was not inserted") };
+            acked.entry(room).or_default().push((stored.seq, client_msg_id));
+        }
+    }
+    let numbers = |room: RoomId| acked[&room].iter().map(|(seq, _)| *seq).collect::<Vec<_>>();
+    assert_eq!(numbers(main), [1, 2, 3, 4], "the main room continues its sequence, in the order sent");
+    assert_eq!(numbers(breakout), [1, 2, 3], "the breakout room starts its own");
+    for room in [main, breakout] {
+        assert_eq!(
+            batches.stored(room).await?,
+            acked[&room],
+            "each message is stored under the number it was acknowledged with"
+        );
+    }
+    batches.stop().await;
+    Ok(())
+}
