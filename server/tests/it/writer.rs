@@ -7,7 +7,9 @@ use std::time::Duration;
 use anyhow::{Context as _, Result, bail};
 use chrono::Utc;
 use convene_protocol::{MessageId, NodeId, Role, RoomId, SessionId, SessionStatus, SessionType};
-use convene_server::store::{Fence, HistoryQuery, InsertOutcome, NewMessage, SessionRecord, Store, WriteOp, Writer};
+use convene_server::store::{
+    Fence, HistoryQuery, InsertOutcome, NewMessage, SessionRecord, Store, WriteFailed, WriteOp, Writer,
+};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -16,7 +18,11 @@ use uuid::Uuid;
 use crate::common::{Backend, TestDb, TestUser};
 use crate::on_both_backends;
 
-on_both_backends!(current_thread: a_batch_numbers_each_rooms_messages_in_the_order_sent);
+on_both_backends!(current_thread:
+    a_batch_numbers_each_rooms_messages_in_the_order_sent,
+    a_send_whose_client_id_is_stored_gets_the_stored_message_and_the_rest_of_its_batch_is_stored,
+    a_stale_owners_message_is_refused_and_the_rest_of_its_batch_is_stored,
+);
 
 /// A migrated database and a running writer; the test submits ops through [`Batches::writer`]
 /// for each session it opens. The tests run on a current-thread runtime, so the ops a test
@@ -30,7 +36,7 @@ struct Batches {
     shutdown: CancellationToken,
 }
 
-type Outcome = oneshot::Receiver<Result<InsertOutcome, convene_server::store::WriteFailed>>;
+type Outcome = oneshot::Receiver<Result<InsertOutcome, WriteFailed>>;
 
 impl Batches {
     async fn start(backend: Backend) -> Result<Self> {
@@ -44,12 +50,13 @@ impl Batches {
 
     /// A new session, claimed by a node: the fence its owner's writes carry.
     async fn session(&self) -> Result<Fence> {
+        let id = Uuid::new_v4();
         let session = SessionRecord {
-            id: SessionId(Uuid::new_v4()),
+            id: SessionId(id),
             organization_id: None,
             session_type: SessionType::Group,
             status: SessionStatus::Active,
-            room_name: "batches".into(),
+            room_name: format!("batches {id}"),
             created_by: self.host.id,
             lobby_enabled: false,
             created_at: Utc::now(),
@@ -121,6 +128,68 @@ async fn a_batch_numbers_each_rooms_messages_in_the_order_sent(backend: Backend)
             "each message is stored under the number it was acknowledged with"
         );
     }
+    batches.stop().await;
+    Ok(())
+}
+
+/// A retried send that reaches the database (its sender's earlier send is no longer in memory)
+/// fails its batch's statements; the batch is undone, and committed again op by op: the retry
+/// is answered with the stored message, the others are stored, numbered without a gap, and the
+/// writer goes on.
+async fn a_send_whose_client_id_is_stored_gets_the_stored_message_and_the_rest_of_its_batch_is_stored(
+    backend: Backend,
+) -> Result<()> {
+    let batches = Batches::start(backend).await?;
+    let fence = batches.session().await?;
+    let room = RoomId::from(fence.session);
+    let Ok(InsertOutcome::Inserted(first)) = batches.post(fence, room, "a")?.await? else { bail!("not inserted") };
+
+    let (before, retry, after) =
+        (batches.post(fence, room, "b")?, batches.post(fence, room, "a")?, batches.post(fence, room, "c")?);
+    let Ok(InsertOutcome::Inserted(before)) = before.await? else {
+        bail!("the message before the retry was not stored")
+    };
+    let Ok(InsertOutcome::Duplicate(stored)) = retry.await? else { bail!("the retry was not answered as a duplicate") };
+    let Ok(InsertOutcome::Inserted(after)) = after.await? else { bail!("the message after the retry was not stored") };
+    assert_eq!((stored.id, stored.seq), (first.id, first.seq), "the retry is answered with the message first stored");
+    assert_eq!((before.seq, after.seq), (2, 3), "the others are numbered on from the first");
+
+    let Ok(InsertOutcome::Inserted(next)) = batches.post(fence, room, "d")?.await? else {
+        bail!("the next batch failed")
+    };
+    assert_eq!(next.seq, 4);
+    let stored = batches.stored(room).await?;
+    let expected: Vec<(i64, String)> =
+        [(1, "a"), (2, "b"), (3, "c"), (4, "d")].map(|(seq, id)| (seq, id.to_owned())).into();
+    assert_eq!(stored, expected, "each message once, under the number it was acknowledged with");
+    batches.stop().await;
+    Ok(())
+}
+
+/// A batch holds one session's message from an owner that lost the session and another
+/// session's from its current owner: the first is refused as fenced and writes nothing, the
+/// second is stored; the session's new owner numbers on as if the refused one was never tried.
+async fn a_stale_owners_message_is_refused_and_the_rest_of_its_batch_is_stored(backend: Backend) -> Result<()> {
+    let batches = Batches::start(backend).await?;
+    let (stale, current) = (batches.session().await?, batches.session().await?);
+    let (stale_room, current_room) = (RoomId::from(stale.session), RoomId::from(current.session));
+    let successor =
+        batches.store.claim_session(stale.session, NodeId(2), Utc::now()).await?.context("no session to claim")?;
+
+    let (refused, stored) =
+        (batches.post(stale, stale_room, "stale")?, batches.post(current, current_room, "current")?);
+    assert_eq!(refused.await?.err(), Some(WriteFailed::Fenced), "the stale owner's message is refused");
+    let Ok(InsertOutcome::Inserted(stored)) = stored.await? else {
+        bail!("the current owner's message was not stored")
+    };
+    assert_eq!(stored.seq, 1);
+    assert_eq!(batches.stored(stale_room).await?, [], "the stale owner wrote nothing");
+
+    let Ok(InsertOutcome::Inserted(next)) = batches.post(successor, stale_room, "successor")?.await? else {
+        bail!("the successor's message was not stored")
+    };
+    assert_eq!(next.seq, 1, "the successor numbers from the start");
+    assert_eq!(batches.stored(current_room).await?, [(1, "current".to_owned())]);
     batches.stop().await;
     Ok(())
 }
