@@ -839,16 +839,21 @@ pub enum Outage {
 impl Outage {
     /// A server on a fresh database that this outage controls.
     pub async fn server(backend: Backend, configure: impl FnOnce(&mut Config)) -> Result<(TestServer, Self)> {
+        let (db, outage) = Self::database(backend).await?;
+        Ok((TestServer::start_on(db, configure).await?, outage))
+    }
+
+    /// A fresh database, as the code under test reaches it, and an outage that controls it.
+    pub async fn database(backend: Backend) -> Result<(TestDb, Self)> {
         let db = TestDb::new(backend).await?;
         match backend {
             Backend::Postgres | Backend::TwoNodes => {
                 let proxy = TcpProxy::start(db.server_addr()?).await?;
-                let server = TestServer::start_on(db.through(&proxy)?, configure).await?;
-                Ok((server, Self::Proxy(proxy)))
+                Ok((db.through(&proxy)?, Self::Proxy(proxy)))
             }
             Backend::Sqlite => {
                 let url = db.url.clone();
-                Ok((TestServer::start_on(db, configure).await?, Self::Lock { url, held: None }))
+                Ok((db, Self::Lock { url, held: None }))
             }
         }
     }
