@@ -8,20 +8,21 @@ use anyhow::{Context as _, Result, bail};
 use chrono::Utc;
 use convene_protocol::{MessageId, NodeId, Role, RoomId, SessionId, SessionStatus, SessionType};
 use convene_server::store::{
-    Fence, HistoryQuery, InsertOutcome, NewMessage, SessionRecord, Store, WriteFailed, WriteOp, Writer,
+    EditOutcome, Fence, HistoryQuery, InsertOutcome, NewMessage, SessionRecord, Store, WriteFailed, WriteOp, Writer,
 };
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use crate::common::{Backend, TestDb, TestUser};
+use crate::common::{Backend, Outage, TestDb, TestUser};
 use crate::on_both_backends;
 
 on_both_backends!(current_thread:
     a_batch_numbers_each_rooms_messages_in_the_order_sent,
     a_send_whose_client_id_is_stored_gets_the_stored_message_and_the_rest_of_its_batch_is_stored,
     a_stale_owners_message_is_refused_and_the_rest_of_its_batch_is_stored,
+    an_attempt_the_database_cut_short_leaves_nothing_open_for_the_next_write,
 );
 
 /// A migrated database and a running writer; the test submits ops through [`Batches::writer`]
@@ -40,11 +41,15 @@ type Outcome = oneshot::Receiver<Result<InsertOutcome, WriteFailed>>;
 
 impl Batches {
     async fn start(backend: Backend) -> Result<Self> {
-        let db = TestDb::new(backend).await?;
+        Self::start_on(TestDb::new(backend).await?, Duration::from_secs(10)).await
+    }
+
+    /// On `db`, answering each message within `request_timeout`, stored or not.
+    async fn start_on(db: TestDb, request_timeout: Duration) -> Result<Self> {
         let store = db.store().await?;
         store.migrate().await?;
         let (tracker, shutdown) = (TaskTracker::new(), CancellationToken::new());
-        let writer = Writer::spawn(store.clone(), Arc::default(), &tracker, shutdown.clone(), Duration::from_secs(10));
+        let writer = Writer::spawn(store.clone(), Arc::default(), &tracker, shutdown.clone(), request_timeout);
         Ok(Self { _db: db, store, host: TestUser::new(Role::Therapist, None), writer, tracker, shutdown })
     }
 
@@ -190,6 +195,40 @@ async fn a_stale_owners_message_is_refused_and_the_rest_of_its_batch_is_stored(b
     };
     assert_eq!(next.seq, 1, "the successor numbers from the start");
     assert_eq!(batches.stored(current_room).await?, [(1, "current".to_owned())]);
+    batches.stop().await;
+    Ok(())
+}
+
+/// The database holds a message's attempt up (SQLite locked by another connection, Postgres
+/// unreachable) until the writer gives up on it: the message is answered `unavailable`. Once the
+/// database is back, whatever that attempt began on its connection is gone: a write of another
+/// kind and the next message are both carried out, and nothing of the first was stored.
+async fn an_attempt_the_database_cut_short_leaves_nothing_open_for_the_next_write(backend: Backend) -> Result<()> {
+    let (db, mut outage) = Outage::database(backend).await?;
+    let batches = Batches::start_on(db, Duration::from_millis(500)).await?;
+    let fence = batches.session().await?;
+    let room = RoomId::from(fence.session);
+
+    outage.begin().await?;
+    assert_eq!(batches.post(fence, room, "lost")?.await?.err(), Some(WriteFailed::Unavailable));
+    outage.end().await?;
+
+    let (done, edited) = oneshot::channel();
+    let edit = WriteOp::EditMessage {
+        room_id: room,
+        message_id: MessageId::new_v4(),
+        editor: batches.host.id,
+        body: "no such message".into(),
+        at: Utc::now(),
+        done,
+    };
+    batches.writer.fenced(fence).try_submit(edit)?;
+    assert_eq!(edited.await?, Ok(EditOutcome::NotFound), "an edit after the outage is carried out");
+    let Ok(InsertOutcome::Inserted(kept)) = batches.post(fence, room, "kept")?.await? else {
+        bail!("the message after the outage was not stored")
+    };
+    assert_eq!(kept.seq, 1, "numbered as the room's first");
+    assert_eq!(batches.stored(room).await?, [(1, "kept".to_owned())]);
     batches.stop().await;
     Ok(())
 }
