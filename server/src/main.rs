@@ -465,7 +465,28 @@ fn init_tracing(json: bool) {
 
 #[cfg(test)]
 mod tests {
-    use super::{Scheduler, scheduler};
+    use std::time::Duration;
+
+    use clap::Parser as _;
+
+    use super::{Cli, Scheduler, scheduler};
+
+    #[test]
+    fn the_cluster_timings_follow_the_node_and_database_timeouts_given() {
+        let cases: [(&[&str], u64, u64); 4] = [
+            // (arguments, heartbeat interval in ms, relayed requests' answer timeout in s)
+            (&[], 1_000, 20),
+            (&["--node-timeout", "2s"], 400, 20),
+            (&["--node-timeout", "500ms"], 100, 20),
+            (&["--db-timeout", "10s"], 1_000, 40),
+        ];
+        for (args, heartbeat_ms, answer_s) in cases {
+            let cli = Cli::try_parse_from(std::iter::once("convene").chain(args.iter().copied())).unwrap();
+            let cluster = cli.serve.config().unwrap().cluster;
+            assert_eq!(cluster.heartbeat_interval, Duration::from_millis(heartbeat_ms), "{args:?}");
+            assert_eq!(cluster.answer_timeout, Duration::from_secs(answer_s), "{args:?}");
+        }
+    }
 
     #[test]
     fn one_worker_by_setting_or_by_cores_gets_the_single_threaded_scheduler() {
