@@ -8,7 +8,8 @@ use anyhow::{Context as _, Result, bail};
 use chrono::Utc;
 use convene_protocol::{MessageId, NodeId, Role, RoomId, SessionId, SessionStatus, SessionType};
 use convene_server::store::{
-    EditOutcome, Fence, HistoryQuery, InsertOutcome, NewMessage, SessionRecord, Store, WriteFailed, WriteOp, Writer,
+    EditOutcome, Fence, HistoryQuery, InsertOutcome, MessageRecord, NewMessage, SessionRecord, Store, WriteFailed,
+    WriteOp, Writer,
 };
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -102,6 +103,14 @@ impl Batches {
     }
 }
 
+/// The message `outcome` answers as stored, or what it was answered instead.
+async fn inserted(outcome: Outcome) -> Result<MessageRecord> {
+    match outcome.await? {
+        Ok(InsertOutcome::Inserted(stored)) => Ok(stored),
+        other => bail!("not stored: {other:?}"),
+    }
+}
+
 /// Messages of several rooms committed together are numbered room by room in the order they were
 /// sent, each room's numbers continuing where it stood; each is acknowledged with the number it
 /// is stored under.
@@ -119,7 +128,7 @@ async fn a_batch_numbers_each_rooms_messages_in_the_order_sent(backend: Backend)
             waiting.push((room, client_msg_id.clone(), batches.post(fence, room, &client_msg_id)?));
         }
         for (room, client_msg_id, outcome) in waiting {
-            let Ok(InsertOutcome::Inserted(stored)) = outcome.await? else { bail!("a message was not inserted") };
+            let stored = inserted(outcome).await.context("a message was not inserted")?;
             acked.entry(room).or_default().push((stored.seq, client_msg_id));
         }
     }
@@ -147,21 +156,17 @@ async fn a_send_whose_client_id_is_stored_gets_the_stored_message_and_the_rest_o
     let batches = Batches::start(backend).await?;
     let fence = batches.session().await?;
     let room = RoomId::from(fence.session);
-    let Ok(InsertOutcome::Inserted(first)) = batches.post(fence, room, "a")?.await? else { bail!("not inserted") };
+    let first = inserted(batches.post(fence, room, "a")?).await.context("not inserted")?;
 
     let (before, retry, after) =
         (batches.post(fence, room, "b")?, batches.post(fence, room, "a")?, batches.post(fence, room, "c")?);
-    let Ok(InsertOutcome::Inserted(before)) = before.await? else {
-        bail!("the message before the retry was not stored")
-    };
+    let before = inserted(before).await.context("the message before the retry was not stored")?;
     let Ok(InsertOutcome::Duplicate(stored)) = retry.await? else { bail!("the retry was not answered as a duplicate") };
-    let Ok(InsertOutcome::Inserted(after)) = after.await? else { bail!("the message after the retry was not stored") };
+    let after = inserted(after).await.context("the message after the retry was not stored")?;
     assert_eq!((stored.id, stored.seq), (first.id, first.seq), "the retry is answered with the message first stored");
     assert_eq!((before.seq, after.seq), (2, 3), "the others are numbered on from the first");
 
-    let Ok(InsertOutcome::Inserted(next)) = batches.post(fence, room, "d")?.await? else {
-        bail!("the next batch failed")
-    };
+    let next = inserted(batches.post(fence, room, "d")?).await.context("the next batch failed")?;
     assert_eq!(next.seq, 4);
     let stored = batches.stored(room).await?;
     let expected: Vec<(i64, String)> =
@@ -184,15 +189,13 @@ async fn a_stale_owners_message_is_refused_and_the_rest_of_its_batch_is_stored(b
     let (refused, stored) =
         (batches.post(stale, stale_room, "stale")?, batches.post(current, current_room, "current")?);
     assert_eq!(refused.await?.err(), Some(WriteFailed::Fenced), "the stale owner's message is refused");
-    let Ok(InsertOutcome::Inserted(stored)) = stored.await? else {
-        bail!("the current owner's message was not stored")
-    };
+    let stored = inserted(stored).await.context("the current owner's message was not stored")?;
     assert_eq!(stored.seq, 1);
     assert_eq!(batches.stored(stale_room).await?, [], "the stale owner wrote nothing");
 
-    let Ok(InsertOutcome::Inserted(next)) = batches.post(successor, stale_room, "successor")?.await? else {
-        bail!("the successor's message was not stored")
-    };
+    let next = inserted(batches.post(successor, stale_room, "successor")?)
+        .await
+        .context("the successor's message was not stored")?;
     assert_eq!(next.seq, 1, "the successor numbers from the start");
     assert_eq!(batches.stored(current_room).await?, [(1, "current".to_owned())]);
     batches.stop().await;
@@ -224,9 +227,8 @@ async fn an_attempt_the_database_cut_short_leaves_nothing_open_for_the_next_writ
     };
     batches.writer.fenced(fence).try_submit(edit)?;
     assert_eq!(edited.await?, Ok(EditOutcome::NotFound), "an edit after the outage is carried out");
-    let Ok(InsertOutcome::Inserted(kept)) = batches.post(fence, room, "kept")?.await? else {
-        bail!("the message after the outage was not stored")
-    };
+    let kept =
+        inserted(batches.post(fence, room, "kept")?).await.context("the message after the outage was not stored")?;
     assert_eq!(kept.seq, 1, "numbered as the room's first");
     assert_eq!(batches.stored(room).await?, [(1, "kept".to_owned())]);
     batches.stop().await;
