@@ -28,13 +28,15 @@ impl Store {
                 fences.push(fence);
             }
         }
-        // Live chat's batches, messages only, take one call to SQLite's thread rather than one
-        // per statement (see `sqlite.rs`).
+        // Live chat's batches, one session's messages only, take one call to SQLite's thread
+        // rather than one per statement (see `sqlite.rs`).
         if let Db::Sqlite(pools) = &self.db
             && !messages.is_empty()
+            && fences.len() <= 1
             && ops.iter().all(|queued| matches!(queued.op, WriteOp::InsertMessage { .. } | WriteOp::Barrier { .. }))
         {
-            let numbers = super::sqlite::commit_messages(&pools.writer, &Numbering::of(&messages), &fences).await?;
+            let batch = Numbering::of(&messages);
+            let numbers = super::sqlite::commit_messages(&pools.writer, &batch, fences.first()).await?;
             return inserted(ops, numbers);
         }
         with_db!(write &self.db, pool => {

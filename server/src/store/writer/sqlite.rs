@@ -2,8 +2,11 @@
 //!
 //! Every statement sqlx runs on SQLite is a round trip to the connection's own thread: a wake-up
 //! of that thread and one of the writer's task, which on a busy core are two context switches.
-//! A batch of messages only (live chat's batches) is therefore written in one call: the
-//! transaction's start, the fence, the statements and the commit together.
+//! A batch of one session's messages (live chat's batches, each a message or a few) is
+//! therefore written in one call: the transaction's start, the fence, the statements and the
+//! commit together. A batch of several sessions' messages is large, made under load, and takes
+//! the general path: there the calls are shared by many messages, and a fence condition per
+//! session in each statement cost more than the calls it saved (`docs/benchmarks.md`).
 
 use sqlx::pool::PoolConnection;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
@@ -19,7 +22,7 @@ use crate::store::{CheckFence as _, Fence, StoreError};
 impl BatchRows for SqliteConnection {
     async fn insert_messages(&mut self, batch: &Numbering<'_>) -> Result<Vec<i64>, StoreError> {
         let mut sql = QueryBuilder::new("");
-        push_message_statements(&mut sql, batch, &[]);
+        push_message_statements(&mut sql, batch, None);
         let lasts: Vec<(uuid::Uuid, i64)> = sql.build_query_as().fetch_all(&mut *self).await?;
         batch.numbers(lasts)
     }
@@ -27,19 +30,18 @@ impl BatchRows for SqliteConnection {
 
 /// Commits `batch` in one call to the connection's thread and returns each message's number.
 ///
-/// Each statement writes only while every one of `fences` holds: the transaction begins
-/// `IMMEDIATE`, holding the database's write lock, so no claim can change a token before the
-/// commit. When a fence does not hold, nothing is written (the commit ends an empty
-/// transaction) and the batch fails as [`StoreError::Fenced`], as a separate check would. The
-/// fences add 2 parameters each per statement, one fence per session: at most 4,002 more.
+/// With a `fence`, each statement writes only while it holds: the transaction begins
+/// `IMMEDIATE`, holding the database's write lock, so no claim can change the token before the
+/// commit. When the fence does not hold, nothing is written (the commit ends an empty
+/// transaction) and the batch fails as [`StoreError::Fenced`], as a separate check would.
 pub(super) async fn commit_messages(
     writer: &SqlitePool,
     batch: &Numbering<'_>,
-    fences: &[Fence],
+    fence: Option<&Fence>,
 ) -> Result<Vec<i64>, StoreError> {
     let mut conn = OpenTransaction { conn: writer.acquire().await?, open: true };
     let mut sql = QueryBuilder::new("BEGIN IMMEDIATE; ");
-    push_message_statements(&mut sql, batch, fences);
+    push_message_statements(&mut sql, batch, fence);
     sql.push("; COMMIT");
     let written = sql.build_query_as::<(uuid::Uuid, i64)>().fetch_all(&mut *conn.conn).await;
     let lasts = match written {
@@ -58,16 +60,16 @@ pub(super) async fn commit_messages(
             return Err(err.into());
         }
     };
-    // Every room's counter returns a row once its statement runs: fewer rows, and a fence did
-    // not hold.
+    // Every room's counter returns a row once its statement runs: fewer rows, and the fence
+    // did not hold.
     if lasts.len() < batch.counts.len() {
-        for fence in fences {
-            if !conn.conn.holds(fence).await? {
-                return Err(StoreError::Fenced(fence.session));
-            }
+        if let Some(fence) = fence
+            && !conn.conn.holds(fence).await?
+        {
+            return Err(StoreError::Fenced(fence.session));
         }
         return Err(StoreError::Corrupt(format!(
-            "{} of {} rooms' counters advanced, and every fence holds",
+            "{} of {} rooms' counters advanced, and the fence holds",
             lasts.len(),
             batch.counts.len()
         )));
@@ -93,27 +95,24 @@ impl Drop for OpenTransaction {
 }
 
 /// Appends the two statements that write `batch`'s messages: the first advances each room's
-/// counter and returns its new last number, the second inserts the messages. With `fences`,
-/// each writes only while every one of them is still its session's current token.
-fn push_message_statements<'a>(sql: &mut QueryBuilder<'a, Sqlite>, batch: &'a Numbering<'a>, fences: &'a [Fence]) {
-    // The rows as `VALUES`, or, under fences, selected from them `WHERE` the fences hold (the
-    // `WHERE` also keeps SQLite from reading the upsert's `ON CONFLICT` as part of the `SELECT`).
+/// counter and returns its new last number, the second inserts the messages. With a `fence`,
+/// each writes only while it is still its session's current token.
+fn push_message_statements<'a>(sql: &mut QueryBuilder<'a, Sqlite>, batch: &'a Numbering<'a>, fence: Option<&Fence>) {
+    // The rows as `VALUES`, or, under a fence, selected from them `WHERE` it holds (the `WHERE`
+    // also keeps SQLite from reading the upsert's `ON CONFLICT` as part of the `SELECT`).
     let open = |sql: &mut QueryBuilder<'a, Sqlite>| {
-        if !fences.is_empty() {
+        if fence.is_some() {
             sql.push("SELECT * FROM (");
         }
     };
-    // One subquery for all the fences, however many sessions the batch holds: a condition per
-    // fence made a batch of 50 sessions' messages several times slower to prepare and run.
     let close = |sql: &mut QueryBuilder<'a, Sqlite>| {
-        if fences.is_empty() {
-            return;
+        if let Some(fence) = fence {
+            sql.push(") WHERE EXISTS (SELECT 1 FROM session_owners WHERE session_id = ")
+                .push_bind(fence.session.0)
+                .push(" AND fence = ")
+                .push_bind(fence.token)
+                .push(")");
         }
-        sql.push(") WHERE (SELECT count(*) FROM session_owners WHERE (session_id, fence) IN (");
-        sql.push_values(fences, |mut row, fence| {
-            row.push_bind(fence.session.0).push_bind(fence.token);
-        });
-        sql.push(")) = ").push_bind(i64::try_from(fences.len()).unwrap_or(i64::MAX));
     };
     sql.push("INSERT INTO room_sequences (room_id, session_id, last_seq) ");
     open(sql);
