@@ -699,27 +699,15 @@ macro_rules! on_both_backends {
     // On a current-thread runtime: what the test does between two awaits runs before any task
     // it started, such as a writer that would otherwise take its ops one at a time.
     (current_thread: $($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test]
-                async fn $name() -> anyhow::Result<()> {
-                    super::$name($crate::common::Backend::Sqlite).await
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test]
-                async fn $name() -> anyhow::Result<()> {
-                    super::$name($crate::common::Backend::Postgres).await
-                }
-            )*
-        }
+        $crate::on_both_backends!(@modules tokio::test; $($name),*);
     };
     ($($name:ident),* $(,)?) => {
+        $crate::on_both_backends!(@modules tokio::test(flavor = "multi_thread", worker_threads = 2); $($name),*);
+    };
+    (@modules $test:meta; $($name:ident),*) => {
         mod sqlite {
             $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[$test]
                 async fn $name() -> anyhow::Result<()> {
                     super::$name($crate::common::Backend::Sqlite).await
                 }
@@ -727,7 +715,7 @@ macro_rules! on_both_backends {
         }
         mod postgres {
             $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[$test]
                 async fn $name() -> anyhow::Result<()> {
                     super::$name($crate::common::Backend::Postgres).await
                 }
