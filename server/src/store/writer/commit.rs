@@ -68,10 +68,7 @@ impl Store {
             let mut results = Vec::with_capacity(ops.len());
             for queued in ops {
                 let result = match &queued.op {
-                    WriteOp::InsertMessage { message, .. } => match numbered.next() {
-                        Some(seq) => OpResult::Inserted(message.stored(seq)),
-                        None => return Err(StoreError::Corrupt("a message without a sequence number".to_owned())),
-                    },
+                    WriteOp::InsertMessage { message, .. } => stored(message, numbered.next())?,
                     WriteOp::EditMessage { room_id, message_id, editor, body, at, .. } => {
                         let sql = format!(
                             "UPDATE room_messages SET body = $1, edited_at = $2 \
@@ -171,15 +168,20 @@ impl Store {
     }
 }
 
+/// A message's result, given the number the batch gave it.
+fn stored(message: &NewMessage, seq: Option<i64>) -> Result<OpResult, StoreError> {
+    match seq {
+        Some(seq) => Ok(OpResult::Inserted(message.stored(seq))),
+        None => Err(StoreError::Corrupt("a message without a sequence number".to_owned())),
+    }
+}
+
 /// The results of a batch of messages (and barriers), given each message's number in order.
 fn inserted(ops: &[Queued], numbers: Vec<i64>) -> Result<Vec<OpResult>, StoreError> {
     let mut numbers = numbers.into_iter();
     ops.iter()
         .map(|queued| match &queued.op {
-            WriteOp::InsertMessage { message, .. } => match numbers.next() {
-                Some(seq) => Ok(OpResult::Inserted(message.stored(seq))),
-                None => Err(StoreError::Corrupt("a message without a sequence number".to_owned())),
-            },
+            WriteOp::InsertMessage { message, .. } => stored(message, numbers.next()),
             _ => Ok(OpResult::Done),
         })
         .collect()
